@@ -1,0 +1,70 @@
+# Kodify server. `make run` and `make test` work on a fresh machine (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+WORKERS ?= 1
+
+# Tests: real PostgreSQL and Redis (each run gets a database of its own, see conftest.py).
+TEST_DB_URL    ?= postgresql://postgres@127.0.0.1:5432/kodify
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+PYTEST_ARGS    ?=
+
+.PHONY: install install-dev run dev test test-postgres test-sqlite lint format bench clean env-reference
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## run: migrate, create the first administrator, serve on http://$(HOST):$(PORT)
+run: install
+	$(BIN)/python manage.py kodify_migrate --verbosity 0
+	$(BIN)/python manage.py kodify_bootstrap_admin --url http://$(HOST):$(PORT)/admin/
+	$(BIN)/uvicorn kodify_site.asgi:application --host $(HOST) --port $(PORT) \
+		--workers $(WORKERS) --loop uvloop --http httptools --no-access-log
+
+## dev: Channels' runserver (daphne) with autoreload
+dev: install
+	$(BIN)/python manage.py kodify_migrate --verbosity 0
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## test: lint, the whole suite on PostgreSQL + Redis, then the smoke subset on SQLite
+test: lint test-postgres test-sqlite
+
+test-postgres: install-dev
+	DB_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+test-sqlite: install-dev
+	env -u DB_URL -u REDIS_URL $(BIN)/pytest -m smoke $(PYTEST_ARGS)
+
+## bench: side-by-side throughput and latency, fake upstream direct vs through Kodify
+bench: install-dev
+	$(BIN)/python -m bench.run
+
+## env-reference: rewrite the environment-variable reference in README.md
+env-reference: install
+	$(BIN)/python manage.py kodify_env_reference --write README.md
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache staticfiles

@@ -1,0 +1,26 @@
+"""System checks for config.yml and the upstream list."""
+
+from typing import Any
+
+from django.core.checks import Error, Warning, register
+
+from gateway.config_file import ConfigError
+
+
+@register()
+def upstream_configuration(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    from gateway.upstreams import gateway_config
+
+    try:
+        config = gateway_config()
+    except ConfigError as exc:
+        return [Error(str(exc), id="kodify.E101")]
+    if not config.upstreams:
+        return [
+            Warning(
+                "No upstream is configured: requests will get 503 until config.yml "
+                "(or KODIFY_UPSTREAMS) names a vLLM server.",
+                id="kodify.W101",
+            )
+        ]
+    return []

@@ -1,0 +1,301 @@
+"""The public API's ASGI handlers: Channels ``AsyncHttpConsumer``s, ahead of Django.
+
+These run without Django's request machinery: a Django async view costs about 5× the
+throughput (FACTS.md), and the hot path needs neither ORM nor middleware.
+
+:class:`GatewayConsumer` replaces Channels' dispatch loop for two measured reasons:
+Channels hands ``http.disconnect`` to the consumer only after ``handle()`` returns (so a
+stream would run on for nobody), and it closes old database connections in a thread before
+every message.  Here a small watcher task listens for the client going away and cancels the
+handler at once; the handler itself never touches the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any, ClassVar
+
+import orjson
+from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
+
+from accounts.auth import AuthenticationFailed, Principal, get_authenticator
+from gateway import health, openapi
+from gateway.errors import OpenAIError
+from gateway.openai_api import Endpoint, parse_request
+from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, relay
+from gateway.upstreams import get_table
+
+logger = logging.getLogger("kodify.gateway")
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+# A replica that refuses the connection is retried on another one at most this often.
+MAX_ATTEMPTS = 3
+
+
+class GatewayConsumer(AsyncHttpConsumer):
+    """Base of every public endpoint: body limits, errors in OpenAI shape, cancellation."""
+
+    methods: ClassVar[tuple[str, ...]] = ("POST",)
+    needs_token: ClassVar[bool] = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_id = ""
+        self.headers_sent = False
+        self.response_complete = False
+        self.client_gone = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.base_send = send
+        self.request_id = secrets.token_hex(8)
+        try:
+            self.check_method(scope["method"])
+            body = await self.read_body(receive)
+        except OpenAIError as error:
+            await self.send_error(error)
+            return
+        except _ClientGone:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.ensure_future(self._watch_disconnect(receive, task))
+        try:
+            await self.answer(body)
+        except asyncio.CancelledError:
+            if not self.client_gone:
+                raise
+            task.uncancel()  # we cancelled ourselves because the client left
+        finally:
+            watcher.cancel()
+
+    async def _watch_disconnect(self, receive: Any, task: asyncio.Task[Any]) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self.response_complete:
+            self.client_gone = True
+            task.cancel()
+
+    def check_method(self, method: str) -> None:
+        if method not in self.methods:
+            allow = ", ".join(self.methods).encode()
+            raise OpenAIError(
+                405,
+                f"Method {method} is not allowed here; use {', '.join(self.methods)}.",
+                code="method_not_allowed",
+                headers=((b"allow", allow),),
+            )
+
+    async def read_body(self, receive: Any) -> bytes:
+        limit = settings.KODIFY_MAX_BODY_BYTES
+        declared = self.header(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return bytes(value)
+        return None
+
+    async def authenticate(self) -> Principal:
+        try:
+            return await get_authenticator().authenticate(self.header(b"authorization"))
+        except AuthenticationFailed as exc:
+            raise OpenAIError(
+                401,
+                str(exc),
+                code=exc.code,
+                headers=((b"www-authenticate", b'Bearer realm="kodify"'),),
+            ) from None
+
+    async def answer(self, body: bytes) -> None:
+        try:
+            if self.needs_token:
+                await self.authenticate()
+            await self.handle(body)
+        except OpenAIError as error:
+            if error.status >= 500:
+                logger.warning("request %s: %s", self.request_id, error.message)
+            await self.send_error(error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("request %s failed", self.request_id)
+            await self.send_error(
+                OpenAIError(
+                    500,
+                    f"Internal error in Kodify (request {self.request_id}); "
+                    "the administrator can find it in the server log.",
+                    code="internal_error",
+                )
+            )
+
+    # -- sending -----------------------------------------------------------------------
+
+    def id_header(self) -> tuple[bytes, bytes]:
+        return (b"x-request-id", self.request_id.encode())
+
+    async def send_headers(self, *, status: int = 200, headers: Any = None) -> None:
+        self.headers_sent = True
+        await super().send_headers(status=status, headers=headers)
+
+    async def send_body(self, body: bytes, *, more_body: bool = False) -> None:
+        if not more_body:
+            self.response_complete = True
+        await super().send_body(body, more_body=more_body)
+
+    async def send_json(self, status: int, data: Any, headers: Any = ()) -> None:
+        payload = orjson.dumps(data)
+        await self.send_headers(
+            status=status,
+            headers=[
+                *JSON_HEADERS,
+                (b"content-length", str(len(payload)).encode()),
+                self.id_header(),
+                *headers,
+            ],
+        )
+        await self.send_body(payload)
+
+    async def send_error(self, error: OpenAIError) -> None:
+        if self.headers_sent:  # too late for a status: end the body instead
+            if not self.response_complete:
+                await self.send_body(b"")
+            return
+        await self.send_json(error.status, error.as_dict(), error.headers)
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _too_large(limit: int) -> OpenAIError:
+    return OpenAIError(
+        413,
+        f"The request body is larger than this server accepts ({limit} bytes, "
+        "KODIFY_MAX_BODY_BYTES).",
+        code="request_too_large",
+    )
+
+
+class ProxyConsumer(GatewayConsumer):
+    """``POST /v1/chat/completions`` and ``POST /v1/completions``."""
+
+    endpoint: ClassVar[Endpoint]
+    upstream_path: ClassVar[str]
+
+    async def handle(self, body: bytes) -> None:
+        request = parse_request(self.endpoint, body, max_n=settings.MAX_N)
+        await self.forward(request.model, request)
+
+    async def forward(self, model: str | None, request: Any) -> None:
+        table = get_table()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            upstream, name = await table.resolve(model)
+            request.set_model(name)
+            outcome = Outcome()
+            upstream.outstanding += 1
+            try:
+                try:
+                    response = await open_upstream(
+                        upstream, self.upstream_path, request.upstream_body()
+                    )
+                except UpstreamUnavailable:
+                    if attempt == MAX_ATTEMPTS:
+                        raise
+                    continue  # that replica is marked down now; try another
+                await relay(
+                    response,
+                    upstream,
+                    self._relay_headers,
+                    self._relay_body,
+                    [self.id_header()],
+                    outcome,
+                )
+                return
+            finally:
+                upstream.outstanding -= 1
+
+    async def _relay_headers(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        await self.send_headers(status=status, headers=headers)
+
+    async def _relay_body(self, body: bytes, more_body: bool) -> None:
+        await self.send_body(body, more_body=more_body)
+
+
+class ChatCompletionsConsumer(ProxyConsumer):
+    endpoint = Endpoint.CHAT
+    upstream_path = "/v1/chat/completions"
+
+
+class CompletionsConsumer(ProxyConsumer):
+    endpoint = Endpoint.COMPLETIONS
+    upstream_path = "/v1/completions"
+
+
+class ModelsConsumer(GatewayConsumer):
+    """``GET /v1/models``: the union of the upstreams' models, in OpenAI shape."""
+
+    methods = ("GET",)
+
+    async def handle(self, body: bytes) -> None:
+        table = get_table()
+        table.ensure_background_refresh()
+        if not table.served_models():
+            await table.refresh_on_demand()
+        await self.send_json(200, {"object": "list", "data": table.served_models()})
+
+
+class HealthConsumer(GatewayConsumer):
+    """``GET /health``: liveness plus each upstream's state; never needs a token."""
+
+    methods = ("GET", "HEAD")
+    needs_token = False
+
+    async def handle(self, body: bytes) -> None:
+        table = get_table()
+        table.ensure_background_refresh()
+        await self.send_json(200, health.report(table))
+
+
+class OpenAPIConsumer(GatewayConsumer):
+    """``GET /v1/openapi.json``: the public API's OpenAPI 3.1 document."""
+
+    methods = ("GET",)
+    needs_token = False
+
+    async def handle(self, body: bytes) -> None:
+        await self.send_json(200, openapi.document())
+
+
+class NotFoundConsumer(GatewayConsumer):
+    """Any other ``/v1/…`` path: a 404 in OpenAI shape rather than Django's HTML page."""
+
+    methods = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+    needs_token = False
+
+    async def handle(self, body: bytes) -> None:
+        raise OpenAIError(
+            404,
+            f"Unknown API path {self.scope['path']}. See /v1/openapi.json for the API.",
+            code="unknown_url",
+        )

@@ -1,0 +1,21 @@
+"""The ``GET /health`` report: the server is up; each upstream's state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accounts.auth import auth_mode
+from gateway.upstreams import UpstreamTable
+from kodify_site import __version__
+
+
+def report(table: UpstreamTable) -> dict[str, Any]:
+    upstreams = table.health()
+    return {
+        "status": "ok",
+        "version": __version__,
+        "auth_mode": auth_mode().value,
+        "upstreams_healthy": sum(1 for u in upstreams if u["healthy"]),
+        "upstreams_total": len(upstreams),
+        "upstreams": upstreams,
+    }

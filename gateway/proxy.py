@@ -1,0 +1,199 @@
+"""The relay: one request to an upstream, its answer passed back to the client.
+
+Streams go through chunk by chunk as the upstream sends them, as bytes, never parsed
+or re-encoded here.  When the client goes away the consumer cancels the relay task, and
+the ``finally`` below closes the upstream connection at once, which makes vLLM abort the
+generation.
+
+Timeouts: ``sock_connect`` (KODIFY_UPSTREAM_CONNECT_TIMEOUT) and ``sock_read`` set on the
+shared session bound the connection and the wait for the response headers
+(KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT); once the headers are in, the read timeout of that
+connection drops to KODIFY_UPSTREAM_IDLE_TIMEOUT, the silence allowed between chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+from django.conf import settings
+
+from gateway.errors import OpenAIError, from_upstream
+from gateway.http_client import upstream_session
+from gateway.upstreams import Upstream
+
+logger = logging.getLogger("kodify.proxy")
+
+SendHeaders = Callable[[int, list[tuple[bytes, bytes]]], Awaitable[None]]
+SendBody = Callable[[bytes, bool], Awaitable[None]]
+
+MAX_ERROR_BODY = 64 * 1024
+_JSON = b"application/json"
+_SSE_HEADERS = [
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # tell nginx-style proxies not to buffer the stream
+]
+
+
+class UpstreamUnavailable(OpenAIError):
+    """No answer could be had from this upstream before any byte reached the client.
+
+    Safe to retry on another replica.
+    """
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one relayed request (the journal's raw material)."""
+
+    status: int = 0
+    first_byte_at: float | None = None
+    response_bytes: int = 0
+    error: str = ""
+    completed: bool = False
+
+
+async def open_upstream(
+    upstream: Upstream, path: str, body: bytes
+) -> aiohttp.ClientResponse:
+    """Send the request; return the response once its headers are in."""
+    try:
+        return await upstream_session().post(
+            upstream.endpoint(path),
+            data=body,
+            headers={"Content-Type": "application/json", **upstream.auth_headers},
+        )
+    except aiohttp.ConnectionTimeoutError:
+        message = (
+            f"could not connect within {settings.KODIFY_UPSTREAM_CONNECT_TIMEOUT:g} s"
+        )
+        upstream.mark_down(message)
+        raise UpstreamUnavailable(
+            504, f"Upstream {upstream.display_url} {message}.", code="upstream_timeout"
+        ) from None
+    except aiohttp.ServerTimeoutError:
+        raise OpenAIError(
+            504,
+            f"Upstream {upstream.display_url} sent no answer within "
+            f"{settings.KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT:g} s "
+            "(KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT).",
+            code="upstream_timeout",
+        ) from None
+    except aiohttp.ClientConnectorError as exc:
+        upstream.mark_down(f"connection failed: {exc.os_error.strerror or exc}")
+        raise UpstreamUnavailable(
+            503,
+            f"Upstream {upstream.display_url} is unreachable (connection refused or "
+            "host down).",
+            code="upstream_unavailable",
+            headers=((b"retry-after", b"2"),),
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise OpenAIError(
+            502,
+            f"Upstream {upstream.display_url} broke the connection before answering "
+            f"({type(exc).__name__}).",
+            code="upstream_error",
+        ) from None
+
+
+async def relay(
+    response: aiohttp.ClientResponse,
+    upstream: Upstream,
+    send_headers: SendHeaders,
+    send_body: SendBody,
+    extra_headers: list[tuple[bytes, bytes]],
+    outcome: Outcome,
+) -> None:
+    """Pass the upstream's answer to the client. Closes ``response`` in every case."""
+    try:
+        if response.status >= 400:
+            error_body = await response.content.read(MAX_ERROR_BODY)
+            raise from_upstream(response.status, error_body, upstream.display_url)
+        _set_idle_timeout(response)
+        content_type = response.headers.get("Content-Type", "application/json").encode()
+        if content_type.startswith(b"text/event-stream"):
+            await _relay_stream(
+                response, upstream, content_type, send_headers, send_body, extra_headers, outcome
+            )
+            outcome.completed = not outcome.error
+            return
+        else:
+            try:
+                data = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise OpenAIError(
+                    502 if not isinstance(exc, TimeoutError) else 504,
+                    f"Upstream {upstream.display_url} broke off its answer "
+                    f"({type(exc).__name__}).",
+                    code="upstream_error",
+                ) from None
+            outcome.status = response.status
+            outcome.first_byte_at = time.perf_counter()
+            outcome.response_bytes = len(data)
+            await send_headers(
+                response.status,
+                [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(data)).encode()),
+                    *extra_headers,
+                ],
+            )
+            await send_body(data, False)
+        outcome.completed = True
+    finally:
+        if outcome.completed:
+            response.release()
+        else:  # cancelled or failed: drop the connection so vLLM stops generating
+            response.close()
+
+
+async def _relay_stream(
+    response: aiohttp.ClientResponse,
+    upstream: Upstream,
+    content_type: bytes,
+    send_headers: SendHeaders,
+    send_body: SendBody,
+    extra_headers: list[tuple[bytes, bytes]],
+    outcome: Outcome,
+) -> None:
+    outcome.status = response.status
+    await send_headers(
+        response.status, [(b"content-type", content_type), *_SSE_HEADERS, *extra_headers]
+    )
+    try:
+        async for chunk in response.content.iter_any():
+            if outcome.first_byte_at is None:
+                outcome.first_byte_at = time.perf_counter()
+            outcome.response_bytes += len(chunk)
+            await send_body(chunk, True)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        timed_out = isinstance(exc, TimeoutError)
+        reason = (
+            f"sent nothing for {settings.KODIFY_UPSTREAM_IDLE_TIMEOUT:g} s "
+            "(KODIFY_UPSTREAM_IDLE_TIMEOUT)"
+            if timed_out
+            else f"broke off the stream ({type(exc).__name__})"
+        )
+        outcome.error = f"upstream {reason}"
+        logger.warning("upstream %s %s", upstream.display_url, reason)
+        error = OpenAIError(
+            504 if timed_out else 502,
+            f"Upstream {upstream.display_url} {reason}.",
+            code="upstream_timeout" if timed_out else "upstream_error",
+        )
+        # Headers are gone already: the error travels as a last SSE event, which the
+        # OpenAI SDKs raise as an APIError.
+        await send_body(b"data: " + orjson.dumps(error.as_dict()) + b"\n\n", False)
+        return
+    await send_body(b"", False)
+
+
+def _set_idle_timeout(response: aiohttp.ClientResponse) -> None:
+    connection = response.connection
+    if connection is not None and connection.protocol is not None:
+        connection.protocol.read_timeout = settings.KODIFY_UPSTREAM_IDLE_TIMEOUT

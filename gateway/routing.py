@@ -1,0 +1,17 @@
+"""HTTP routes of the public API, matched before Django's URL resolver (see asgi.py).
+
+A trailing slash is tolerated: some clients add one to every path.
+"""
+
+from django.urls import re_path
+
+from gateway import consumers
+
+http_urlpatterns = [
+    re_path(r"^health/?$", consumers.HealthConsumer.as_asgi()),
+    re_path(r"^v1/chat/completions/?$", consumers.ChatCompletionsConsumer.as_asgi()),
+    re_path(r"^v1/completions/?$", consumers.CompletionsConsumer.as_asgi()),
+    re_path(r"^v1/models/?$", consumers.ModelsConsumer.as_asgi()),
+    re_path(r"^v1/openapi\.json$", consumers.OpenAPIConsumer.as_asgi()),
+    re_path(r"^v1/", consumers.NotFoundConsumer.as_asgi()),
+]

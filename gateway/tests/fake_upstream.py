@@ -1,0 +1,294 @@
+"""A fast fake OpenAI/vLLM upstream for tests and benchmarks.
+
+Speaks vLLM's dialect: ``/health`` (200, empty), ``/v1/models`` (with ``max_model_len``),
+``/v1/chat/completions`` and ``/v1/completions``, streamed as ``data: {json}`` events ending
+with ``data: [DONE]``, ``stream_options.include_usage`` honoured, vLLM's error shapes.
+
+A request can steer it with a ``"fake"`` object in its body (Kodify forwards unknown
+fields): ``{"fake": {"chunks": 5, "delay": 0.01, "first_byte_delay": 2, "status": 500,
+"error_shape": "old"|"new"|"plain"}}``.
+
+It records requests, completed answers and clients that went away before the end, so a
+test can prove that Kodify closed the upstream connection.
+
+Run alone: ``python -m gateway.tests.fake_upstream --port 9001 --chunks 16``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+DEFAULT_MODEL = "fake-model"
+_DONE = b"data: [DONE]\n\n"
+
+
+@dataclass
+class Record:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    outcome: str = "running"  # running | completed | disconnected
+
+
+@dataclass
+class FakeUpstream:
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    chunks: int = 16
+    delay: float = 0.0
+    api_key: str | None = None
+    max_model_len: int = 4096
+    records: list[Record] = field(default_factory=list)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    # -- observation (thread-safe, for tests) ----------------------------------------
+
+    def wait_for(self, predicate: Callable[[FakeUpstream], bool], timeout: float = 10.0) -> bool:
+        """Block until ``predicate(self)`` holds (checked on every change) or time runs out."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+        return True
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for record in self.records if record.outcome == outcome)
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _finish(self, record: Record, outcome: str) -> None:
+        record.outcome = outcome
+        self._notify()
+
+    # -- the server ------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/v1/models", self.list_models)
+        app.router.add_post("/v1/chat/completions", self.generate)
+        app.router.add_post("/v1/completions", self.generate)
+        app.router.add_get("/_fake/stats", self.stats)
+        return app
+
+    def _authorised(self, request: web.Request) -> bool:
+        return self.api_key is None or request.headers.get(
+            "Authorization"
+        ) == f"Bearer {self.api_key}"
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "requests": len(self.records),
+                "completed": self.count("completed"),
+                "disconnected": self.count("disconnected"),
+            }
+        )
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return _unauthorised()
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": 1700000000,
+                "owned_by": "vllm",
+                "max_model_len": self.max_model_len,
+            }
+            for name in self.models
+        ]
+        return _json(200, {"object": "list", "data": data})
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorised(request):
+            return _unauthorised()
+        body = orjson.loads(await request.read())
+        record = Record(path=request.path, headers=dict(request.headers), body=body)
+        self.records.append(record)
+        self._notify()
+        steer = body.get("fake") or {}
+        try:
+            response = await self._answer(request, body, steer)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self._finish(record, "disconnected")
+            raise
+        self._finish(record, "completed")
+        return response
+
+    async def _answer(
+        self, request: web.Request, body: dict[str, Any], steer: dict[str, Any]
+    ) -> web.StreamResponse:
+        if steer.get("first_byte_delay"):
+            await asyncio.sleep(float(steer["first_byte_delay"]))
+        model = body.get("model")
+        if model not in self.models:
+            return _error(404, f"The model `{model}` does not exist.", steer.get("error_shape"))
+        if steer.get("status"):
+            return _error(int(steer["status"]), "fake failure", steer.get("error_shape"))
+        chat = request.path.endswith("chat/completions")
+        chunks = int(steer.get("chunks", self.chunks))
+        delay = float(steer.get("delay", self.delay))
+        n = int(body.get("n") or 1)
+        ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        usage = {"prompt_tokens": 7, "completion_tokens": chunks * n,
+                 "total_tokens": 7 + chunks * n}
+        if not body.get("stream"):
+            if delay:
+                await asyncio.sleep(delay * chunks)
+            text = "".join(_token(i) for i in range(chunks))
+            choices = [
+                {"index": i, "message": {"role": "assistant", "content": text},
+                 "finish_reason": "stop", "logprobs": None}
+                if chat
+                else {"index": i, "text": text, "finish_reason": "stop", "logprobs": None}
+                for i in range(n)
+            ]
+            return _json(200, {
+                "id": ident,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": choices,
+                "usage": usage,
+            })
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"}
+        )
+        await response.prepare(request)
+        created = int(time.time())
+        for i in range(chunks):
+            if delay:
+                await asyncio.sleep(delay)
+            last = i == chunks - 1
+            choice: dict[str, Any] = (
+                {"index": 0, "delta": {"content": _token(i)}, "logprobs": None,
+                 "finish_reason": "stop" if last else None}
+                if chat
+                else {"index": 0, "text": _token(i), "logprobs": None,
+                      "finish_reason": "stop" if last else None}
+            )
+            event = {
+                "id": ident,
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
+            await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            event = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                     "created": created, "model": model, "choices": [], "usage": usage}
+            await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+        await response.write(_DONE)
+        await response.write_eof()
+        return response
+
+
+def _token(i: int) -> str:
+    return f"tok{i} "
+
+
+def _json(status: int, data: Any) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
+
+
+def _unauthorised() -> web.Response:
+    return _json(401, {"error": "Unauthorized"})
+
+
+def _error(status: int, message: str, shape: str | None) -> web.Response:
+    kind = {400: "BadRequestError", 404: "NotFoundError"}.get(status, "InternalServerError")
+    if shape == "old":
+        return _json(status, {"object": "error", "message": message, "type": kind,
+                              "param": None, "code": status})
+    if shape == "plain":
+        return web.Response(status=status, text=message)
+    return _json(status, {"error": {"message": message, "type": kind, "param": None,
+                                    "code": status}})
+
+
+class FakeUpstreamServer:
+    """Runs a :class:`FakeUpstream` on 127.0.0.1 in a background thread (for tests)."""
+
+    def __init__(self, fake: FakeUpstream, port: int = 0) -> None:
+        self.fake = fake
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeUpstreamServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.fake.app(), handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--chunks", type=int, default=16)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--model", action="append", dest="models")
+    parser.add_argument("--api-key")
+    args = parser.parse_args()
+    fake = FakeUpstream(
+        models=tuple(args.models or [DEFAULT_MODEL]),
+        chunks=args.chunks,
+        delay=args.delay,
+        api_key=args.api_key,
+    )
+    # Records would grow without bound under benchmark load; keep none there.
+    fake.records = _NoRecords()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    web.run_app(fake.app(), host=args.host, port=args.port, access_log=None,
+                handler_cancellation=True, print=None)
+
+
+class _NoRecords(list):  # type: ignore[type-arg]
+    def append(self, item: Any) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()

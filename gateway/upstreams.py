@@ -1,0 +1,368 @@
+"""The upstream table: which vLLM servers exist, what they serve, whether they are up.
+
+Built once per process from ``config.yml`` and ``KODIFY_UPSTREAMS``; each upstream's
+served models are read from its ``GET /v1/models`` in the background every
+``KODIFY_MODEL_REFRESH_INTERVAL`` seconds, and again at once (at most once a second) when
+a request names a model nobody is known to serve or finds every replica down.
+
+The hot path only reads this in-memory table: :meth:`UpstreamTable.resolve` picks a
+replica of the requested model with no I/O when the table is fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from django.conf import settings
+
+from gateway.config_file import GatewayConfig, UpstreamSpec, load_config
+from gateway.errors import OpenAIError
+
+logger = logging.getLogger("kodify.upstreams")
+
+# A request that finds no usable replica may refresh the table, but not more often.
+ON_DEMAND_REFRESH_INTERVAL = 1.0
+
+
+@dataclass(eq=False)
+class Upstream:
+    """One upstream server and what is known about it."""
+
+    spec: UpstreamSpec
+    api_key: str | None
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    healthy: bool | None = None  # None: never checked
+    last_check: datetime | None = None
+    last_error: str = ""
+    outstanding: int = 0
+
+    def __post_init__(self) -> None:
+        self.url = self.spec.url
+        self.display_url = _without_credentials(self.url)
+        self.weight = self.spec.weight
+        self.enabled = self.spec.enabled
+        self.auth_headers: dict[str, str] = (
+            {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        )
+
+    def endpoint(self, path: str) -> str:
+        return self.url + path
+
+    def mark_down(self, error: str) -> None:
+        if self.healthy is not False:
+            logger.warning("upstream %s is down: %s", self.display_url, error)
+        self.healthy = False
+        self.last_error = error
+        self.last_check = datetime.now(UTC)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "url": self.display_url,
+            "name": self.spec.name or None,
+            "healthy": bool(self.healthy),
+            "enabled": self.enabled,
+            "checked": self.healthy is not None,
+            "last_check": self.last_check.isoformat() if self.last_check else None,
+            "error": self.last_error or None,
+            "models": sorted(self.models),
+            "outstanding": self.outstanding,
+            "source": self.spec.source,
+        }
+
+
+class UpstreamTable:
+    def __init__(
+        self,
+        specs: Iterable[UpstreamSpec],
+        *,
+        default_api_key: str | None,
+        tabby_model_name: str | None = None,
+        connect_timeout: float = 5.0,
+        refresh_interval: float = 30.0,
+    ) -> None:
+        self.upstreams = [
+            Upstream(spec=spec, api_key=spec.api_key or default_api_key) for spec in specs
+        ]
+        self.tabby_model_name = tabby_model_name
+        self.connect_timeout = connect_timeout
+        self.refresh_interval = refresh_interval
+        self._by_model: dict[str, list[Upstream]] = {}
+        self._turn = 0
+        self._refreshing: asyncio.Task[None] | None = None
+        self._last_refresh = 0.0
+        self._background: asyncio.Task[None] | None = None
+
+    # -- reading the table (hot path, no I/O) ------------------------------------------
+
+    def default_model(self) -> str | None:
+        for upstream in self.upstreams:
+            if upstream.enabled and upstream.models:
+                return next(iter(upstream.models))
+        return None
+
+    def served_models(self) -> list[dict[str, Any]]:
+        """OpenAI model cards, one per model name, in upstream order."""
+        cards: dict[str, dict[str, Any]] = {}
+        for upstream in self.upstreams:
+            if not upstream.enabled:
+                continue
+            for name, card in upstream.models.items():
+                cards.setdefault(name, card)
+        return list(cards.values())
+
+    def pick(self, model: str) -> Upstream | None:
+        """The least busy healthy replica of ``model`` (by outstanding/weight), or None."""
+        replicas = self._by_model.get(model)
+        if not replicas:
+            return None
+        best: Upstream | None = None
+        best_load = 0.0
+        count = len(replicas)
+        self._turn += 1
+        for i in range(count):  # rotate the start so ties take turns
+            upstream = replicas[(self._turn + i) % count]
+            if not upstream.healthy:
+                continue
+            load = (upstream.outstanding + 1) / upstream.weight
+            if best is None or load < best_load:
+                best, best_load = upstream, load
+        return best
+
+    async def resolve(self, model: str | None) -> tuple[Upstream, str]:
+        """Where to send a request for ``model`` (None: the default model).
+
+        Raises OpenAIError 404 for a model nobody serves, 503 when its replicas are down.
+        """
+        self.ensure_background_refresh()
+        for attempt in range(2):
+            name = model or self.default_model()
+            if name is not None:
+                upstream = self.pick(name)
+                if upstream is not None:
+                    return upstream, name
+            if attempt == 0 and not await self.refresh_on_demand():
+                break
+        raise self._unroutable(model)
+
+    def _unroutable(self, model: str | None) -> OpenAIError:
+        retry = ((b"retry-after", str(int(ON_DEMAND_REFRESH_INTERVAL) + 1).encode()),)
+        if not self.upstreams:
+            return OpenAIError(
+                503,
+                "No upstream is configured: add one to config.yml or KODIFY_UPSTREAMS.",
+                code="no_upstream",
+                headers=retry,
+            )
+        name = model or self.default_model()
+        if name is None:
+            return OpenAIError(
+                503,
+                "No model is available yet: no upstream has answered "
+                + self._errors_summary(self.upstreams),
+                code="upstream_unavailable",
+                headers=retry,
+            )
+        replicas = self._by_model.get(name)
+        if replicas:
+            return OpenAIError(
+                503,
+                f"Every upstream serving model '{name}' is down: "
+                + self._errors_summary(replicas),
+                code="upstream_unavailable",
+                headers=retry,
+            )
+        unknown = [u for u in self.upstreams if u.enabled and not u.healthy]
+        if unknown:
+            return OpenAIError(
+                503,
+                f"Model '{name}' is not served by any reachable upstream, and some "
+                "upstreams cannot be asked: " + self._errors_summary(unknown),
+                code="upstream_unavailable",
+                headers=retry,
+            )
+        available = ", ".join(card["id"] for card in self.served_models()) or "none"
+        return OpenAIError(
+            404,
+            f"The model '{name}' does not exist on this server. Available models: {available}.",
+            param="model",
+            code="model_not_found",
+        )
+
+    @staticmethod
+    def _errors_summary(upstreams: Iterable[Upstream]) -> str:
+        parts = [
+            f"{u.display_url} ({u.last_error or 'not checked yet'})"
+            for u in upstreams
+            if u.enabled
+        ]
+        return "; ".join(parts) + "."
+
+    def health(self) -> list[dict[str, Any]]:
+        return [upstream.state() for upstream in self.upstreams]
+
+    # -- refreshing (off the hot path) ----------------------------------------------------
+
+    def _reindex(self) -> None:
+        by_model: dict[str, list[Upstream]] = {}
+        for upstream in self.upstreams:
+            if not upstream.enabled:
+                continue
+            for name in upstream.models:
+                by_model.setdefault(name, []).append(upstream)
+        self._by_model = by_model
+
+    async def refresh(self) -> None:
+        """Read every enabled upstream's health and models; concurrent callers share one run."""
+        if not _alive_here(self._refreshing):
+            self._refreshing = asyncio.ensure_future(self._refresh_all())
+        await asyncio.shield(self._refreshing)
+
+    async def refresh_on_demand(self) -> bool:
+        """Refresh unless one ran less than a second ago; True when it ran (or joined one)."""
+        running = _alive_here(self._refreshing)
+        if not running and time.monotonic() - self._last_refresh < ON_DEMAND_REFRESH_INTERVAL:
+            return False
+        await self.refresh()
+        return True
+
+    async def _refresh_all(self) -> None:
+        self._last_refresh = time.monotonic()
+        timeout = httpx.Timeout(self.connect_timeout * 2, connect=self.connect_timeout)
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            await asyncio.gather(
+                *(self._probe(client, u) for u in self.upstreams if u.enabled)
+            )
+        self._reindex()
+
+    async def _probe(self, client: httpx.AsyncClient, upstream: Upstream) -> None:
+        try:
+            health, listing = await asyncio.gather(
+                client.get(upstream.endpoint("/health"), headers=upstream.auth_headers),
+                client.get(upstream.endpoint("/v1/models"), headers=upstream.auth_headers),
+            )
+            if health.status_code not in (200, 404):  # 404: an OpenAI server without /health
+                raise UpstreamProbeError(f"/health answered HTTP {health.status_code}")
+            if listing.status_code in (401, 403):
+                raise UpstreamProbeError(
+                    f"/v1/models refused Kodify's API key (HTTP {listing.status_code})"
+                )
+            if listing.status_code != 200:
+                raise UpstreamProbeError(f"/v1/models answered HTTP {listing.status_code}")
+            models = _model_cards(listing.json())
+        except (httpx.HTTPError, UpstreamProbeError, ValueError) as exc:
+            upstream.mark_down(_describe(exc))
+            return
+        if upstream.healthy is not True:
+            logger.info(
+                "upstream %s is up, serving %s",
+                upstream.display_url,
+                ", ".join(models) or "no model",
+            )
+        upstream.models = models
+        upstream.healthy = True
+        upstream.last_error = ""
+        upstream.last_check = datetime.now(UTC)
+
+    def ensure_background_refresh(self) -> None:
+        """Start this process's refresh loop on the running event loop, once."""
+        if not _alive_here(self._background):
+            self._background = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # keep the loop alive whatever one round does
+                logger.exception("refreshing the upstream table failed")
+            await asyncio.sleep(self.refresh_interval)
+
+    async def close(self) -> None:
+        for task in (self._background, self._refreshing):
+            if task is not None and not task.done():
+                task.cancel()
+        self._background = None
+        self._refreshing = None
+
+
+def _alive_here(task: asyncio.Task[None] | None) -> bool:
+    """A task that is still running on the running event loop (tests use several loops)."""
+    return (
+        task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+    )
+
+
+class UpstreamProbeError(Exception):
+    pass
+
+
+def _model_cards(payload: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+        raise ValueError("/v1/models did not answer an OpenAI model list")
+    cards: dict[str, dict[str, Any]] = {}
+    for card in payload["data"]:
+        if isinstance(card, dict) and isinstance(card.get("id"), str):
+            cards[card["id"]] = {
+                "id": card["id"],
+                "object": "model",
+                "created": card.get("created", 0),
+                "owned_by": card.get("owned_by", "kodify"),
+                **(
+                    {"max_model_len": card["max_model_len"]}
+                    if "max_model_len" in card
+                    else {}
+                ),
+            }
+    return cards
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused or host unreachable"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text[:300]
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def build_table(config: GatewayConfig) -> UpstreamTable:
+    return UpstreamTable(
+        config.upstreams,
+        default_api_key=settings.KODIFY_UPSTREAM_API_KEY or settings.VLLM_API_KEY,
+        tabby_model_name=config.tabby_model_name,
+        connect_timeout=settings.KODIFY_UPSTREAM_CONNECT_TIMEOUT,
+        refresh_interval=settings.KODIFY_MODEL_REFRESH_INTERVAL,
+    )
+
+
+@cache
+def gateway_config() -> GatewayConfig:
+    return load_config(
+        settings.KODIFY_CONFIG,
+        settings.KODIFY_CONFIG_SEARCH_PATH,
+        settings.KODIFY_UPSTREAMS,
+    )
+
+
+@cache
+def get_table() -> UpstreamTable:
+    """This process's upstream table."""
+    return build_table(gateway_config())

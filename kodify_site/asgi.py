@@ -1,0 +1,32 @@
+"""ASGI entry point: ``kodify_site.asgi:application``.
+
+Production: ``uvicorn kodify_site.asgi:application --loop uvloop --http httptools
+--workers N``.  Development: daphne (``manage.py runserver``) works too.
+
+HTTP goes to the public API's consumers first (``gateway.routing``), everything else to
+Django (console, management API).  Before serving, each worker checks the settings,
+migrates when needed and, with WAIT_VLLM, waits for the first upstream.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kodify_site.settings")
+django_application = get_asgi_application()  # sets Django up before any model import
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from gateway.routing import http_urlpatterns  # noqa: E402
+from kodify_site.lifespan import Lifespan  # noqa: E402
+from kodify_site.startup import prepare_server  # noqa: E402
+
+prepare_server()
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter([*http_urlpatterns, re_path(r"", django_application)]),
+        "lifespan": Lifespan(),
+    }
+)

@@ -1,0 +1,45 @@
+"""Database settings built from URLs (``DB_URL``) with dj-database-url."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+
+# The guide's deployments wrote SQLAlchemy-style URLs (postgresql+psycopg2://…);
+# the driver part means nothing to Django, so it is dropped.
+_DRIVER_SEPARATOR = "+"
+
+
+def normalise_url(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = parts.scheme.split(_DRIVER_SEPARATOR, 1)[0].lower()
+    if scheme == "postgres":
+        scheme = "postgresql"
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def database_from_url(url: str) -> dict[str, Any]:
+    config: dict[str, Any] = dict(
+        dj_database_url.parse(normalise_url(url), conn_max_age=0, conn_health_checks=True)
+    )
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config.setdefault("OPTIONS", {})
+        config["OPTIONS"].setdefault("connect_timeout", 10)
+        config["OPTIONS"].setdefault("application_name", "kodify")
+    return config
+
+
+def sqlite_database(path: Path) -> dict[str, Any]:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        # Several workers share one file: wait for a lock instead of failing at once.
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }

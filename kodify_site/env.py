@@ -1,0 +1,272 @@
+"""Typed readers for environment variables.
+
+Every variable Kodify reads is declared here through an :class:`Env` reader, which
+records its name, default, meaning and an example.  That record is the single source
+of the administrator's reference (``manage.py kodify_env_reference``), so the documentation
+cannot drift from the code.
+
+A bad value never raises at import time: the reader keeps the default, remembers the
+problem, and the system check ``kodify.E001`` turns each problem into one clear line that
+stops the start (see ``kodify_site/checks.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f", ""})
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One documented environment variable."""
+
+    name: str
+    kind: str
+    default: str
+    help: str
+    example: str
+    group: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass
+class Env:
+    """Reads variables from ``environ`` and records what it read and what was wrong."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    variables: dict[str, Variable] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    group: str = "General"
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _declare(
+        self,
+        name: str,
+        kind: str,
+        default: Any,
+        help: str,
+        example: str | None,
+        aliases: tuple[str, ...] = (),
+    ) -> None:
+        shown = "" if default is None else _show(default)
+        self.variables[name] = Variable(
+            name=name,
+            kind=kind,
+            default=shown,
+            help=help,
+            example=example if example is not None else shown,
+            group=self.group,
+            aliases=aliases,
+        )
+
+    def raw(self, name: str, aliases: tuple[str, ...] = ()) -> str | None:
+        """The raw value, surrounding blanks removed; ``None`` when unset or blank."""
+        value = self.environ.get(name)
+        if value is None:
+            for alias in aliases:
+                value = self.environ.get(alias)
+                if value is not None:
+                    self.warnings.append(
+                        f"{alias} is an old spelling of {name}; it is accepted, "
+                        f"but please rename it to {name}."
+                    )
+                    break
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def is_set(self, name: str) -> bool:
+        return self.raw(name) is not None
+
+    def _parse(
+        self,
+        name: str,
+        kind: str,
+        default: T,
+        help: str,
+        example: str | None,
+        convert: Callable[[str], T],
+        aliases: tuple[str, ...] = (),
+    ) -> T:
+        self._declare(name, kind, default, help, example, aliases)
+        value = self.raw(name, aliases)
+        if value is None:
+            return default
+        try:
+            return convert(value)
+        except ValueError as exc:
+            self.problems.append(f"{name}={value!r} is not valid: {exc}.")
+            return default
+
+    # -- typed readers -----------------------------------------------------------------
+
+    def str(
+        self,
+        name: str,
+        default: str | None = None,
+        *,
+        help: str,
+        example: str | None = None,
+        choices: tuple[str, ...] | None = None,
+        secret: bool = False,
+        aliases: tuple[str, ...] = (),
+    ) -> Any:
+        def convert(value: str) -> str:
+            if choices is not None:
+                for choice in choices:
+                    if value.lower() == choice.lower():
+                        return choice
+                raise ValueError("expected one of " + ", ".join(choices))
+            return value
+
+        kind = "one of " + "/".join(choices) if choices else ("secret" if secret else "string")
+        return self._parse(name, kind, default, help, example, convert, aliases)
+
+    def bool(
+        self, name: str, default: bool = False, *, help: str, example: str | None = None
+    ) -> bool:
+        def convert(value: str) -> bool:
+            word = value.lower()
+            if word in TRUE_WORDS:
+                return True
+            if word in FALSE_WORDS:
+                return False
+            raise ValueError("expected true or false")
+
+        return self._parse(name, "boolean", default, help, example or "true", convert)
+
+    def int(
+        self,
+        name: str,
+        default: int,
+        *,
+        help: str,
+        example: str | None = None,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> int:
+        def convert(value: str) -> int:
+            try:
+                number = int(value)
+            except ValueError:
+                raise ValueError("expected a whole number") from None
+            _check_range(number, minimum, maximum)
+            return number
+
+        return self._parse(name, "integer", default, help, example, convert, aliases)
+
+    def float(
+        self,
+        name: str,
+        default: float,
+        *,
+        help: str,
+        example: str | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        def convert(value: str) -> float:
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError("expected a number") from None
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError("expected a finite number")
+            _check_range(number, minimum, maximum)
+            return number
+
+        return self._parse(name, "number", default, help, example, convert)
+
+    def list(
+        self,
+        name: str,
+        default: tuple[str, ...] = (),
+        *,
+        help: str,
+        example: str | None = None,
+        item: Callable[[str], str] | None = None,
+    ) -> tuple[str, ...]:
+        def convert(value: str) -> tuple[str, ...]:
+            items = tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(item(part) for part in items) if item else items
+
+        return self._parse(name, "comma-separated list", default, help, example, convert)
+
+    def url(
+        self,
+        name: str,
+        default: str | None = None,
+        *,
+        help: str,
+        example: str | None = None,
+        schemes: tuple[str, ...] = ("http", "https"),
+        secret: bool = False,
+    ) -> Any:
+        def convert(value: str) -> str:
+            return check_url(value, schemes)
+
+        kind = "URL (secret)" if secret else "URL"
+        return self._parse(name, kind, default, help, example, convert)
+
+    def path(
+        self,
+        name: str,
+        default: str | None,
+        *,
+        help: str,
+        example: str | None = None,
+        base: Path | None = None,
+    ) -> Any:
+        def convert(value: str) -> Path:
+            path = Path(value).expanduser()
+            if not path.is_absolute() and base is not None:
+                path = base / path
+            return path
+
+        value = self._parse(name, "path", default, help, example, convert)
+        if isinstance(value, str):
+            return convert(value)
+        return value
+
+
+def check_url(value: str, schemes: tuple[str, ...]) -> str:
+    """Return ``value`` when it is an absolute URL with one of ``schemes``."""
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower().split("+", 1)[0]
+    if scheme not in schemes:
+        raise ValueError("expected a URL starting with " + " or ".join(f"{s}://" for s in schemes))
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    try:
+        parts.port  # noqa: B018 - urlsplit validates the port lazily
+    except ValueError:
+        raise ValueError("the URL has an invalid port") from None
+    return value
+
+
+def _check_range(number: float, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and number < minimum:
+        raise ValueError(f"must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"must be at most {maximum}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)

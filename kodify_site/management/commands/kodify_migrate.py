@@ -1,0 +1,81 @@
+"""``manage.py kodify_migrate``: migrate every configured database, once, under a lock.
+
+Replicas that start together all call this; the lock (a PostgreSQL advisory lock, or a
+file lock beside a SQLite file) lets the first one migrate while the others wait and then
+find nothing left to do.  A PostgreSQL database that does not exist yet is created when
+the role may create databases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError, connections
+from filelock import FileLock
+
+# An arbitrary constant shared by every Kodify process ("kodify" in ASCII).
+ADVISORY_LOCK_KEY = 0x6B6F64696679
+LOCK_TIMEOUT = 600
+
+
+class Command(BaseCommand):
+    help = "Create and migrate every configured database (main, journal) under a lock."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        verbosity = options["verbosity"]
+        for alias in settings.DATABASES:
+            connection = connections[alias]
+            if connection.vendor == "postgresql":
+                create_database_if_missing(alias)
+            with migration_lock(alias):
+                if verbosity:
+                    self.stdout.write(f"Migrating database '{alias}'…")
+                call_command("migrate", database=alias, interactive=False, verbosity=verbosity)
+
+
+def create_database_if_missing(alias: str) -> None:
+    connection = connections[alias]
+    try:
+        connection.ensure_connection()
+        return
+    except OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise CommandError(f"Cannot connect to database '{alias}': {exc}".strip()) from exc
+    name = connection.settings_dict["NAME"]
+    try:
+        with connection._nodb_cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {connection.ops.quote_name(name)}")
+    except Exception as exc:
+        raise CommandError(
+            f"Database {name!r} does not exist and could not be created ({exc}). "
+            "Create it, or give the role the CREATEDB privilege."
+        ) from exc
+
+
+@contextlib.contextmanager
+def migration_lock(alias: str) -> Iterator[None]:
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+    elif connection.vendor == "sqlite":
+        path = Path(connection.settings_dict["NAME"])
+        if str(path) == ":memory:" or "mode=memory" in str(path):
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".migrate.lock", timeout=LOCK_TIMEOUT):
+            yield
+    else:
+        yield

@@ -1,0 +1,375 @@
+"""Django settings for Kodify server.
+
+The only module that reads the environment, through the typed readers of ``env.py``.
+With nothing set, Kodify runs on embedded defaults: SQLite under ``KODIFY_DATA_DIR``, an
+in-memory channel layer and eager Celery.  ``DB_URL`` and ``REDIS_URL`` switch to the
+production services.  Bad values are reported by system checks (``kodify_site/checks.py``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from pathlib import Path
+
+from kodify_site.databases import database_from_url, sqlite_database
+from kodify_site.env import Env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = Env()
+
+# ---------------------------------------------------------------------------------------
+env.group = "Server"
+
+DEBUG = env.bool("KODIFY_DEBUG", False, help="Django debug mode. Never on in production.")
+KODIFY_DATA_DIR: Path = env.path(
+    "KODIFY_DATA_DIR",
+    "data",
+    base=BASE_DIR,
+    help="Folder for the embedded SQLite database and other local state "
+    "(relative paths start at the project directory).",
+    example="/var/lib/kodify",
+)
+ALLOWED_HOSTS = list(
+    env.list(
+        "KODIFY_ALLOWED_HOSTS",
+        ("*",),
+        help="Host names this server answers to (Django ALLOWED_HOSTS). IDE plugins call "
+        "it by many names, hence every host by default.",
+        example="kodify.example.com,10.0.0.5",
+    )
+)
+CSRF_TRUSTED_ORIGINS = list(
+    env.list(
+        "KODIFY_CSRF_TRUSTED_ORIGINS",
+        help="Origins allowed to post console forms when the console is behind a "
+        "proxy that changes the scheme or port.",
+        example="https://kodify.example.com",
+    )
+)
+LOG_LEVEL = env.str(
+    "KODIFY_LOG_LEVEL",
+    "INFO",
+    choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    help="Level of Kodify's own log messages.",
+)
+
+
+def _development_secret_key(data_dir: Path) -> str:
+    """A random key kept in the data folder, so sessions survive a restart on a laptop.
+
+    ``manage.py check --deploy`` rejects it (kodify.E010): production sets KODIFY_SECRET_KEY.
+    """
+    path = data_dir / "development_secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return DEVELOPMENT_SECRET_KEY_PREFIX + secrets.token_urlsafe(40)
+    key = DEVELOPMENT_SECRET_KEY_PREFIX + secrets.token_urlsafe(40)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: several workers starting together agree on the first one written.
+        with path.open("x") as handle:
+            handle.write(key)
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError:
+        pass
+    return key
+
+
+DEVELOPMENT_SECRET_KEY_PREFIX = "kodify-development-"
+SECRET_KEY = env.str(
+    "KODIFY_SECRET_KEY",
+    None,
+    secret=True,
+    help="Django secret key (signs sessions and keys the token hashes). Required in "
+    "production; without it a development key is generated in KODIFY_DATA_DIR and "
+    "`manage.py check --deploy` fails.",
+    example="(50+ random characters)",
+) or _development_secret_key(KODIFY_DATA_DIR)
+USING_DEVELOPMENT_SECRET_KEY = SECRET_KEY.startswith(DEVELOPMENT_SECRET_KEY_PREFIX)
+
+# ---------------------------------------------------------------------------------------
+env.group = "Authentication"
+
+MTSAI_AUTH = env.bool(
+    "MTSAI_AUTH",
+    False,
+    help="true: per-user tokens kept in the database (needs AUTH_TYPE=DB). false: "
+    "one-token mode when VLLM_API_KEY is set, else no token at all (dummy mode).",
+)
+AUTH_TYPE = env.str(
+    "AUTH_TYPE",
+    "NO",
+    choices=("NO", "DB"),
+    help="DB with MTSAI_AUTH=true (per-user tokens); NO otherwise.",
+    example="DB",
+)
+VLLM_API_KEY = env.str(
+    "VLLM_API_KEY",
+    None,
+    secret=True,
+    help="One token for every user (one-token mode) when MTSAI_AUTH is false. vLLM reads "
+    "the same variable, so Kodify also sends it to the upstreams that have no key of "
+    "their own.",
+    example="(a long random string)",
+)
+USERS_TABLE = env.str(
+    "USERS_TABLE",
+    None,
+    help="Table that holds the API users in per-user mode; a schema-qualified name such "
+    "as auth.api_users is allowed.",
+    example="kodify_api_users",
+)
+
+# ---------------------------------------------------------------------------------------
+env.group = "Databases and services"
+
+DB_URL = env.url(
+    "DB_URL",
+    None,
+    schemes=("postgresql", "postgres", "sqlite"),
+    secret=True,
+    help="Kodify's main database (users, tokens, upstreams, schedules) in every auth mode. "
+    "Unset: a SQLite file in KODIFY_DATA_DIR, fine for one instance.",
+    example="postgresql://kodify:secret@postgres:5432/kodify",
+)
+RUN_MIGRATIONS = env.bool(
+    "RUN_MIGRATIONS",
+    False,
+    help="Run `manage.py kodify_migrate` at every start (a first start creates the "
+    "tables anyway).",
+    example="1",
+)
+REDIS_URL = env.url(
+    "REDIS_URL",
+    None,
+    schemes=("redis", "rediss", "unix"),
+    secret=True,
+    help="Redis for the cache, the channel layer and the Celery broker. Unset: "
+    "in-process cache and channel layer, Celery tasks run eagerly.",
+    example="redis://redis:6379/0",
+)
+
+# ---------------------------------------------------------------------------------------
+env.group = "Upstreams (vLLM)"
+
+KODIFY_CONFIG: Path | None = env.path(
+    "KODIFY_CONFIG",
+    None,
+    base=BASE_DIR,
+    help="Path of config.yml (upstreams, tabby.model_name). Unset: ./config.yml, then "
+    "/vllm-workspace/config.yml, then /opt/mtsai/config.yml.",
+    example="/opt/mtsai/config.yml",
+)
+KODIFY_CONFIG_SEARCH_PATH = (
+    Path.cwd() / "config.yml",
+    Path("/vllm-workspace/config.yml"),
+    Path("/opt/mtsai/config.yml"),
+)
+KODIFY_UPSTREAMS = env.list(
+    "KODIFY_UPSTREAMS",
+    help="Upstream base URLs for a quick start without config.yml; added after the "
+    "config.yml ones.",
+    example="http://127.0.0.1:8001,http://127.0.0.1:8002",
+)
+KODIFY_UPSTREAM_API_KEY = env.str(
+    "KODIFY_UPSTREAM_API_KEY",
+    None,
+    secret=True,
+    help="Key sent to upstreams that have no api_key of their own in config.yml "
+    "(before VLLM_API_KEY).",
+    example="(the key vLLM was started with)",
+)
+KODIFY_UPSTREAM_CONNECT_TIMEOUT = env.float(
+    "KODIFY_UPSTREAM_CONNECT_TIMEOUT",
+    5.0,
+    minimum=0.1,
+    help="Seconds to open a connection to an upstream.",
+)
+KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT = env.float(
+    "KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT",
+    300.0,
+    minimum=0.1,
+    help="Seconds from sending a request to the upstream's response headers (a "
+    "non-streamed answer arrives whole, so this bounds its generation time).",
+)
+KODIFY_UPSTREAM_IDLE_TIMEOUT = env.float(
+    "KODIFY_UPSTREAM_IDLE_TIMEOUT",
+    120.0,
+    minimum=0.1,
+    help="Seconds of silence allowed between two chunks of an upstream's answer.",
+)
+KODIFY_MODEL_REFRESH_INTERVAL = env.float(
+    "KODIFY_MODEL_REFRESH_INTERVAL",
+    30.0,
+    minimum=1.0,
+    help="Seconds between two readings of each upstream's /health and /v1/models.",
+)
+WAIT_VLLM = env.bool(
+    "WAIT_VLLM",
+    False,
+    help="At start, wait for the first upstream before serving.",
+)
+WAIT_VLLM_ATTEMPTS = env.int(
+    "WAIT_VLLM_ATTEMPTS",
+    5,
+    minimum=1,
+    help="How many times WAIT_VLLM tries the first upstream.",
+)
+WAIT_VLLM_TIMEOUT = env.float(
+    "WAIT_VLLM_TIMEOUT",
+    10.0,
+    minimum=0.0,
+    help="Seconds between two WAIT_VLLM attempts.",
+)
+
+# ---------------------------------------------------------------------------------------
+env.group = "Requests and generation"
+
+MAX_N = env.int(
+    "MAX_N",
+    10,
+    minimum=1,
+    help="Largest `n` (answers per request) a client may ask for.",
+)
+KODIFY_MAX_BODY_BYTES = env.int(
+    "KODIFY_MAX_BODY_BYTES",
+    8 * 1024 * 1024,
+    minimum=1024,
+    help="Largest request body accepted, in bytes; larger ones get 413.",
+    example="16777216",
+)
+
+# ---------------------------------------------------------------------------------------
+# Django machinery (not configurable from the environment).
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "django_celery_beat",
+    "kodify_site",
+    "accounts",
+    "gateway",
+    "journal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "kodify_site.urls"
+ASGI_APPLICATION = "kodify_site.asgi.application"
+WSGI_APPLICATION = "kodify_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if DB_URL:
+    DATABASES = {"default": database_from_url(DB_URL)}
+else:
+    DATABASES = {"default": sqlite_database(KODIFY_DATA_DIR / "kodify.sqlite3")}
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "kodify",
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "kodify:asgi"},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve straight from the apps when nobody ran collectstatic (a laptop's `make run`).
+WHITENOISE_USE_FINDERS = not STATIC_ROOT.exists()
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Kodify management API",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "loggers": {
+        "kodify": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
+
+SILENCED_SYSTEM_CHECKS: list[str] = []
+
+# Everything the readers above found wrong; reported by kodify_site.checks.
+ENV_PROBLEMS = tuple(env.problems)
+ENV_WARNINGS = tuple(dict.fromkeys(env.warnings))
+ENV_VARIABLES = env.variables

@@ -1,0 +1,83 @@
+"""What each server process does before it serves (called from asgi.py)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import httpx
+from django.conf import settings
+from django.core import checks
+from django.core.management import call_command
+from django.db import DatabaseError, connections
+
+logger = logging.getLogger("kodify.startup")
+
+
+def prepare_server() -> None:
+    exit_on_bad_settings()
+    if settings.RUN_MIGRATIONS or not schema_present():
+        call_command("kodify_migrate")
+    if settings.WAIT_VLLM:
+        wait_for_first_upstream()
+
+
+def exit_on_bad_settings() -> None:
+    """Run the system checks; print each error on one line and stop when there is one."""
+    messages = checks.run_checks()
+    for message in messages:
+        if not message.is_serious():
+            logger.warning("%s (%s)", message.msg, message.id)
+    errors = [message for message in messages if message.is_serious()]
+    if errors:
+        for message in errors:
+            print(f"Kodify cannot start: {message.msg} ({message.id})", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def schema_present() -> bool:
+    try:
+        with connections["default"].cursor() as cursor:
+            tables = connections["default"].introspection.table_names(cursor)
+    except DatabaseError:
+        return False
+    return "django_migrations" in tables
+
+
+def wait_for_first_upstream() -> bool:
+    """WAIT_VLLM: try the first upstream's /health until it answers; serve anyway after."""
+    from gateway.upstreams import get_table  # the project may know its apps
+
+    table = get_table()
+    if not table.upstreams:
+        logger.error("WAIT_VLLM is on but no upstream is configured.")
+        return False
+    upstream = table.upstreams[0]
+    attempts = settings.WAIT_VLLM_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        logger.info(
+            "waiting for upstream %s (attempt %d of %d)", upstream.display_url, attempt, attempts
+        )
+        try:
+            response = httpx.get(
+                upstream.endpoint("/health"),
+                headers=upstream.auth_headers,
+                timeout=settings.KODIFY_UPSTREAM_CONNECT_TIMEOUT,
+            )
+            if response.status_code in (200, 404):
+                logger.info("upstream %s is up", upstream.display_url)
+                return True
+            reason = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            reason = type(exc).__name__
+        logger.info("upstream %s is not ready yet (%s)", upstream.display_url, reason)
+        if attempt < attempts:
+            time.sleep(settings.WAIT_VLLM_TIMEOUT)
+    logger.error(
+        "upstream %s did not answer after %d attempts; serving anyway: /health shows it "
+        "down and its requests get 503 until it appears",
+        upstream.display_url,
+        attempts,
+    )
+    return False

@@ -1,0 +1,10 @@
+"""Django URLs: the console and the management API. The public /v1 API is in gateway.routing."""
+
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+]
