@@ -22,7 +22,7 @@ from django.conf import settings
 
 class AuthMode(enum.StrEnum):
     DUMMY = "dummy"
-    ONE_TOKEN = "one-token"
+    ONE_TOKEN = "one-token"  # noqa: S105 - a mode name, not a secret
     PER_USER = "per-user"
 
 

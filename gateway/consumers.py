@@ -1,6 +1,6 @@
 """The public API's ASGI handlers: Channels ``AsyncHttpConsumer``s, ahead of Django.
 
-These run without Django's request machinery: a Django async view costs about 5× the
+These run without Django's request machinery: a Django async view costs about 5x the
 throughput (FACTS.md), and the hot path needs neither ORM nor middleware.
 
 :class:`GatewayConsumer` replaces Channels' dispatch loop for two measured reasons:

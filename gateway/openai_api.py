@@ -52,7 +52,9 @@ def decode_json(raw: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         # orjson refuses nesting deeper than 1024 levels with the same error,
         # so a hostile body never reaches a RecursionError.
-        raise bad_request(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+        raise bad_request(
+            f"The request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_json")
     return data
@@ -94,6 +96,8 @@ def _optional_int(body: dict[str, Any], key: str, minimum: int) -> int | None:
     value = body.get(key)
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 2.0 is an integer to JSON Schema and to vLLM
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"'{key}' must be an integer.", param=key, code="invalid_type")
     if value < minimum:
@@ -127,7 +131,7 @@ def _check_messages(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     if messages is None:
         raise bad_request(
-            "'messages' is required: a list of {\"role\", \"content\"} objects.",
+            '\'messages\' is required: a list of {"role", "content"} objects.',
             param="messages",
             code="missing_required_parameter",
         )

@@ -57,9 +57,7 @@ class Outcome:
     completed: bool = False
 
 
-async def open_upstream(
-    upstream: Upstream, path: str, body: bytes
-) -> aiohttp.ClientResponse:
+async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.ClientResponse:
     """Send the request; return the response once its headers are in."""
     try:
         return await upstream_session().post(
@@ -68,9 +66,7 @@ async def open_upstream(
             headers={"Content-Type": "application/json", **upstream.auth_headers},
         )
     except aiohttp.ConnectionTimeoutError:
-        message = (
-            f"could not connect within {settings.KODIFY_UPSTREAM_CONNECT_TIMEOUT:g} s"
-        )
+        message = f"could not connect within {settings.KODIFY_UPSTREAM_CONNECT_TIMEOUT:g} s"
         upstream.mark_down(message)
         raise UpstreamUnavailable(
             504, f"Upstream {upstream.display_url} {message}.", code="upstream_timeout"
@@ -87,8 +83,7 @@ async def open_upstream(
         upstream.mark_down(f"connection failed: {exc.os_error.strerror or exc}")
         raise UpstreamUnavailable(
             503,
-            f"Upstream {upstream.display_url} is unreachable (connection refused or "
-            "host down).",
+            f"Upstream {upstream.display_url} is unreachable (connection refused or host down).",
             code="upstream_unavailable",
             headers=((b"retry-after", b"2"),),
         ) from None
@@ -128,8 +123,7 @@ async def relay(
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise OpenAIError(
                     502 if not isinstance(exc, TimeoutError) else 504,
-                    f"Upstream {upstream.display_url} broke off its answer "
-                    f"({type(exc).__name__}).",
+                    f"Upstream {upstream.display_url} broke off its answer ({type(exc).__name__}).",
                     code="upstream_error",
                 ) from None
             outcome.status = response.status

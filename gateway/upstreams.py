@@ -175,8 +175,7 @@ class UpstreamTable:
         if replicas:
             return OpenAIError(
                 503,
-                f"Every upstream serving model '{name}' is down: "
-                + self._errors_summary(replicas),
+                f"Every upstream serving model '{name}' is down: " + self._errors_summary(replicas),
                 code="upstream_unavailable",
                 headers=retry,
             )
@@ -200,9 +199,7 @@ class UpstreamTable:
     @staticmethod
     def _errors_summary(upstreams: Iterable[Upstream]) -> str:
         parts = [
-            f"{u.display_url} ({u.last_error or 'not checked yet'})"
-            for u in upstreams
-            if u.enabled
+            f"{u.display_url} ({u.last_error or 'not checked yet'})" for u in upstreams if u.enabled
         ]
         return "; ".join(parts) + "."
 
@@ -222,9 +219,10 @@ class UpstreamTable:
 
     async def refresh(self) -> None:
         """Read every enabled upstream's health and models; concurrent callers share one run."""
-        if not _alive_here(self._refreshing):
-            self._refreshing = asyncio.ensure_future(self._refresh_all())
-        await asyncio.shield(self._refreshing)
+        task = self._refreshing
+        if task is None or not _alive_here(task):
+            task = self._refreshing = asyncio.ensure_future(self._refresh_all())
+        await asyncio.shield(task)
 
     async def refresh_on_demand(self) -> bool:
         """Refresh unless one ran less than a second ago; True when it ran (or joined one)."""
@@ -238,9 +236,7 @@ class UpstreamTable:
         self._last_refresh = time.monotonic()
         timeout = httpx.Timeout(self.connect_timeout * 2, connect=self.connect_timeout)
         async with httpx.AsyncClient(timeout=timeout) as client:
-            await asyncio.gather(
-                *(self._probe(client, u) for u in self.upstreams if u.enabled)
-            )
+            await asyncio.gather(*(self._probe(client, u) for u in self.upstreams if u.enabled))
         self._reindex()
 
     async def _probe(self, client: httpx.AsyncClient, upstream: Upstream) -> None:
@@ -295,9 +291,7 @@ class UpstreamTable:
 
 def _alive_here(task: asyncio.Task[None] | None) -> bool:
     """A task that is still running on the running event loop (tests use several loops)."""
-    return (
-        task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
-    )
+    return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
 
 
 class UpstreamProbeError(Exception):
@@ -310,18 +304,26 @@ def _model_cards(payload: Any) -> dict[str, dict[str, Any]]:
     cards: dict[str, dict[str, Any]] = {}
     for card in payload["data"]:
         if isinstance(card, dict) and isinstance(card.get("id"), str):
-            cards[card["id"]] = {
-                "id": card["id"],
-                "object": "model",
-                "created": card.get("created", 0),
-                "owned_by": card.get("owned_by", "kodify"),
-                **(
-                    {"max_model_len": card["max_model_len"]}
-                    if "max_model_len" in card
-                    else {}
-                ),
-            }
+            cards[card["id"]] = _clean_card(card)
     return cards
+
+
+def _clean_card(card: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI model card from an upstream's, whatever types the upstream used."""
+    created, owned_by = card.get("created"), card.get("owned_by")
+    clean: dict[str, Any] = {
+        "id": card["id"],
+        "object": "model",
+        "created": created if _is_int(created) else 0,
+        "owned_by": owned_by if isinstance(owned_by, str) and owned_by else "kodify",
+    }
+    if _is_int(card.get("max_model_len")):
+        clean["max_model_len"] = card["max_model_len"]
+    return clean
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _describe(exc: BaseException) -> str:

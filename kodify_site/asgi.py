@@ -26,7 +26,8 @@ prepare_server()
 
 application = ProtocolTypeRouter(
     {
-        "http": URLRouter([*http_urlpatterns, re_path(r"", django_application)]),
+        # Channels routes ASGI apps with Django's path helpers, which are typed for views.
+        "http": URLRouter([*http_urlpatterns, re_path(r"", django_application)]),  # type: ignore[arg-type]
         "lifespan": Lifespan(),
     }
 )

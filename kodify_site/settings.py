@@ -80,7 +80,7 @@ def _development_secret_key(data_dir: Path) -> str:
     return key
 
 
-DEVELOPMENT_SECRET_KEY_PREFIX = "kodify-development-"
+DEVELOPMENT_SECRET_KEY_PREFIX = "kodify-development-"  # noqa: S105 - a marker
 SECRET_KEY = env.str(
     "KODIFY_SECRET_KEY",
     None,
@@ -140,8 +140,7 @@ DB_URL = env.url(
 RUN_MIGRATIONS = env.bool(
     "RUN_MIGRATIONS",
     False,
-    help="Run `manage.py kodify_migrate` at every start (a first start creates the "
-    "tables anyway).",
+    help="Run `manage.py kodify_migrate` at every start (a first start creates the tables anyway).",
     example="1",
 )
 REDIS_URL = env.url(

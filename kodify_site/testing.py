@@ -4,17 +4,19 @@
   one machine never share state;
 * ``fake_upstream``: the fake vLLM (gateway/tests/fake_upstream.py) on a free port;
 * ``kodify_server``: a real Kodify under uvicorn in a subprocess, with the environment a
-  test gives it, ready when uvicorn says "Application startup complete".
+  test gives it, ready once uvicorn listens and every worker has started.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,8 +31,18 @@ REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 60.0
 
 # Variables of the environment a server under test must not inherit from the runner.
-_SCRUB_PREFIXES = ("KODIFY_", "MTSAI_", "AUTH_TYPE", "VLLM_", "WAIT_VLLM", "MAX_N", "LOGS",
-                   "USERS_TABLE", "RUN_MIGRATIONS", "COMPLETIONS_PREPROCESSING_CONFIG")
+_SCRUB_PREFIXES = (
+    "KODIFY_",
+    "MTSAI_",
+    "AUTH_TYPE",
+    "VLLM_",
+    "WAIT_VLLM",
+    "MAX_N",
+    "LOGS",
+    "USERS_TABLE",
+    "RUN_MIGRATIONS",
+    "COMPLETIONS_PREPROCESSING_CONFIG",
+)
 
 
 @pytest.fixture(scope="session")
@@ -102,26 +114,72 @@ def test_database_url() -> str:
     return f"postgresql://{auth}{conf['HOST']}:{conf['PORT'] or 5432}/{conf['NAME']}"
 
 
+_sqlite_template: list[Path] = []
+
+
+def migrated_sqlite_template() -> Path:
+    """A migrated SQLite database, made once per run and copied into each server's data dir.
+
+    Migrating a new SQLite file costs seconds; most servers under test need not prove that.
+    """
+    if not _sqlite_template:
+        data_dir = Path(tempfile.mkdtemp(prefix="kodify-template-"))
+        env = server_environment(data_dir, {"KODIFY_DATA_DIR": str(data_dir)})
+        subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), "kodify_migrate", "--verbosity", "0"],
+            env=env,
+            check=True,
+            cwd=data_dir,
+        )
+        _sqlite_template.append(data_dir / "kodify.sqlite3")
+    return _sqlite_template[0]
+
+
 def start_server(
     tmp_dir: Path,
     env: dict[str, str] | None = None,
     *,
     workers: int = 1,
     server: str = "uvicorn",
+    fresh_database: bool = False,
 ) -> KodifyServer:
+    """Start Kodify; on SQLite its data dir starts migrated unless ``fresh_database``."""
     port = free_port()
     tmp_dir.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("DB_URL") and not fresh_database:
+        (tmp_dir / "data").mkdir(exist_ok=True)
+        shutil.copy(migrated_sqlite_template(), tmp_dir / "data" / "kodify.sqlite3")
     if server == "uvicorn":
         command = [
-            sys.executable, "-m", "uvicorn", "kodify_site.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            "--loop", "uvloop", "--http", "httptools",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "kodify_site.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
         ]
-        ready = "Application startup complete"
+        # Listening ("Uvicorn running on") and every worker started, in either order.
+        ready = ["Uvicorn running on", *["Application startup complete"] * workers]
     else:
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                   "kodify_site.asgi:application"]
-        ready = "Listening on TCP address"
+        command = [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "kodify_site.asgi:application",
+        ]
+        ready = ["Listening on TCP address"]
     process = subprocess.Popen(
         command,
         cwd=tmp_dir,
@@ -149,11 +207,30 @@ def start_server(
             raise RuntimeError("Kodify did not start in time:\n" + started.log()) from None
         if line is None:
             process.wait(10)
-            raise RuntimeError(
-                f"Kodify exited with {process.returncode}:\n" + started.log()
-            )
-        if ready in line:
+            raise RuntimeError(f"Kodify exited with {process.returncode}:\n" + started.log())
+        for index, expected in enumerate(ready):
+            if expected in line:
+                del ready[index]
+                break
+        if not ready:
             return started
+
+
+def _server_factory(
+    request: pytest.FixtureRequest, base: Path
+) -> Iterator[Callable[..., KodifyServer]]:
+    servers: list[KodifyServer] = []
+    if os.environ.get("DB_URL"):
+        request.getfixturevalue("django_db_setup")  # the server uses the test database
+
+    def factory(env: dict[str, str] | None = None, **kwargs: Any) -> KodifyServer:
+        server = start_server(base / f"server{len(servers)}", env, **kwargs)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture
@@ -161,15 +238,19 @@ def kodify_server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., KodifyServer]]:
     """Factory: ``kodify_server({"KODIFY_UPSTREAMS": url})`` → a running server."""
-    servers: list[KodifyServer] = []
-    if os.environ.get("DB_URL"):
-        request.getfixturevalue("django_db_setup")
+    yield from _server_factory(request, tmp_path)
 
-    def factory(env: dict[str, str] | None = None, **kwargs: Any) -> KodifyServer:
-        server = start_server(tmp_path / f"server{len(servers)}", env, **kwargs)
-        servers.append(server)
-        return server
 
-    yield factory
-    for server in servers:
-        server.stop()
+@pytest.fixture(scope="module")
+def module_kodify_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., KodifyServer]]:
+    """The same factory, for servers shared by the tests of one module."""
+    yield from _server_factory(request, tmp_path_factory.mktemp("servers"))
+
+
+@pytest.fixture(scope="module")
+def module_fake_upstream() -> Iterator[FakeUpstreamServer]:
+    server = FakeUpstreamServer(FakeUpstream()).start()
+    yield server
+    server.stop()

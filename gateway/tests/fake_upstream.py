@@ -86,9 +86,9 @@ class FakeUpstream:
         return app
 
     def _authorised(self, request: web.Request) -> bool:
-        return self.api_key is None or request.headers.get(
-            "Authorization"
-        ) == f"Bearer {self.api_key}"
+        return (
+            self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
+        )
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
@@ -148,27 +148,37 @@ class FakeUpstream:
         delay = float(steer.get("delay", self.delay))
         n = int(body.get("n") or 1)
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
-        usage = {"prompt_tokens": 7, "completion_tokens": chunks * n,
-                 "total_tokens": 7 + chunks * n}
+        usage = {
+            "prompt_tokens": 7,
+            "completion_tokens": chunks * n,
+            "total_tokens": 7 + chunks * n,
+        }
         if not body.get("stream"):
             if delay:
                 await asyncio.sleep(delay * chunks)
             text = "".join(_token(i) for i in range(chunks))
             choices = [
-                {"index": i, "message": {"role": "assistant", "content": text},
-                 "finish_reason": "stop", "logprobs": None}
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
                 if chat
                 else {"index": i, "text": text, "finish_reason": "stop", "logprobs": None}
                 for i in range(n)
             ]
-            return _json(200, {
-                "id": ident,
-                "object": "chat.completion" if chat else "text_completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": choices,
-                "usage": usage,
-            })
+            return _json(
+                200,
+                {
+                    "id": ident,
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": choices,
+                    "usage": usage,
+                },
+            )
         response = web.StreamResponse(
             status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"}
         )
@@ -179,11 +189,19 @@ class FakeUpstream:
                 await asyncio.sleep(delay)
             last = i == chunks - 1
             choice: dict[str, Any] = (
-                {"index": 0, "delta": {"content": _token(i)}, "logprobs": None,
-                 "finish_reason": "stop" if last else None}
+                {
+                    "index": 0,
+                    "delta": {"content": _token(i)},
+                    "logprobs": None,
+                    "finish_reason": "stop" if last else None,
+                }
                 if chat
-                else {"index": 0, "text": _token(i), "logprobs": None,
-                      "finish_reason": "stop" if last else None}
+                else {
+                    "index": 0,
+                    "text": _token(i),
+                    "logprobs": None,
+                    "finish_reason": "stop" if last else None,
+                }
             )
             event = {
                 "id": ident,
@@ -194,8 +212,14 @@ class FakeUpstream:
             }
             await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
         if (body.get("stream_options") or {}).get("include_usage"):
-            event = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
-                     "created": created, "model": model, "choices": [], "usage": usage}
+            event = {
+                "id": ident,
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
             await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
         await response.write(_DONE)
         await response.write_eof()
@@ -217,12 +241,15 @@ def _unauthorised() -> web.Response:
 def _error(status: int, message: str, shape: str | None) -> web.Response:
     kind = {400: "BadRequestError", 404: "NotFoundError"}.get(status, "InternalServerError")
     if shape == "old":
-        return _json(status, {"object": "error", "message": message, "type": kind,
-                              "param": None, "code": status})
+        return _json(
+            status,
+            {"object": "error", "message": message, "type": kind, "param": None, "code": status},
+        )
     if shape == "plain":
         return web.Response(status=status, text=message)
-    return _json(status, {"error": {"message": message, "type": kind, "param": None,
-                                    "code": status}})
+    return _json(
+        status, {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    )
 
 
 class FakeUpstreamServer:
@@ -281,12 +308,18 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(fake.app(), host=args.host, port=args.port, access_log=None,
-                handler_cancellation=True, print=None)
+    web.run_app(
+        fake.app(),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        handler_cancellation=True,
+        print=None,
+    )
 
 
-class _NoRecords(list):  # type: ignore[type-arg]
-    def append(self, item: Any) -> None:
+class _NoRecords(list[Record]):
+    def append(self, item: Record) -> None:
         pass
 
 
