@@ -6,8 +6,8 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 1
 
-# Tests: real PostgreSQL and Redis (each run gets a database of its own, see conftest.py).
-TEST_DB_URL    ?= postgresql://postgres@127.0.0.1:5432/kodify
+# Tests: real PostgreSQL and Redis; each run gets a database of its own (test_kodify_<pid>).
+TEST_DB_URL    ?= postgresql://postgres@127.0.0.1:5432/kodify_$$$$
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS    ?=
 

@@ -124,7 +124,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: is not valid YAML{at}.") from exc
+        problem = getattr(exc, "problem", None)
+        why = f": {problem}" if problem else ""
+        raise ConfigError(f"{path}: is not valid YAML{at}{why}.") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -24,7 +24,7 @@ from django.conf import settings
 from accounts.auth import AuthenticationFailed, Principal, get_authenticator
 from gateway import health, openapi
 from gateway.errors import OpenAIError
-from gateway.openai_api import Endpoint, parse_request
+from gateway.openai_api import Endpoint, check_request, decode_json, is_tabby_body, parse_request
 from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, relay
 from gateway.upstreams import get_table
 
@@ -248,8 +248,23 @@ class ChatCompletionsConsumer(ProxyConsumer):
 
 
 class CompletionsConsumer(ProxyConsumer):
+    """OpenAI completions; Tabby-shape bodies are told apart here (by ``segments``)."""
+
     endpoint = Endpoint.COMPLETIONS
     upstream_path = "/v1/completions"
+
+    async def handle(self, body: bytes) -> None:
+        data = decode_json(body)
+        if is_tabby_body(data):
+            raise OpenAIError(
+                400,
+                "Tabby-shape completions (segments.prefix/suffix) are not served yet; "
+                "send an OpenAI body with 'prompt'.",
+                param="segments",
+                code="unsupported_request_shape",
+            )
+        request = check_request(self.endpoint, data, body, max_n=settings.MAX_N)
+        await self.forward(request.model, request)
 
 
 class ModelsConsumer(GatewayConsumer):

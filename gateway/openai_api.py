@@ -61,7 +61,17 @@ def decode_json(raw: bytes) -> dict[str, Any]:
 
 
 def parse_request(endpoint: Endpoint, raw: bytes, *, max_n: int) -> ProxyRequest:
-    body = decode_json(raw)
+    return check_request(endpoint, decode_json(raw), raw, max_n=max_n)
+
+
+def is_tabby_body(body: dict[str, Any]) -> bool:
+    """Tabby clients send ``segments`` (prefix/suffix) where OpenAI ones send ``prompt``."""
+    return "segments" in body and "prompt" not in body
+
+
+def check_request(
+    endpoint: Endpoint, body: dict[str, Any], raw: bytes | None, *, max_n: int
+) -> ProxyRequest:
     model = _optional(body, "model", str)
     if model is not None and not model.strip():
         raise bad_request("'model' must not be empty.", param="model")

@@ -8,6 +8,7 @@ Django (console, management API).  Before serving, each worker checks the settin
 migrates when needed and, with WAIT_VLLM, waits for the first upstream.
 """
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -31,3 +32,8 @@ application = ProtocolTypeRouter(
         "lifespan": Lifespan(),
     }
 )
+
+# A full collection walks every live object; the start-up heap (Django, the apps) is
+# most of them and lives for ever. Freezing it keeps those walks from pausing requests
+# for tens of milliseconds under load (seen as p99 spikes in `make bench`).
+gc.freeze()

@@ -12,6 +12,7 @@ stops the start (see ``kodify_site/checks.py``).
 
 from __future__ import annotations
 
+import builtins  # Env.str, Env.bool… hide the built-in names inside the class body
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f", ""})
@@ -94,12 +96,13 @@ class Env:
         self,
         name: str,
         kind: str,
-        default: T,
+        default: D,
         help: str,
         example: str | None,
         convert: Callable[[str], T],
         aliases: tuple[str, ...] = (),
-    ) -> T:
+        secret: bool = False,
+    ) -> T | D:
         self._declare(name, kind, default, help, example, aliases)
         value = self.raw(name, aliases)
         if value is None:
@@ -107,7 +110,9 @@ class Env:
         try:
             return convert(value)
         except ValueError as exc:
-            self.problems.append(f"{name}={value!r} is not valid: {exc}.")
+            # A secret's value never reaches a log line, even when it is wrong.
+            shown = name if secret else f"{name}={value!r}"
+            self.problems.append(f"{shown} is not valid: {exc}.")
             return default
 
     # -- typed readers -----------------------------------------------------------------
@@ -132,10 +137,15 @@ class Env:
             return value
 
         kind = "one of " + "/".join(choices) if choices else ("secret" if secret else "string")
-        return self._parse(name, kind, default, help, example, convert, aliases)
+        return self._parse(name, kind, default, help, example, convert, aliases, secret=secret)
 
     def bool(
-        self, name: str, default: bool = False, *, help: str, example: str | None = None
+        self,
+        name: builtins.str,
+        default: bool = False,
+        *,
+        help: builtins.str,
+        example: builtins.str | None = None,
     ) -> bool:
         def convert(value: str) -> bool:
             word = value.lower()
@@ -149,14 +159,14 @@ class Env:
 
     def int(
         self,
-        name: str,
+        name: builtins.str,
         default: int,
         *,
-        help: str,
-        example: str | None = None,
+        help: builtins.str,
+        example: builtins.str | None = None,
         minimum: int | None = None,
         maximum: int | None = None,
-        aliases: tuple[str, ...] = (),
+        aliases: tuple[builtins.str, ...] = (),
     ) -> int:
         def convert(value: str) -> int:
             try:
@@ -170,11 +180,11 @@ class Env:
 
     def float(
         self,
-        name: str,
+        name: builtins.str,
         default: float,
         *,
-        help: str,
-        example: str | None = None,
+        help: builtins.str,
+        example: builtins.str | None = None,
         minimum: float | None = None,
         maximum: float | None = None,
     ) -> float:
@@ -192,13 +202,13 @@ class Env:
 
     def list(
         self,
-        name: str,
-        default: tuple[str, ...] = (),
+        name: builtins.str,
+        default: tuple[builtins.str, ...] = (),
         *,
-        help: str,
-        example: str | None = None,
-        item: Callable[[str], str] | None = None,
-    ) -> tuple[str, ...]:
+        help: builtins.str,
+        example: builtins.str | None = None,
+        item: Callable[[builtins.str], builtins.str] | None = None,
+    ) -> tuple[builtins.str, ...]:
         def convert(value: str) -> tuple[str, ...]:
             items = tuple(part.strip() for part in value.split(",") if part.strip())
             return tuple(item(part) for part in items) if item else items
@@ -207,27 +217,27 @@ class Env:
 
     def url(
         self,
-        name: str,
-        default: str | None = None,
+        name: builtins.str,
+        default: builtins.str | None = None,
         *,
-        help: str,
-        example: str | None = None,
-        schemes: tuple[str, ...] = ("http", "https"),
-        secret: bool = False,
+        help: builtins.str,
+        example: builtins.str | None = None,
+        schemes: tuple[builtins.str, ...] = ("http", "https"),
+        secret: builtins.bool = False,
     ) -> Any:
         def convert(value: str) -> str:
             return check_url(value, schemes)
 
         kind = "URL (secret)" if secret else "URL"
-        return self._parse(name, kind, default, help, example, convert)
+        return self._parse(name, kind, default, help, example, convert, secret=secret)
 
     def path(
         self,
-        name: str,
-        default: str | None,
+        name: builtins.str,
+        default: builtins.str | None,
         *,
-        help: str,
-        example: str | None = None,
+        help: builtins.str,
+        example: builtins.str | None = None,
         base: Path | None = None,
     ) -> Any:
         def convert(value: str) -> Path:
@@ -248,7 +258,8 @@ def check_url(value: str, schemes: tuple[str, ...]) -> str:
     scheme = parts.scheme.lower().split("+", 1)[0]
     if scheme not in schemes:
         raise ValueError("expected a URL starting with " + " or ".join(f"{s}://" for s in schemes))
-    if not parts.hostname:
+    # sqlite:////path and unix:///socket name files, not hosts.
+    if not parts.hostname and scheme not in ("sqlite", "unix"):
         raise ValueError("the URL has no host")
     try:
         parts.port  # noqa: B018 - urlsplit validates the port lazily

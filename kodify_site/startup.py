@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from django.conf import settings
@@ -16,9 +18,28 @@ logger = logging.getLogger("kodify.startup")
 
 
 def prepare_server() -> None:
+    """Check, migrate, wait; safe to call from inside a running event loop.
+
+    uvicorn's workers (``--workers N``) import the application inside their event loop,
+    where Django refuses database calls; the work then runs in a thread while the worker,
+    which serves nothing yet, waits for it.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _prepare()
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kodify-startup") as pool:
+        pool.submit(_prepare).result()
+
+
+def _prepare() -> None:
     exit_on_bad_settings()
     if settings.RUN_MIGRATIONS or not schema_present():
         call_command("kodify_migrate")
+    # Requests open their own connections (CONN_MAX_AGE 0); without this, the one opened
+    # here would stay open, idle, for the life of every worker.
+    connections.close_all()
     if settings.WAIT_VLLM:
         wait_for_first_upstream()
 

@@ -1,7 +1,7 @@
 """Shared pytest fixtures (loaded with ``-p kodify_site.testing``, see pyproject.toml).
 
-* each test run gets a PostgreSQL database of its own (``test_kodify_<pid>``), so runs on
-  one machine never share state;
+* each test run gets a PostgreSQL database of its own: the Makefile names the main
+  database ``kodify_<pid>``, and pytest-django creates ``test_kodify_<pid>``;
 * ``fake_upstream``: the fake vLLM (gateway/tests/fake_upstream.py) on a free port;
 * ``kodify_server``: a real Kodify under uvicorn in a subprocess, with the environment a
   test gives it, ready once uvicorn listens and every worker has started.
@@ -45,15 +45,6 @@ _SCRUB_PREFIXES = (
 )
 
 
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
-    from django.conf import settings
-
-    default = settings.DATABASES["default"]
-    if default["ENGINE"] == "django.db.backends.postgresql":
-        default.setdefault("TEST", {})["NAME"] = f"test_{default['NAME']}_{os.getpid()}"
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -72,6 +63,7 @@ class KodifyServer:
     url: str
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def log(self) -> str:
         return "".join(self.output)
@@ -84,6 +76,10 @@ class KodifyServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        if self.reader is not None:
+            self.reader.join(5)  # it stops at the end of the output
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def server_environment(tmp_dir: Path, overrides: dict[str, str]) -> dict[str, str]:
@@ -105,6 +101,7 @@ def server_environment(tmp_dir: Path, overrides: dict[str, str]) -> dict[str, st
 
 
 def test_database_url() -> str:
+    """The URL of the test run's database, for servers started by the tests."""
     from django.db import connections
 
     conf = connections["default"].settings_dict
@@ -112,6 +109,9 @@ def test_database_url() -> str:
     password = f":{conf['PASSWORD']}" if conf.get("PASSWORD") else ""
     auth = f"{user}{password}@" if user else ""
     return f"postgresql://{auth}{conf['HOST']}:{conf['PORT'] or 5432}/{conf['NAME']}"
+
+
+test_database_url.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 _sqlite_template: list[Path] = []
@@ -198,7 +198,8 @@ def start_server(
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
+    started.reader = threading.Thread(target=pump, daemon=True)
+    started.reader.start()
     while True:
         try:
             line = lines.get(timeout=STARTUP_TIMEOUT)
@@ -207,6 +208,8 @@ def start_server(
             raise RuntimeError("Kodify did not start in time:\n" + started.log()) from None
         if line is None:
             process.wait(10)
+            if process.stdout is not None:
+                process.stdout.close()
             raise RuntimeError(f"Kodify exited with {process.returncode}:\n" + started.log())
         for index, expected in enumerate(ready):
             if expected in line:

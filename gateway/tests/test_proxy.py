@@ -224,6 +224,13 @@ def test_completions_need_a_prompt(client: httpx.Client) -> None:
     assert error["param"] == "prompt"
 
 
+def test_a_tabby_body_is_told_apart_from_an_openai_one(client: httpx.Client) -> None:
+    body = {"language": "python", "segments": {"prefix": "def f(", "suffix": ")"}}
+    error = assert_openai_error(client.post(COMPLETIONS, json=body), 400)
+    assert error["code"] == "unsupported_request_shape"
+    assert error["param"] == "segments"
+
+
 def test_n_above_max_n_is_refused(client: httpx.Client) -> None:
     error = assert_openai_error(client.post(CHAT, json=chat_body(n=4)), 400, "n_too_large")
     assert "MAX_N" in error["message"]
@@ -370,3 +377,15 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_several_uvicorn_workers_serve_the_same_api(
+    kodify_server: Any, fake_upstream: FakeUpstreamServer
+) -> None:
+    server = kodify_server({"KODIFY_UPSTREAMS": fake_upstream.url}, workers=2)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(10):
+            assert client.post(CHAT, json=chat_body()).status_code == 200
+            with client.stream("POST", CHAT, json=chat_body(stream=True)) as response:
+                assert sse_events(response.read().decode())[-1] == "[DONE]"
+    assert fake_upstream.fake.count("completed") == 20

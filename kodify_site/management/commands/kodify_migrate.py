@@ -36,7 +36,17 @@ class Command(BaseCommand):
             with migration_lock(alias):
                 if verbosity:
                     self.stdout.write(f"Migrating database '{alias}'…")
-                call_command("migrate", database=alias, interactive=False, verbosity=verbosity)
+                # Into the streams this command was given: the Celery task returns what
+                # it captured.  (The raw streams: wrapping self.stdout again would end
+                # migrate's "Applying …" and its " OK" on separate lines.)
+                call_command(
+                    "migrate",
+                    database=alias,
+                    interactive=False,
+                    verbosity=verbosity,
+                    stdout=options.get("stdout"),
+                    stderr=options.get("stderr"),
+                )
 
 
 def create_database_if_missing(alias: str) -> None:
@@ -45,13 +55,19 @@ def create_database_if_missing(alias: str) -> None:
         connection.ensure_connection()
         return
     except OperationalError as exc:
-        if "does not exist" not in str(exc):
+        # 3D000 invalid_catalog_name; libpq may not report it at connect time, hence the text.
+        missing = getattr(exc.__cause__, "sqlstate", None) == "3D000"
+        if not missing and "does not exist" not in str(exc):
             raise CommandError(f"Cannot connect to database '{alias}': {exc}".strip()) from exc
     name = connection.settings_dict["NAME"]
     try:
         with connection._nodb_cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {connection.ops.quote_name(name)}")
     except Exception as exc:
+        # Replicas starting together race to create it: the losers find it there now.
+        with contextlib.suppress(OperationalError):
+            connection.ensure_connection()
+            return
         raise CommandError(
             f"Database {name!r} does not exist and could not be created ({exc}). "
             "Create it, or give the role the CREATEDB privilege."

@@ -1,0 +1,203 @@
+"""Turning measurements into the printed tables, the goal check and the JSON record."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.ttft import TtftResult
+from bench.wrk import WrkResult
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One scenario measured on the baseline (the fake, directly) and on a candidate."""
+
+    scenario: str
+    baseline: WrkResult
+    candidate: WrkResult
+
+    @property
+    def ratio(self) -> float:
+        return self.candidate.rps / self.baseline.rps if self.baseline.rps else math.nan
+
+    @property
+    def added_p50_ms(self) -> float:
+        return self.candidate.p50_ms - self.baseline.p50_ms
+
+    @property
+    def added_p99_ms(self) -> float:
+        return self.candidate.p99_ms - self.baseline.p99_ms
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target from the issue, checked against one named metric (see :func:`metrics`)."""
+
+    label: str
+    metric: str
+    limit: float
+    higher_is_better: bool
+
+    def holds(self, value: float) -> bool:
+        return value >= self.limit if self.higher_is_better else value <= self.limit
+
+    def describe(self) -> str:
+        return f"{'≥' if self.higher_is_better else '≤'} {self.limit:g}"
+
+
+def metrics(
+    comparisons: Sequence[Comparison], ttft: Mapping[str, TtftResult], candidate: str
+) -> dict[str, float]:
+    """Flat names for the numbers the goals speak of, e.g. ``"stream c=32 rps"``."""
+    values: dict[str, float] = {}
+    for row in comparisons:
+        values[f"{row.scenario} rps"] = row.candidate.rps
+        values[f"{row.scenario} added p50 ms"] = row.added_p50_ms
+        values[f"{row.scenario} added p99 ms"] = row.added_p99_ms
+    if "direct" in ttft and candidate in ttft:
+        values["ttft added p50 ms"] = ttft[candidate].p50_ms - ttft["direct"].p50_ms
+        values["ttft added p99 ms"] = ttft[candidate].p99_ms - ttft["direct"].p99_ms
+    return values
+
+
+def check_goals(goals: Sequence[Goal], values: Mapping[str, float]) -> list[dict[str, Any]]:
+    return [
+        {
+            "goal": goal.label,
+            "limit": goal.describe(),
+            "value": values.get(goal.metric),
+            "holds": goal.metric in values and goal.holds(values[goal.metric]),
+        }
+        for goal in goals
+    ]
+
+
+# -- printing ----------------------------------------------------------------------------
+
+_COLUMNS = (
+    ("scenario", 16), ("RPS direct", 11), ("RPS {c}", 11), ("ratio", 7),
+    ("p50 direct", 12), ("p50 {c}", 12), ("+p50", 11),
+    ("p99 direct", 12), ("p99 {c}", 12), ("+p99", 11),
+)  # fmt: skip
+
+
+def format_comparisons(comparisons: Sequence[Comparison], candidate: str) -> str:
+    header = [title.format(c=candidate) for title, _ in _COLUMNS]
+    rows = [header] + [_comparison_cells(row) for row in comparisons]
+    return "\n".join(_line(cells) for cells in rows)
+
+
+def _comparison_cells(row: Comparison) -> list[str]:
+    return [
+        row.scenario,
+        f"{row.baseline.rps:,.0f}",
+        f"{row.candidate.rps:,.0f}",
+        f"{row.ratio:.2f}",
+        _ms(row.baseline.p50_ms),
+        _ms(row.candidate.p50_ms),
+        _ms(row.added_p50_ms, sign=True),
+        _ms(row.baseline.p99_ms),
+        _ms(row.candidate.p99_ms),
+        _ms(row.added_p99_ms, sign=True),
+    ]
+
+
+def _line(cells: Sequence[str]) -> str:
+    first, *rest = zip(cells, (width for _, width in _COLUMNS), strict=True)
+    return f"{first[0]:<{first[1]}}" + "".join(f"{cell:>{width}}" for cell, width in rest)
+
+
+def _ms(value: float, *, sign: bool = False) -> str:
+    return f"{value:+.2f} ms" if sign else f"{value:.2f} ms"
+
+
+def format_ttft(ttft: Mapping[str, TtftResult], candidate: str) -> str:
+    direct, via = ttft["direct"], ttft[candidate]
+    rows = [
+        ("", "p50", "p99"),
+        ("direct", _ms(direct.p50_ms), _ms(direct.p99_ms)),
+        (candidate, _ms(via.p50_ms), _ms(via.p99_ms)),
+        ("added", _ms(via.p50_ms - direct.p50_ms, sign=True),
+         _ms(via.p99_ms - direct.p99_ms, sign=True)),
+    ]  # fmt: skip
+    return "\n".join(f"{name:<10}{p50:>11}{p99:>11}" for name, p50, p99 in rows)
+
+
+def format_goals(checks: Sequence[Mapping[str, Any]]) -> str:
+    return "\n".join(
+        f"  {'holds ' if check['holds'] else 'MISSED'}  {check['goal']:<42}"
+        f"{_value(check['value']):>10}  (target {check['limit']})"
+        for check in checks
+    )
+
+
+def _value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
+
+
+# -- server logs -------------------------------------------------------------------------
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
+_LEVEL = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b")
+_TRACEBACK = "Traceback (most recent call last):"
+_CHAINING = ("During handling of the above exception", "The above exception was the direct")
+
+
+def summarise_log(lines: Sequence[str]) -> dict[str, int]:
+    """Problems in a server's log, counted: a traceback by its exception line, a
+    WARNING/ERROR line by its text without the timestamp (so that repeats add up)."""
+    found: Counter[str] = Counter()
+    in_traceback = False
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if line.startswith(_TRACEBACK):
+            in_traceback = True
+        elif in_traceback:
+            if line and not line[0].isspace() and not line.startswith(_CHAINING):
+                found[line] += 1
+                in_traceback = False
+        elif _LEVEL.search(line):
+            found[_TIMESTAMP.sub("", line)] += 1
+    return dict(found.most_common())
+
+
+def format_log_summary(target: str, problems: Mapping[str, int]) -> str:
+    total = sum(problems.values())
+    lines = [f"{target} logged {total} problems while measured:"]
+    lines += [f"  {count:>6}x {text[:160]}" for text, count in list(problems.items())[:10]]
+    return "\n".join(lines)
+
+
+# -- the record --------------------------------------------------------------------------
+
+
+def wrk_record(result: WrkResult) -> dict[str, Any]:
+    return {
+        "requests": result.requests,
+        "duration_s": result.duration_s,
+        "rps": result.rps,
+        "latency_ms": result.latency_ms,
+        "non_2xx": result.non_2xx,
+        "socket_errors": result.socket_errors,
+    }
+
+
+def ttft_record(result: TtftResult) -> dict[str, Any]:
+    return {
+        "requests": len(result.samples_ms),
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "failures": result.failures,
+    }
+
+
+def write_json(path: Path, record: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,443 @@
+"""``make bench``: the fake vLLM upstream measured directly and through Kodify, side by side.
+
+One run starts the fake upstream and Kodify (one uvicorn worker, as in production) on
+127.0.0.1, drives every scenario with wrk against each target in turn, times the first
+stream chunk with a small asyncio client, prints the comparison and writes it to
+``bench/results/<timestamp>.json``.
+
+New comparisons slot in as data: a :class:`Scenario` in ``SCENARIOS``, or a function
+that starts a target (per-user auth, the journal on, a LiteLLM peer) in ``CANDIDATES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import report, ttft, wrk
+from bench.servers import REPO, ServerProcess, StartupError, start_fake_upstream, start_kodify
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+FAKE_MODEL = "fake-model"
+
+
+class BenchError(RuntimeError):
+    """The run cannot go on (a server died); the message says why."""
+
+
+# -- what is measured --------------------------------------------------------------------
+
+
+def chat_body(*, stream: bool, pace_s: float = 0.0) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": FAKE_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    if stream:
+        body["stream"] = True
+    if pace_s:  # the fake sleeps this long before each chunk (Kodify forwards "fake")
+        body["fake"] = {"delay": pace_s}
+    return body
+
+
+@dataclass(frozen=True)
+class Scenario:
+    kind: str
+    connections: int
+    body: Mapping[str, Any]
+    path: str = "/v1/chat/completions"
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} c={self.connections}"
+
+    def body_bytes(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("non-stream", 1, chat_body(stream=False)),
+    Scenario("non-stream", 32, chat_body(stream=False)),
+    Scenario("stream", 1, chat_body(stream=True)),
+    Scenario("stream", 32, chat_body(stream=True)),
+)
+
+# Time to first token is measured on a paced stream: when the fake sends all 16 chunks at
+# once, the first one and the last arrive together and the first-chunk time is just the
+# whole relay. With 1 ms between chunks it shows whether Kodify passes the first chunk on
+# at once or holds it. The pace adds the same 1 ms (and timer slack) to both targets.
+TTFT_SCENARIO = Scenario("paced stream", 1, chat_body(stream=True, pace_s=0.001))
+
+# The issue's targets for one uvicorn worker; information only, never a failing exit code.
+GOALS: tuple[report.Goal, ...] = (
+    report.Goal("non-stream RPS at c=32", "non-stream c=32 rps", 1500, higher_is_better=True),
+    report.Goal("stream RPS at c=32", "stream c=32 rps", 1000, higher_is_better=True),
+    report.Goal("added p50 at c=1, non-stream (ms)", "non-stream c=1 added p50 ms", 2, False),
+    report.Goal("added p50 at c=1, stream (ms)", "stream c=1 added p50 ms", 2, False),
+    report.Goal("added TTFT p50 at c=1 (ms)", "ttft added p50 ms", 2, False),
+)
+
+
+# -- where it is measured ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    server: ServerProcess
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def request_headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", **self.headers}
+
+
+def direct_target(stack: ExitStack, workdir: Path, chunks: int) -> Target:
+    """The baseline: the fake vLLM itself."""
+    server, url = start_fake_upstream(workdir / "fake", chunks)
+    stack.callback(server.stop)
+    return Target("direct", url, server)
+
+
+def kodify_target(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
+    """Kodify with its defaults: embedded SQLite, no authentication, no journal."""
+    server, url = start_kodify(workdir / "kodify", upstream.url)
+    stack.callback(server.stop)
+    return Target("kodify", url, server)
+
+
+# Each candidate is compared with the direct target; add a function here to add a column
+# set (it may create users and return their token in ``Target.headers``).
+CANDIDATES: tuple[Callable[[ExitStack, Path, Target], Target], ...] = (kodify_target,)
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration_s: int
+    warmup_s: int
+    chunks: int
+    ttft_requests: int
+    ttft_warmup: int
+    results_dir: Path
+
+
+LoadAverage = tuple[float, float, float]
+
+
+@dataclass
+class Measured:
+    by_wrk: dict[str, dict[str, wrk.WrkResult]] = field(default_factory=dict)  # target → scenario
+    warmup_failures: dict[str, dict[str, int]] = field(default_factory=dict)
+    first_chunk: dict[str, ttft.TtftResult] = field(default_factory=dict)  # target → TTFT
+    # target → scenario → server → share of one core it used while measured (1.0 = a core)
+    cpu: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    logs: dict[str, list[str]] = field(default_factory=dict)
+    loadavg_before: LoadAverage = (0.0, 0.0, 0.0)
+    loadavg_after: LoadAverage = (0.0, 0.0, 0.0)
+
+
+def measure_load(
+    wrk_path: str, targets: Sequence[Target], settings: Settings, scripts: Path, out: Measured
+) -> None:
+    servers = [target.server for target in targets]
+    # Targets take turns within each scenario so that drift on the machine hits them alike.
+    for scenario in SCENARIOS:
+        for target in targets:
+            script = scripts / f"{target.name}-{scenario.kind}.lua"
+            script.write_text(
+                wrk.lua_script(scenario.body_bytes().decode(), target.request_headers())
+            )
+            warm = run_wrk(wrk_path, target, scenario, settings.warmup_s, script)
+            cpu_before = [server.cpu_seconds() for server in servers]
+            result = run_wrk(wrk_path, target, scenario, settings.duration_s, script)
+            cpu = {
+                server.name: (server.cpu_seconds() - before) / result.duration_s
+                for server, before in zip(servers, cpu_before, strict=True)
+            }
+            out.by_wrk.setdefault(target.name, {})[scenario.name] = result
+            out.warmup_failures.setdefault(target.name, {})[scenario.name] = warm.failures
+            out.cpu.setdefault(target.name, {})[scenario.name] = cpu
+            print(_progress_line(target, scenario, result, cpu), flush=True)
+
+
+def _progress_line(
+    target: Target, scenario: Scenario, result: wrk.WrkResult, cpu: Mapping[str, float]
+) -> str:
+    # The CPU shares tell whether a figure is a server's limit or the machine's, and the
+    # CPU time per request is what a worker's ceiling follows from.
+    shares = ", ".join(
+        f"{name} {share:.0%} ({share * 1e6 / result.rps:,.0f} us/req)"
+        for name, share in cpu.items()
+        if share >= 0.02 and result.rps
+    )
+    failed = f"   {result.failures} FAILED" if result.failures else ""
+    return (
+        f"  {scenario.name:<16}{target.name:<8}{result.rps:>10,.0f} req/s"
+        f"   p50 {result.p50_ms:6.2f} ms   p99 {result.p99_ms:6.2f} ms   cpu: {shares}{failed}"
+    )
+
+
+def run_wrk(
+    wrk_path: str, target: Target, scenario: Scenario, duration_s: int, script: Path
+) -> wrk.WrkResult:
+    url = target.url + scenario.path
+    result, _ = wrk.run(
+        wrk_path, url, connections=scenario.connections, duration_s=duration_s, script=script
+    )
+    ensure_alive(target, scenario.name)
+    return result
+
+
+def measure_ttft(targets: Sequence[Target], settings: Settings, out: Measured) -> None:
+    stream = TTFT_SCENARIO
+    for target in targets:
+        result = ttft.measure(
+            target.url + stream.path,
+            stream.body_bytes(),
+            target.request_headers(),
+            count=settings.ttft_requests,
+            warmup=settings.ttft_warmup,
+        )
+        ensure_alive(target, "the TTFT measurement")
+        out.first_chunk[target.name] = result
+        print(
+            f"  TTFT            {target.name:<8}   p50 {result.p50_ms:6.2f} ms"
+            f"   p99 {result.p99_ms:6.2f} ms",
+            flush=True,
+        )
+
+
+def ensure_alive(target: Target, during: str) -> None:
+    if not target.server.alive():
+        raise BenchError(f"{target.name} exited during {during}:\n{target.server.tail()}")
+
+
+def run_bench(settings: Settings) -> int:
+    wrk_path = wrk.ensure_installed()
+    started = datetime.now(UTC)
+    measured = Measured(loadavg_before=os.getloadavg())
+    warn_if_busy(measured.loadavg_before)
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kodify-bench-")))
+        direct = direct_target(stack, workdir, settings.chunks)
+        candidates = [start(stack, workdir, direct) for start in CANDIDATES]
+        targets = [direct, *candidates]
+        print(_banner(targets, settings), flush=True)
+        measure_load(wrk_path, targets, settings, workdir, measured)
+        measure_ttft(targets, settings, measured)
+        measured.logs = {t.name: t.server.lines_after_startup() for t in targets}
+        measured.loadavg_after = os.getloadavg()
+    # Every server is stopped here; what follows only reports.
+    urls = {target.name: target.url for target in targets}
+    record = build_record(measured, settings, urls, [c.name for c in candidates], started)
+    print_report(measured, record, [c.name for c in candidates])
+    path = settings.results_dir / f"{started:%Y%m%d-%H%M%S}.json"
+    report.write_json(path, record)
+    print(f"\nresults: {path}")
+    return 0 if record["valid"] else 1
+
+
+def warn_if_busy(load: LoadAverage) -> None:
+    # Kodify, the fake and wrk already share the cores; anything else running skews the
+    # comparison, and the record keeps the load so that a reader can tell.
+    cpus = os.cpu_count() or 1
+    if load[0] > cpus / 2:
+        print(
+            f"note: the machine is busy (load average {load[0]:.1f} on {cpus} cores); "
+            "expect noisy figures",
+            flush=True,
+        )
+
+
+def _banner(targets: Sequence[Target], settings: Settings) -> str:
+    runs = len(SCENARIOS) * len(targets)
+    seconds = runs * (settings.warmup_s + settings.duration_s)
+    where = ", ".join(f"{t.name} {t.url}" for t in targets)
+    return (
+        f"targets: {where}\n"
+        f"{runs} wrk runs of {settings.warmup_s} s warm-up + {settings.duration_s} s "
+        f"(about {seconds} s), then {settings.ttft_requests} sequential streams per target"
+    )
+
+
+# -- reporting ---------------------------------------------------------------------------
+
+
+def comparisons(measured: Measured, candidate: str) -> list[report.Comparison]:
+    direct, via = measured.by_wrk["direct"], measured.by_wrk[candidate]
+    return [report.Comparison(s.name, direct[s.name], via[s.name]) for s in SCENARIOS]
+
+
+def failures(measured: Measured) -> list[str]:
+    """Why the figures cannot be trusted: any non-2xx answer, socket error or broken stream."""
+    found = []
+    for target, results in measured.by_wrk.items():
+        for scenario, result in results.items():
+            if result.failures:
+                found.append(
+                    f"{target} {scenario}: {result.non_2xx} non-2xx, "
+                    f"socket errors {result.socket_errors}"
+                )
+            if measured.warmup_failures[target][scenario]:
+                found.append(
+                    f"{target} {scenario} warm-up: "
+                    f"{measured.warmup_failures[target][scenario]} failed requests"
+                )
+    for target, streams in measured.first_chunk.items():
+        if streams.failures:
+            found.append(f"{target} TTFT: {streams.failures} streams not 200 or without [DONE]")
+    return found
+
+
+def goal_checks(measured: Measured, candidate: str) -> list[dict[str, Any]]:
+    values = report.metrics(comparisons(measured, candidate), measured.first_chunk, candidate)
+    return report.check_goals(GOALS, values)
+
+
+def build_record(
+    measured: Measured,
+    settings: Settings,
+    urls: Mapping[str, str],
+    candidates: Sequence[str],
+    started: datetime,
+) -> dict[str, Any]:
+    found = failures(measured)
+    return {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _git_commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_before": measured.loadavg_before,
+            "load_average_after": measured.loadavg_after,
+        },
+        "wrk": wrk.version(wrk.ensure_installed()),
+        "settings": {
+            "duration_s": settings.duration_s,
+            "warmup_s": settings.warmup_s,
+            "chunks": settings.chunks,
+            "wrk_threads": 1,
+            "ttft_requests": settings.ttft_requests,
+            "kodify_workers": 1,
+        },
+        "targets": dict(urls),
+        "scenarios": [
+            {"name": s.name, "path": s.path, "connections": s.connections, "body": s.body}
+            for s in SCENARIOS
+        ],
+        "ttft_scenario": {"path": TTFT_SCENARIO.path, "body": TTFT_SCENARIO.body},
+        "load": {
+            target: {
+                scenario: {**report.wrk_record(r), "cpu_share": measured.cpu[target][scenario]}
+                for scenario, r in results.items()
+            }
+            for target, results in measured.by_wrk.items()
+        },
+        "ttft": {target: report.ttft_record(r) for target, r in measured.first_chunk.items()},
+        "goals": {name: goal_checks(measured, name) for name in candidates},
+        "server_log_problems": {
+            target: report.summarise_log(lines) for target, lines in measured.logs.items()
+        },
+        "failures": found,
+        "valid": not found,
+    }
+
+
+def print_report(measured: Measured, record: Mapping[str, Any], candidates: Sequence[str]) -> None:
+    for name in candidates:
+        print(f"\n== direct vs {name} (one uvicorn worker; wrk -t1, latency per request)")
+        print(report.format_comparisons(comparisons(measured, name), name))
+        count = len(measured.first_chunk[name].samples_ms)
+        print(
+            f"\n== time to first stream chunk, c=1, {count} sequential requests, chunks 1 ms apart"
+        )
+        print(report.format_ttft(measured.first_chunk, name))
+        print(f"\n== the issue's targets for {name} (information, not a pass/fail)")
+        print(report.format_goals(record["goals"][name]))
+    for target, problems in record["server_log_problems"].items():
+        if problems:
+            print("\n" + report.format_log_summary(target, problems))
+    if record["failures"]:
+        print("\nTHE FIGURES ARE NOT VALID: some requests failed", file=sys.stderr)
+        print("\n".join("  " + line for line in record["failures"]), file=sys.stderr)
+
+
+def _git_commit() -> str | None:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    return done.stdout.strip() or None
+
+
+# -- entry point -------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each")
+    parser.add_argument("--chunks", type=int, default=16, help="chunks per fake stream")
+    parser.add_argument("--ttft-requests", type=int, default=200)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    return Settings(
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        chunks=args.chunks,
+        ttft_requests=args.ttft_requests,
+        ttft_warmup=20,
+        results_dir=args.results_dir,
+    )
+
+
+class Terminated(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _unwind_on_signals() -> None:
+    # Every way out must unwind the ExitStack, which stops the servers. SIGINT is reset too:
+    # a shell that starts the bench in the background hands it down ignored.
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(argv)
+    _unwind_on_signals()
+    try:
+        return run_bench(settings)
+    except KeyboardInterrupt:
+        print("\ninterrupted; every process the bench started is stopped", file=sys.stderr)
+        return 130
+    except Terminated as exc:
+        print(f"\n{exc}: every process the bench started is stopped", file=sys.stderr)
+        return 128 + exc.signum
+    except (BenchError, StartupError, wrk.WrkError, EOFError, OSError) as exc:
+        print(f"\nbench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The bench's pure parts: reading wrk's report, Lua quoting, percentiles, the goal check,
+the HTTP reading of the TTFT client and the log summary.  No server, no load."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import report, run, servers, ttft, wrk
+
+WRK_OK = """\
+Running 5s test @ http://127.0.0.1:40123/v1/chat/completions
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.58ms    2.17ms  27.48ms   79.50%
+    Req/Sec     4.89k   618.07     5.98k    76.67%
+  Latency Distribution
+     50%  812.00us
+     75%    7.31ms
+     90%    8.92ms
+     99%    1.02s
+  24329 requests in 5.00s, 12.21MB read
+Requests/sec:   4866.41
+Transfer/sec:      2.44MB
+"""
+
+WRK_FAILING = """\
+Running 1s test @ http://127.0.0.1:40124/v1/nothing
+  1 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.33ms    1.48ms  19.21ms   94.76%
+    Req/Sec     3.29k   529.10     3.89k    70.00%
+  Latency Distribution
+     50%    0.95ms
+     75%    1.61ms
+     90%    2.26ms
+     99%    8.19ms
+  3274 requests in 1.00m, 0.99MB read
+  Socket errors: connect 0, read 2, write 0, timeout 7
+  Non-2xx or 3xx responses: 3274
+Requests/sec:   3269.43
+Transfer/sec:      0.99MB
+"""
+
+
+# -- wrk ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("812.00us", 0.812), ("6.38ms", 6.38), ("1.02s", 1020.0), ("2.00m", 120_000.0),
+     ("1h", 3_600_000.0), (" 17ms ", 17.0)],
+)  # fmt: skip
+def test_durations_in_every_unit_become_milliseconds(text: str, ms: float) -> None:
+    assert wrk.parse_duration_ms(text) == pytest.approx(ms)
+
+
+def test_a_duration_without_unit_is_refused() -> None:
+    with pytest.raises(wrk.WrkError):
+        wrk.parse_duration_ms("12.5")
+
+
+def test_a_clean_report_is_read() -> None:
+    result = wrk.parse_output(WRK_OK)
+    assert result.requests == 24329
+    assert result.duration_s == pytest.approx(5.0)
+    assert result.rps == pytest.approx(4866.41)
+    assert result.latency_ms == pytest.approx({"50": 0.812, "75": 7.31, "90": 8.92, "99": 1020.0})
+    assert (result.p50_ms, result.p99_ms) == (pytest.approx(0.812), pytest.approx(1020.0))
+    assert result.non_2xx == 0
+    assert result.socket_errors == {}
+    assert result.failures == 0
+
+
+def test_non_2xx_and_socket_errors_are_failures() -> None:
+    result = wrk.parse_output(WRK_FAILING)
+    assert result.non_2xx == 3274
+    assert result.socket_errors == {"connect": 0, "read": 2, "write": 0, "timeout": 7}
+    assert result.failures == 3274 + 9
+    assert result.duration_s == pytest.approx(60.0)
+
+
+def test_a_report_without_latency_distribution_is_refused() -> None:
+    without = "\n".join(line for line in WRK_OK.splitlines() if "%  " not in line)
+    with pytest.raises(wrk.WrkError, match="--latency"):
+        wrk.parse_output(without)
+
+
+def test_lua_strings_escape_what_luajit_cannot_read() -> None:
+    assert wrk.lua_string('{"a":"b\\\\c"}') == '"{\\034a\\034:\\034b\\092\\092c\\034}"'
+    assert wrk.lua_string("é\n") == '"\\195\\169\\010"'
+
+
+def test_the_script_posts_the_body_with_the_headers() -> None:
+    script = wrk.lua_script('{"x":1}', {"Authorization": "Bearer t"})
+    assert script.splitlines() == [
+        'wrk.method = "POST"',
+        'wrk.body = "{\\034x\\034:1}"',
+        'wrk.headers["Authorization"] = "Bearer t"',
+    ]
+
+
+def test_the_command_uses_one_thread_and_asks_for_latency() -> None:
+    argv = wrk.command("wrk", "http://h/p", connections=32, duration_s=5, script=Path("s.lua"))
+    assert argv[:5] == ["wrk", "--threads=1", "--connections=32", "--duration=5s", "--latency"]
+    assert argv[-1] == "http://h/p"
+
+
+# -- TTFT client -------------------------------------------------------------------------
+
+
+def test_nearest_rank_percentiles() -> None:
+    values = [float(v) for v in range(1, 201)]
+    assert ttft.percentile(values, 50) == 100.0
+    assert ttft.percentile(values, 99) == 198.0
+    assert ttft.percentile([3.0], 99) == 3.0
+    assert math.isnan(ttft.percentile([], 50))
+
+
+def test_the_request_is_one_piece_with_a_content_length() -> None:
+    request = ttft.build_request("http://127.0.0.1:9/v1/chat/completions", b"{}", {"A": "b"})
+    assert request == (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"
+        b"Content-Length: 2\r\nA: b\r\n\r\n{}"
+    )
+
+
+def _read(raw: bytes) -> ttft.Response:
+    async def read() -> ttft.Response:
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw)
+        reader.feed_eof()
+        return await ttft.read_response(reader)
+
+    return asyncio.run(read())
+
+
+def test_a_chunked_stream_is_read_to_its_end() -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n"
+        b"6\r\ndata: \r\nE;ext=1\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\n"  # the next response on the connection stays unread
+    )
+    response = _read(raw)
+    assert response.status == 200
+    assert response.body == b"data: data: [DONE]\n\n"
+    assert not math.isnan(response.first_chunk_at)
+
+
+def test_an_error_with_a_content_length_is_read() -> None:
+    response = _read(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\n{}")
+    assert (response.status, response.body) == (503, b"{}")
+
+
+# -- comparison and goals ----------------------------------------------------------------
+
+
+def _result(rps: float, p50: float, p99: float) -> wrk.WrkResult:
+    return wrk.WrkResult(requests=1, duration_s=5, rps=rps, latency_ms={"50": p50, "99": p99})
+
+
+def test_a_comparison_gives_ratio_and_added_latency() -> None:
+    row = report.Comparison("stream c=1", _result(1000, 1.0, 3.0), _result(500, 2.5, 4.0))
+    assert row.ratio == 0.5
+    assert (row.added_p50_ms, row.added_p99_ms) == (1.5, 1.0)
+    table = report.format_comparisons([row], "kodify")
+    assert "RPS kodify" in table.splitlines()[0]
+    assert "+1.50 ms" in table.splitlines()[1]
+
+
+def test_goals_are_checked_in_both_directions_and_a_missing_metric_does_not_hold() -> None:
+    rows = [report.Comparison("stream c=32", _result(2000, 9, 20), _result(1200, 10, 30))]
+    first = {"direct": ttft.TtftResult([1.0, 1.2], 0), "kodify": ttft.TtftResult([4.0], 0)}
+    values = report.metrics(rows, first, "kodify")
+    assert values["ttft added p50 ms"] == pytest.approx(3.0)
+    checks = report.check_goals(
+        [
+            report.Goal("rps", "stream c=32 rps", 1000, higher_is_better=True),
+            report.Goal("ttft", "ttft added p50 ms", 2, higher_is_better=False),
+            report.Goal("absent", "non-stream c=32 rps", 1500, higher_is_better=True),
+        ],
+        values,
+    )
+    assert [check["holds"] for check in checks] == [True, False, False]
+    assert checks[2]["value"] is None
+    assert "n/a" in report.format_goals(checks)
+
+
+# -- logs and environment ----------------------------------------------------------------
+
+
+def test_a_log_summary_counts_tracebacks_by_exception_and_warnings_by_text() -> None:
+    lines = [
+        "Error handling request from 127.0.0.1\n",
+        "Traceback (most recent call last):\n",
+        '  File "x.py", line 1, in f\n',
+        "aiohttp.ClientConnectionResetError: Cannot write to closing transport\n",
+        "Traceback (most recent call last):\n",
+        "  ...\n",
+        "\n",
+        "During handling of the above exception, another exception occurred:\n",
+        "aiohttp.ClientConnectionResetError: Cannot write to closing transport\n",
+        "2026-11-25 20:06:13,612 WARNING kodify.gateway: request 1: slow\n",
+        "2026-11-25 20:06:14,001 WARNING kodify.gateway: request 1: slow\n",
+        "2026-11-25 20:06:14,001 INFO kodify.upstreams: up\n",
+    ]
+    assert report.summarise_log(lines) == {
+        "aiohttp.ClientConnectionResetError: Cannot write to closing transport": 2,
+        "WARNING kodify.gateway: request 1: slow": 2,
+    }
+
+
+def test_the_servers_do_not_inherit_settings_from_the_shell() -> None:
+    env = servers.scrubbed(
+        {"PATH": "/bin", "KODIFY_UPSTREAMS": "x", "MTSAI_AUTH": "1", "AUTH_TYPE": "DB",
+         "VLLM_API_KEY": "k", "DB_URL": "pg", "REDIS_URL": "r", "HOME": "/root"}
+    )  # fmt: skip
+    assert env == {"PATH": "/bin", "HOME": "/root"}
+
+
+def test_uvicorn_is_ready_only_once_both_lines_came_in_order() -> None:
+    ready = servers.UVICORN_READY
+    assert not servers._in_order(ready, ["INFO: Application startup complete.\n"])
+    assert not servers._in_order(ready, ["Uvicorn running on x\n", "Application startup complete"])
+    assert servers._in_order(ready, ["Application startup complete.", "x", "Uvicorn running on"])
+
+
+# -- the verdict on a run ----------------------------------------------------------------
+
+
+def test_any_failed_request_makes_the_run_invalid() -> None:
+    clean = _result(100, 1, 2)
+    broken = wrk.WrkResult(1, 5, 100, {"50": 1, "99": 2}, non_2xx=3)
+    measured = run.Measured(
+        by_wrk={"direct": {"stream c=1": clean}, "kodify": {"stream c=1": broken}},
+        warmup_failures={"direct": {"stream c=1": 2}, "kodify": {"stream c=1": 0}},
+        first_chunk={"kodify": ttft.TtftResult([1.0], failures=1)},
+    )
+    found = run.failures(measured)
+    assert len(found) == 3
+    assert "kodify stream c=1: 3 non-2xx" in found[1]
+    assert run.failures(run.Measured(by_wrk={"direct": {"x": clean}},
+                                     warmup_failures={"direct": {"x": 0}})) == []  # fmt: skip
