@@ -27,6 +27,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+	@# The console's browser test drives Debian's chromium (Playwright's own download fails here).
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 ## run: migrate, create the first administrator, serve on http://$(HOST):$(PORT)
 run: install

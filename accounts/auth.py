@@ -11,13 +11,24 @@ the database per request.  Modes (SPEC §4):
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from typing import Protocol
 
+from channels.db import database_sync_to_async
 from django.conf import settings
+
+from accounts import selectors, services, tokens
+from accounts.selectors import TokenRecord
+
+logger = logging.getLogger("kodify.auth")
 
 
 class AuthMode(enum.StrEnum):
@@ -42,7 +53,12 @@ class Principal:
     user_id: int | None = None
     token_id: int | None = None
     username: str = ""
-    allowed_models: frozenset[str] = field(default_factory=frozenset)
+    allowed_models: frozenset[str] = field(default_factory=frozenset)  # empty: all
+    requests_per_minute: int | None = None  # None: the server default
+    max_concurrent: int | None = None
+
+    def may_use(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
 
 
 class AuthenticationFailed(Exception):
@@ -56,7 +72,9 @@ class AuthenticationFailed(Exception):
 class Authenticator(Protocol):
     mode: AuthMode
 
-    async def authenticate(self, authorization: bytes | None) -> Principal: ...
+    async def authenticate(
+        self, authorization: bytes | None, user_agent: bytes | None = None
+    ) -> Principal: ...
 
 
 _BEARER = b"bearer "
@@ -83,7 +101,9 @@ class DummyAuthenticator:
     mode = AuthMode.DUMMY
     _anyone = Principal(mode=AuthMode.DUMMY)
 
-    async def authenticate(self, authorization: bytes | None) -> Principal:
+    async def authenticate(
+        self, authorization: bytes | None, user_agent: bytes | None = None
+    ) -> Principal:
         return self._anyone
 
 
@@ -94,20 +114,153 @@ class OneTokenAuthenticator:
         self._key = key.encode()
         self._everyone = Principal(mode=AuthMode.ONE_TOKEN)
 
-    async def authenticate(self, authorization: bytes | None) -> Principal:
+    async def authenticate(
+        self, authorization: bytes | None, user_agent: bytes | None = None
+    ) -> Principal:
         if hmac.compare_digest(bearer_token(authorization), self._key):
             return self._everyone
         raise AuthenticationFailed("Invalid API token.")
 
 
 class PerUserAuthenticator:
-    """Per-user tokens; until tokens can be issued, no token is valid."""
+    """Per-user tokens, looked up by prefix and checked against their keyed hash.
+
+    What the database says about a token is cached in the worker for
+    ``KODIFY_AUTH_CACHE_SECONDS`` (at most 1 s), so a revoked or expired token or a
+    disabled user is refused everywhere within that time, and the database sees at most
+    one lookup per token per second per worker, whatever the request rate.  Unknown
+    prefixes are cached too, so garbage tokens cannot hammer the database.
+    """
 
     mode = AuthMode.PER_USER
+    MAX_ENTRIES = 50_000
 
-    async def authenticate(self, authorization: bytes | None) -> Principal:
-        bearer_token(authorization)
-        raise AuthenticationFailed("Invalid API token.")
+    def __init__(
+        self,
+        key: bytes,
+        ttl: float,
+        lookup: Callable[[str], Awaitable[TokenRecord | None]],
+        usage: TokenUsage | None = None,
+    ) -> None:
+        self._key = key
+        self._ttl = ttl
+        self._lookup = lookup
+        self._usage = usage
+        self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
+        self._pending: dict[str, asyncio.Future[TokenRecord | None]] = {}
+        # Tokens already verified against a fresh record: (valid until, token id, principal).
+        # Saves parsing, the HMAC and a new Principal on nearly every request.
+        self._verified: dict[bytes, tuple[float, int, Principal]] = {}
+
+    async def authenticate(
+        self, authorization: bytes | None, user_agent: bytes | None = None
+    ) -> Principal:
+        token = bearer_token(authorization)
+        verified = self._verified.get(token)
+        if verified is not None and verified[0] > time.monotonic():
+            if self._usage is not None:
+                self._usage.note(verified[1], user_agent)
+            return verified[2]
+        principal, record_until = await self._verify(token)
+        if len(self._verified) >= self.MAX_ENTRIES:
+            self._verified.clear()
+        self._verified[token] = (record_until, principal.token_id or 0, principal)
+        if self._usage is not None and principal.token_id is not None:
+            self._usage.note(principal.token_id, user_agent)
+        return principal
+
+    async def _verify(self, token: bytes) -> tuple[Principal, float]:
+        """The token's principal and until when (monotonic) that answer may be reused."""
+        prefix = tokens.prefix_of(token)
+        if prefix is None:
+            raise AuthenticationFailed("Invalid API token: not a Kodify token.")
+        record = await self._record(prefix)
+        if record is None or not tokens.matches(self._key, token, record.digest):
+            raise AuthenticationFailed("Invalid API token.")
+        if record.revoked:
+            raise AuthenticationFailed("This API token has been revoked.", code="token_revoked")
+        if record.expires_at is not None and record.expires_at <= time.time():
+            raise AuthenticationFailed("This API token has expired.", code="token_expired")
+        if not record.user_active:
+            raise AuthenticationFailed(
+                f"The user '{record.username}' is disabled.", code="user_disabled"
+            )
+        principal = Principal(
+            mode=AuthMode.PER_USER,
+            user_id=record.user_id,
+            token_id=record.token_id,
+            username=record.username,
+            allowed_models=record.allowed_models,
+            requests_per_minute=record.requests_per_minute,
+            max_concurrent=record.max_concurrent,
+        )
+        until = self._cache.get(prefix, (time.monotonic(), None))[0]
+        if record.expires_at is not None:  # never reuse the answer past the expiry
+            until = min(until, time.monotonic() + record.expires_at - time.time())
+        return principal, until
+
+    async def _record(self, prefix: str) -> TokenRecord | None:
+        now = time.monotonic()
+        cached = self._cache.get(prefix)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        pending = self._pending.get(prefix)
+        if pending is not None:  # another request is already asking the database
+            return await asyncio.shield(pending)
+        future: asyncio.Future[TokenRecord | None] = asyncio.get_running_loop().create_future()
+        self._pending[prefix] = future
+        try:
+            record = await self._lookup(prefix)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it, nobody else must
+            raise
+        finally:
+            del self._pending[prefix]
+        if len(self._cache) >= self.MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[prefix] = (time.monotonic() + self._ttl, record)
+        future.set_result(record)
+        return record
+
+
+class TokenUsage:
+    """Last use of each token, noted in memory and written in batches, never per request."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self._seen: dict[int, tuple[datetime, str]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def note(self, token_id: int, user_agent: bytes | None) -> None:
+        agent = user_agent.decode("utf-8", "replace")[:300] if user_agent else ""
+        self._seen[token_id] = (datetime.now(UTC), agent)
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._task = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.interval)
+        await self.flush()
+
+    async def flush(self) -> None:
+        if not self._seen:
+            return
+        seen, self._seen = self._seen, {}
+        uses = [(token_id, at, agent) for token_id, (at, agent) in seen.items()]
+        try:
+            await database_sync_to_async(services.record_token_use)(uses=uses)
+        except Exception:
+            logger.exception("could not record the last use of %d token(s)", len(uses))
+
+
+async def _lookup_token(prefix: str) -> TokenRecord | None:
+    return await database_sync_to_async(selectors.token_record)(prefix)
+
+
+@cache
+def get_token_usage() -> TokenUsage:
+    return TokenUsage()
 
 
 @cache
@@ -116,5 +269,10 @@ def get_authenticator() -> Authenticator:
     if mode is AuthMode.ONE_TOKEN:
         return OneTokenAuthenticator(settings.VLLM_API_KEY)
     if mode is AuthMode.PER_USER:
-        return PerUserAuthenticator()
+        return PerUserAuthenticator(
+            services.token_hash_key(),
+            settings.KODIFY_AUTH_CACHE_SECONDS,
+            _lookup_token,
+            get_token_usage(),
+        )
     return DummyAuthenticator()

@@ -90,8 +90,12 @@ _COLUMNS = (
 
 def format_comparisons(comparisons: Sequence[Comparison], candidate: str) -> str:
     header = [title.format(c=candidate) for title, _ in _COLUMNS]
+    # A long candidate name widens its columns rather than running into the next one.
+    widths = [
+        max(width, len(title) + 2) for title, (_, width) in zip(header, _COLUMNS, strict=True)
+    ]
     rows = [header] + [_comparison_cells(row) for row in comparisons]
-    return "\n".join(_line(cells) for cells in rows)
+    return "\n".join(_line(cells, widths) for cells in rows)
 
 
 def _comparison_cells(row: Comparison) -> list[str]:
@@ -109,8 +113,8 @@ def _comparison_cells(row: Comparison) -> list[str]:
     ]
 
 
-def _line(cells: Sequence[str]) -> str:
-    first, *rest = zip(cells, (width for _, width in _COLUMNS), strict=True)
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    first, *rest = zip(cells, widths, strict=True)
     return f"{first[0]:<{first[1]}}" + "".join(f"{cell:>{width}}" for cell, width in rest)
 
 
@@ -201,3 +205,73 @@ def ttft_record(result: TtftResult) -> dict[str, Any]:
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+# -- the cost of per-user authentication -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthCost:
+    """One scenario on Kodify in dummy mode and in per-user mode, measured side by side.
+
+    ``*_cpu_us`` is the server's CPU time per request (None when unknown): on a machine
+    whose cores are all busy it moves less with the noise than the RPS does.
+    """
+
+    scenario: str
+    dummy: WrkResult
+    per_user: WrkResult
+    dummy_cpu_us: float | None = None
+    per_user_cpu_us: float | None = None
+
+    @property
+    def rps_cost_pct(self) -> float:
+        """How much of the dummy-mode RPS per-user mode loses (negative: it served more)."""
+        if not self.dummy.rps:
+            return math.nan
+        return (1 - self.per_user.rps / self.dummy.rps) * 100
+
+    @property
+    def cpu_cost_us(self) -> float | None:
+        if self.dummy_cpu_us is None or self.per_user_cpu_us is None:
+            return None
+        return self.per_user_cpu_us - self.dummy_cpu_us
+
+
+def median_cost_pct(rows: Sequence[AuthCost]) -> float | None:
+    """The median share of RPS lost over paired rounds (None without any)."""
+    costs = sorted(row.rps_cost_pct for row in rows)
+    if not costs:
+        return None
+    middle = len(costs) // 2
+    return costs[middle] if len(costs) % 2 else (costs[middle - 1] + costs[middle]) / 2
+
+
+def format_auth_costs(rows: Sequence[AuthCost]) -> str:
+    lines = [
+        f"{'scenario':<16}{'RPS dummy':>11}{'RPS per-user':>14}{'cost':>9}"
+        f"{'CPU/req dummy':>15}{'per-user':>11}{'added':>10}"
+    ]
+    for row in rows:
+        lines.append(
+            f"{row.scenario:<16}{row.dummy.rps:>11,.0f}{row.per_user.rps:>14,.0f}"
+            f"{row.rps_cost_pct:>8.1f}%{_us(row.dummy_cpu_us):>15}"
+            f"{_us(row.per_user_cpu_us):>11}{_us(row.cpu_cost_us, sign=True):>10}"
+        )
+    return "\n".join(lines)
+
+
+def _us(value: float | None, *, sign: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.0f} us" if sign else f"{value:.0f} us"
+
+
+def auth_cost_record(row: AuthCost) -> dict[str, Any]:
+    return {
+        "dummy_rps": row.dummy.rps,
+        "per_user_rps": row.per_user.rps,
+        "rps_cost_pct": row.rps_cost_pct,
+        "dummy_cpu_us_per_request": row.dummy_cpu_us,
+        "per_user_cpu_us_per_request": row.per_user_cpu_us,
+    }

@@ -28,7 +28,15 @@ from types import FrameType
 from typing import Any
 
 from bench import report, ttft, wrk
-from bench.servers import REPO, ServerProcess, StartupError, start_fake_upstream, start_kodify
+from bench.servers import (
+    BENCH_USER_LIMITS,
+    REPO,
+    ServerProcess,
+    StartupError,
+    start_fake_upstream,
+    start_kodify,
+    start_kodify_per_user,
+)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FAKE_MODEL = "fake-model"
@@ -76,9 +84,18 @@ SCENARIOS: tuple[Scenario, ...] = (
 # once, the first one and the last arrive together and the first-chunk time is just the
 # whole relay. With 1 ms between chunks it shows whether Kodify passes the first chunk on
 # at once or holds it. The pace adds the same 1 ms (and timer slack) to both targets.
+AUTH_COST_SCENARIO = SCENARIOS[1]  # non-stream c=32
+
 TTFT_SCENARIO = Scenario("paced stream", 1, chat_body(stream=True, pace_s=0.001))
 
 # The issue's targets for one uvicorn worker; information only, never a failing exit code.
+# Per-user authentication may cost at most this share of the dummy-mode RPS (the issue),
+# judged on the median of paired rounds of this scenario (one 5 s figure varies by ±10 %
+# on a shared 2-core machine, twice the budget).
+AUTH_COST_GOAL = report.Goal(
+    "per-user auth cost, non-stream c=32 (% of RPS)", "median", 5, higher_is_better=False
+)
+
 GOALS: tuple[report.Goal, ...] = (
     report.Goal("non-stream RPS at c=32", "non-stream c=32 rps", 1500, higher_is_better=True),
     report.Goal("stream RPS at c=32", "stream c=32 rps", 1000, higher_is_better=True),
@@ -109,16 +126,46 @@ def direct_target(stack: ExitStack, workdir: Path, chunks: int) -> Target:
     return Target("direct", url, server)
 
 
+DUMMY = "kodify"
+PER_USER = "per-user"
+PER_USER_REDIS = "per-user-redis"
+
+
 def kodify_target(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
-    """Kodify with its defaults: embedded SQLite, no authentication, no journal."""
+    """Kodify with its defaults: embedded SQLite, no authentication (dummy mode), no journal."""
     server, url = start_kodify(workdir / "kodify", upstream.url)
     stack.callback(server.stop)
-    return Target("kodify", url, server)
+    return Target(DUMMY, url, server)
+
+
+def per_user_target(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
+    """Kodify in per-user mode: every request carries a user's token, checked against its
+    keyed hash (the record cached for 1 s), noted for the last-use batch, and passed
+    through the user's limits (in process: the bench runs without Redis)."""
+    server, url, token = start_kodify_per_user(workdir / "per-user", upstream.url)
+    stack.callback(server.stop)
+    return Target(PER_USER, url, server, headers={"Authorization": f"Bearer {token}"})
+
+
+def per_user_redis_target(redis_url: str) -> Callable[[ExitStack, Path, Target], Target]:
+    """Per-user mode with the limits in Redis (``--redis-url``), as several workers have them."""
+
+    def start(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
+        server, url, token = start_kodify_per_user(
+            workdir / PER_USER_REDIS, upstream.url, {"REDIS_URL": redis_url}, "Kodify Redis"
+        )
+        stack.callback(server.stop)
+        return Target(PER_USER_REDIS, url, server, headers={"Authorization": f"Bearer {token}"})
+
+    return start
 
 
 # Each candidate is compared with the direct target; add a function here to add a column
 # set (it may create users and return their token in ``Target.headers``).
-CANDIDATES: tuple[Callable[[ExitStack, Path, Target], Target], ...] = (kodify_target,)
+CANDIDATES: tuple[Callable[[ExitStack, Path, Target], Target], ...] = (
+    kodify_target,
+    per_user_target,
+)
 
 
 # -- running -----------------------------------------------------------------------------
@@ -132,6 +179,8 @@ class Settings:
     ttft_requests: int
     ttft_warmup: int
     results_dir: Path
+    redis_url: str | None = None
+    auth_rounds: int = 3
 
 
 LoadAverage = tuple[float, float, float]
@@ -145,6 +194,8 @@ class Measured:
     # target → scenario → server → share of one core it used while measured (1.0 = a core)
     cpu: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     logs: dict[str, list[str]] = field(default_factory=dict)
+    servers: dict[str, str] = field(default_factory=dict)  # target -> its server's name
+    auth_rounds: list[report.AuthCost] = field(default_factory=list)
     loadavg_before: LoadAverage = (0.0, 0.0, 0.0)
     loadavg_after: LoadAverage = (0.0, 0.0, 0.0)
 
@@ -185,7 +236,7 @@ def _progress_line(
     )
     failed = f"   {result.failures} FAILED" if result.failures else ""
     return (
-        f"  {scenario.name:<16}{target.name:<8}{result.rps:>10,.0f} req/s"
+        f"  {scenario.name:<16}{target.name:<15}{result.rps:>10,.0f} req/s"
         f"   p50 {result.p50_ms:6.2f} ms   p99 {result.p99_ms:6.2f} ms   cpu: {shares}{failed}"
     )
 
@@ -201,6 +252,39 @@ def run_wrk(
     return result
 
 
+def measure_auth_rounds(
+    wrk_path: str, targets: Sequence[Target], settings: Settings, scripts: Path, out: Measured
+) -> None:
+    """Dummy and per-user mode in alternation on the auth-cost scenario, ``auth_rounds``
+    times, each pair back to back (and in turns first) so that drift hits both alike."""
+    by_name = {target.name: target for target in targets}
+    if DUMMY not in by_name or PER_USER not in by_name:
+        return
+    scenario = AUTH_COST_SCENARIO
+    for index in range(settings.auth_rounds):
+        pair = [by_name[DUMMY], by_name[PER_USER]]
+        if index % 2:
+            pair.reverse()
+        measured: dict[str, tuple[wrk.WrkResult, float | None]] = {}
+        for target in pair:
+            script = scripts / f"{target.name}-{scenario.kind}.lua"
+            run_wrk(wrk_path, target, scenario, settings.warmup_s, script)
+            before = target.server.cpu_seconds()
+            result = run_wrk(wrk_path, target, scenario, settings.duration_s, script)
+            used = target.server.cpu_seconds() - before
+            measured[target.name] = (result, used * 1e6 / result.requests if used else None)
+        row = report.AuthCost(
+            f"round {index + 1}", measured[DUMMY][0], measured[PER_USER][0],
+            measured[DUMMY][1], measured[PER_USER][1],
+        )  # fmt: skip
+        out.auth_rounds.append(row)
+        print(
+            f"  auth round {index + 1}    dummy {row.dummy.rps:>8,.0f} req/s"
+            f"   per-user {row.per_user.rps:>8,.0f} req/s   cost {row.rps_cost_pct:5.1f}%",
+            flush=True,
+        )
+
+
 def measure_ttft(targets: Sequence[Target], settings: Settings, out: Measured) -> None:
     stream = TTFT_SCENARIO
     for target in targets:
@@ -214,7 +298,7 @@ def measure_ttft(targets: Sequence[Target], settings: Settings, out: Measured) -
         ensure_alive(target, "the TTFT measurement")
         out.first_chunk[target.name] = result
         print(
-            f"  TTFT            {target.name:<8}   p50 {result.p50_ms:6.2f} ms"
+            f"  TTFT            {target.name:<15}   p50 {result.p50_ms:6.2f} ms"
             f"   p99 {result.p99_ms:6.2f} ms",
             flush=True,
         )
@@ -233,10 +317,15 @@ def run_bench(settings: Settings) -> int:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kodify-bench-")))
         direct = direct_target(stack, workdir, settings.chunks)
-        candidates = [start(stack, workdir, direct) for start in CANDIDATES]
+        starts = list(CANDIDATES)
+        if settings.redis_url:
+            starts.append(per_user_redis_target(settings.redis_url))
+        candidates = [start(stack, workdir, direct) for start in starts]
         targets = [direct, *candidates]
+        measured.servers = {t.name: t.server.name for t in targets}
         print(_banner(targets, settings), flush=True)
         measure_load(wrk_path, targets, settings, workdir, measured)
+        measure_auth_rounds(wrk_path, targets, settings, workdir, measured)
         measure_ttft(targets, settings, measured)
         measured.logs = {t.name: t.server.lines_after_startup() for t in targets}
         measured.loadavg_after = os.getloadavg()
@@ -302,6 +391,39 @@ def failures(measured: Measured) -> list[str]:
     return found
 
 
+def auth_costs(measured: Measured, per_user: str = PER_USER) -> list[report.AuthCost]:
+    """Dummy mode against per-user mode, scenario by scenario (empty unless both ran)."""
+    if DUMMY not in measured.by_wrk or per_user not in measured.by_wrk:
+        return []
+    return [
+        report.AuthCost(
+            scenario.name,
+            measured.by_wrk[DUMMY][scenario.name],
+            measured.by_wrk[per_user][scenario.name],
+            _cpu_us_per_request(measured, DUMMY, scenario.name),
+            _cpu_us_per_request(measured, per_user, scenario.name),
+        )
+        for scenario in SCENARIOS
+    ]
+
+
+def _cpu_us_per_request(measured: Measured, target: str, scenario: str) -> float | None:
+    # The target's own Kodify: the one of the servers that worked while it was measured.
+    shares = measured.cpu.get(target, {}).get(scenario, {})
+    server = measured.servers.get(target)
+    rps = measured.by_wrk[target][scenario].rps
+    if server not in shares or not rps:
+        return None
+    return shares[server] * 1e6 / rps
+
+
+def auth_cost_check(rounds: Sequence[report.AuthCost]) -> dict[str, Any] | None:
+    median = report.median_cost_pct(rounds)
+    if median is None:
+        return None
+    return report.check_goals([AUTH_COST_GOAL], {"median": median})[0]
+
+
 def goal_checks(measured: Measured, candidate: str) -> list[dict[str, Any]]:
     values = report.metrics(comparisons(measured, candidate), measured.first_chunk, candidate)
     return report.check_goals(GOALS, values)
@@ -315,6 +437,8 @@ def build_record(
     started: datetime,
 ) -> dict[str, Any]:
     found = failures(measured)
+    costs = auth_costs(measured)
+    redis_costs = auth_costs(measured, PER_USER_REDIS)
     return {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -334,6 +458,7 @@ def build_record(
             "wrk_threads": 1,
             "ttft_requests": settings.ttft_requests,
             "kodify_workers": 1,
+            "per_user_limits": BENCH_USER_LIMITS,
         },
         "targets": dict(urls),
         "scenarios": [
@@ -350,6 +475,13 @@ def build_record(
         },
         "ttft": {target: report.ttft_record(r) for target, r in measured.first_chunk.items()},
         "goals": {name: goal_checks(measured, name) for name in candidates},
+        "auth_cost": {
+            "scenarios": {row.scenario: report.auth_cost_record(row) for row in costs},
+            "rounds": [report.auth_cost_record(row) for row in measured.auth_rounds],
+            "median_rps_cost_pct": report.median_cost_pct(measured.auth_rounds),
+            "goal": auth_cost_check(measured.auth_rounds),
+            "with_redis": {row.scenario: report.auth_cost_record(row) for row in redis_costs},
+        },
         "server_log_problems": {
             target: report.summarise_log(lines) for target, lines in measured.logs.items()
         },
@@ -369,6 +501,21 @@ def print_report(measured: Measured, record: Mapping[str, Any], candidates: Sequ
         print(report.format_ttft(measured.first_chunk, name))
         print(f"\n== the issue's targets for {name} (information, not a pass/fail)")
         print(report.format_goals(record["goals"][name]))
+    costs = auth_costs(measured)
+    if costs:
+        print("\n== the cost of per-user authentication: dummy mode vs per-user mode")
+        print(report.format_auth_costs(costs))
+    if measured.auth_rounds:
+        print(
+            f"\n== the same, {AUTH_COST_SCENARIO.name}, {len(measured.auth_rounds)} paired "
+            "rounds (the target is checked on their median)"
+        )
+        print(report.format_auth_costs(measured.auth_rounds))
+        print(report.format_goals([record["auth_cost"]["goal"]]))
+    redis_costs = auth_costs(measured, PER_USER_REDIS)
+    if redis_costs:
+        print("\n== dummy mode vs per-user mode with the limits in Redis (information)")
+        print(report.format_auth_costs(redis_costs))
     for target, problems in record["server_log_problems"].items():
         if problems:
             print("\n" + report.format_log_summary(target, problems))
@@ -394,7 +541,18 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each")
     parser.add_argument("--chunks", type=int, default=16, help="chunks per fake stream")
     parser.add_argument("--ttft-requests", type=int, default=200)
+    parser.add_argument(
+        "--auth-rounds",
+        type=int,
+        default=3,
+        help="paired dummy/per-user measurements of non-stream c=32 for the auth cost",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--redis-url",
+        help="also measure per-user mode with its limits in this Redis (e.g. "
+        "redis://127.0.0.1:6379/0); the bench itself never reads REDIS_URL",
+    )
     args = parser.parse_args(argv)
     return Settings(
         duration_s=args.duration,
@@ -403,6 +561,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         ttft_requests=args.ttft_requests,
         ttft_warmup=20,
         results_dir=args.results_dir,
+        redis_url=args.redis_url,
+        auth_rounds=args.auth_rounds,
     )
 
 

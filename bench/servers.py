@@ -184,8 +184,24 @@ def wait_for_health(server: ServerProcess, url: str, timeout: float = STARTUP_TI
     raise StartupError(f"{server.name} did not answer {url} within {timeout:g} s")
 
 
-def start_kodify(
+def kodify_environment(
     workdir: Path, upstream_url: str, extra_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    return child_environment(
+        {
+            "KODIFY_UPSTREAMS": upstream_url,
+            "KODIFY_DATA_DIR": str(workdir / "data"),
+            "KODIFY_SECRET_KEY": "bench-secret-key-" + "x" * 40,
+            **(extra_env or {}),
+        }
+    )
+
+
+def start_kodify(
+    workdir: Path,
+    upstream_url: str,
+    extra_env: Mapping[str, str] | None = None,
+    name: str = "Kodify",
 ) -> tuple[ServerProcess, str]:
     """Kodify on one uvicorn worker, started exactly as production starts it."""
     port = free_port()
@@ -194,14 +210,56 @@ def start_kodify(
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--loop", "uvloop", "--http", "httptools", "--no-access-log",
     ]  # fmt: skip
-    env = child_environment(
-        {
-            "KODIFY_UPSTREAMS": upstream_url,
-            "KODIFY_DATA_DIR": str(workdir / "data"),
-            "KODIFY_SECRET_KEY": "bench-secret-key-" + "x" * 40,
-            **(extra_env or {}),
-        }
-    )
-    server = ServerProcess("Kodify", argv, workdir, env)
+    env = kodify_environment(workdir, upstream_url, extra_env)
+    server = ServerProcess(name, argv, workdir, env)
     server.wait_for_lines(UVICORN_READY)
     return server, f"http://127.0.0.1:{port}"
+
+
+PER_USER_ENV = {"MTSAI_AUTH": "true", "AUTH_TYPE": "DB"}
+# Limits high enough never to refuse the load, yet set, so that every request goes
+# through the limiter as a real user's would (the defaults, 600/min and 16 at once,
+# would refuse most of it).
+BENCH_USER_LIMITS = {"requests_per_minute": 1_000_000_000, "max_concurrent": 1000}
+_TOKEN_MARK = "KODIFY_BENCH_TOKEN="
+_CREATE_TOKEN = f"""
+from accounts import services
+user = services.create_user(username="bench", **{BENCH_USER_LIMITS!r})
+_, plain = services.issue_token(user=user, name="bench")
+print({_TOKEN_MARK!r} + plain)
+"""
+
+
+def create_token(workdir: Path, env: Mapping[str, str]) -> str:
+    """Migrate the server's own SQLite database and issue a token in it; returns the token."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    manage = [sys.executable, str(REPO / "manage.py")]
+    _manage(workdir, env, [*manage, "kodify_migrate", "--verbosity", "0"])
+    output = _manage(workdir, env, [*manage, "shell", "--no-imports", "-c", _CREATE_TOKEN])
+    for line in output.splitlines():
+        if line.startswith(_TOKEN_MARK):
+            return line[len(_TOKEN_MARK) :]
+    raise StartupError(f"no token in the output of the shell snippet:\n{output}")
+
+
+def _manage(workdir: Path, env: Mapping[str, str], argv: list[str]) -> str:
+    done = subprocess.run(
+        argv, cwd=workdir, env=dict(env), capture_output=True, text=True, check=False,
+        timeout=STARTUP_TIMEOUT_S,
+    )  # fmt: skip
+    if done.returncode:
+        raise StartupError(f"manage.py {argv[2]} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def start_kodify_per_user(
+    workdir: Path,
+    upstream_url: str,
+    extra_env: Mapping[str, str] | None = None,
+    name: str = "Kodify per-user",
+) -> tuple[ServerProcess, str, str]:
+    """Kodify in per-user mode, with a user and token made in its own database first."""
+    extra = {**PER_USER_ENV, **(extra_env or {})}
+    token = create_token(workdir, kodify_environment(workdir, upstream_url, extra))
+    server, url = start_kodify(workdir, upstream_url, extra, name=name)
+    return server, url, token

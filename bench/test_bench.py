@@ -244,3 +244,53 @@ def test_any_failed_request_makes_the_run_invalid() -> None:
     assert "kodify stream c=1: 3 non-2xx" in found[1]
     assert run.failures(run.Measured(by_wrk={"direct": {"x": clean}},
                                      warmup_failures={"direct": {"x": 0}})) == []  # fmt: skip
+
+
+# -- the cost of per-user authentication -------------------------------------------------
+
+
+def test_the_auth_cost_is_the_share_of_dummy_rps_lost() -> None:
+    row = report.AuthCost("non-stream c=32", _result(2000, 1, 2), _result(1900, 1, 2), 400, 430)
+    assert row.rps_cost_pct == pytest.approx(5.0)
+    assert row.cpu_cost_us == 30
+    assert report.AuthCost("x", _result(0, 1, 2), _result(10, 1, 2)).cpu_cost_us is None
+    table = report.format_auth_costs([row])
+    assert "5.0%" in table.splitlines()[1]
+    assert "+30 us" in table.splitlines()[1]
+
+
+def test_auth_costs_pair_dummy_and_per_user_and_check_the_goal() -> None:
+    scenarios = [s.name for s in run.SCENARIOS]
+    measured = run.Measured(
+        by_wrk={
+            run.DUMMY: {name: _result(1000, 1, 2) for name in scenarios},
+            run.PER_USER: {name: _result(940, 1, 2) for name in scenarios},
+        },
+        cpu={
+            run.DUMMY: {name: {"Kodify": 0.5, "fake": 0.4} for name in scenarios},
+            run.PER_USER: {name: {"Kodify per-user": 0.5} for name in scenarios},
+        },
+        servers={run.DUMMY: "Kodify", run.PER_USER: "Kodify per-user"},
+    )
+    rows = run.auth_costs(measured)
+    assert [row.scenario for row in rows] == scenarios
+    assert rows[0].dummy_cpu_us == pytest.approx(500)
+    assert rows[0].per_user_cpu_us == pytest.approx(0.5e6 / 940)
+    check = run.auth_cost_check(rows)
+    assert check is not None
+    assert check["value"] == pytest.approx(6.0)
+    assert check["holds"] is False  # 6 % lost: over the 5 % target
+    assert run.auth_costs(run.Measured(by_wrk={run.DUMMY: {}})) == []
+
+
+def test_the_auth_goal_is_judged_on_the_median_of_paired_rounds() -> None:
+    rounds = [
+        report.AuthCost(f"round {n}", _result(1000, 1, 2), _result(rps, 1, 2))
+        for n, rps in enumerate((700, 980, 960), 1)  # one round disturbed by the machine
+    ]
+    assert report.median_cost_pct(rounds) == pytest.approx(4.0)
+    check = run.auth_cost_check(rounds)
+    assert check is not None and check["holds"] is True
+    assert report.median_cost_pct(rounds[:2]) == pytest.approx(16.0)  # even: the mean of two
+    assert report.median_cost_pct([]) is None
+    assert run.auth_cost_check([]) is None

@@ -22,11 +22,12 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from accounts.auth import AuthenticationFailed, Principal, get_authenticator
+from accounts.limits import NO_SLOT, LimitExceeded, Slot, get_limiter
 from gateway import health, openapi
 from gateway.errors import OpenAIError
 from gateway.openai_api import Endpoint, check_request, decode_json, is_tabby_body, parse_request
 from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, relay
-from gateway.upstreams import get_table
+from gateway.upstreams import Upstream, UpstreamTable, get_table
 
 logger = logging.getLogger("kodify.gateway")
 
@@ -44,6 +45,7 @@ class GatewayConsumer(AsyncHttpConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.request_id = ""
+        self.principal: Principal | None = None
         self.headers_sent = False
         self.response_complete = False
         self.client_gone = False
@@ -118,7 +120,9 @@ class GatewayConsumer(AsyncHttpConsumer):
 
     async def authenticate(self) -> Principal:
         try:
-            return await get_authenticator().authenticate(self.header(b"authorization"))
+            return await get_authenticator().authenticate(
+                self.header(b"authorization"), self.header(b"user-agent")
+            )
         except AuthenticationFailed as exc:
             raise OpenAIError(
                 401,
@@ -130,7 +134,7 @@ class GatewayConsumer(AsyncHttpConsumer):
     async def answer(self, body: bytes) -> None:
         try:
             if self.needs_token:
-                await self.authenticate()
+                self.principal = await self.authenticate()
             await self.handle(body)
         except OpenAIError as error:
             if error.status >= 500:
@@ -203,14 +207,33 @@ class ProxyConsumer(GatewayConsumer):
     endpoint: ClassVar[Endpoint]
     upstream_path: ClassVar[str]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slot: Slot = NO_SLOT
+
     async def handle(self, body: bytes) -> None:
         request = parse_request(self.endpoint, body, max_n=settings.MAX_N)
         await self.forward(request.model, request)
 
     async def forward(self, model: str | None, request: Any) -> None:
         table = get_table()
+        if model is not None:  # refused before resolving: no hint whether it exists
+            self.check_model(model)
+        upstream, name = await table.resolve(model)
+        self.check_model(name)  # the default model too
+        await self.take_slot()
+        try:
+            await self._forward(table, model, upstream, name, request)
+        finally:
+            await self.release_slot()
+
+    async def _forward(
+        self, table: UpstreamTable, model: str | None, upstream: Upstream, name: str, request: Any
+    ) -> None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            upstream, name = await table.resolve(model)
+            if attempt > 1:
+                upstream, name = await table.resolve(model)
+                self.check_model(name)
             request.set_model(name)
             outcome = Outcome()
             upstream.outstanding += 1
@@ -234,6 +257,42 @@ class ProxyConsumer(GatewayConsumer):
                 return
             finally:
                 upstream.outstanding -= 1
+
+    def check_model(self, model: str) -> None:
+        principal = self.principal
+        if principal is not None and not principal.may_use(model):
+            raise OpenAIError(
+                403,
+                f"You are not allowed to use the model '{model}'; ask an administrator "
+                "to add it to your allowed models.",
+                param="model",
+                code="model_not_allowed",
+            )
+
+    async def take_slot(self) -> None:
+        limiter = get_limiter()
+        if limiter is None or self.principal is None:
+            return
+        try:
+            self.slot = await limiter.acquire(self.principal)
+        except LimitExceeded as exc:
+            raise OpenAIError(
+                429,
+                str(exc),
+                code=exc.code,
+                headers=((b"retry-after", str(exc.retry_after).encode()),),
+            ) from None
+
+    async def release_slot(self) -> None:
+        slot, self.slot = self.slot, NO_SLOT
+        await slot.release()
+
+    async def send_body(self, body: bytes, *, more_body: bool = False) -> None:
+        # The slot is free before the client sees the end of the answer, so a client
+        # sending one request after another never finds its previous one still counted.
+        if not more_body and self.slot is not NO_SLOT:
+            await self.release_slot()
+        await super().send_body(body, more_body=more_body)
 
     async def _relay_headers(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         await self.send_headers(status=status, headers=headers)
@@ -277,7 +336,11 @@ class ModelsConsumer(GatewayConsumer):
         table.ensure_background_refresh()
         if not table.served_models():
             await table.refresh_on_demand()
-        await self.send_json(200, {"object": "list", "data": table.served_models()})
+        cards = table.served_models()
+        principal = self.principal
+        if principal is not None and principal.allowed_models:
+            cards = [card for card in cards if principal.may_use(card["id"])]
+        await self.send_json(200, {"object": "list", "data": cards})
 
 
 class HealthConsumer(GatewayConsumer):

@@ -67,9 +67,11 @@ def _ok(
 _GENERATION_ERRORS = {
     "400": _ref("responses", "BadRequest"),
     "401": _ref("responses", "Unauthorized"),
+    "403": _ref("responses", "ModelNotAllowed"),
     "404": _ref("responses", "ModelNotFound"),
     "405": _ref("responses", "MethodNotAllowed"),
     "413": _ref("responses", "PayloadTooLarge"),
+    "429": _ref("responses", "TooManyRequests"),
     "500": _ref("responses", "InternalError"),
     "502": _ref("responses", "BadGateway"),
     "503": _ref("responses", "ServiceUnavailable"),
@@ -453,6 +455,11 @@ def _responses() -> dict[str, Any]:
             "Missing, malformed or invalid API token.",
             **{"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
         ),
+        "ModelNotAllowed": _error(
+            "Per-user mode: the caller's user may not use this `model` (or the default model "
+            "when `model` is omitted); `code` is `model_not_allowed`. An upstream's own 403 "
+            "is passed on too."
+        ),
         "ModelNotFound": _error("No upstream serves the requested `model`."),
         "MethodNotAllowed": _error(
             "This path does not answer that HTTP method.",
@@ -471,8 +478,15 @@ def _responses() -> dict[str, Any]:
             "The upstream could not be reached or sent no answer in time "
             "(KODIFY_UPSTREAM_CONNECT_TIMEOUT, KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT)."
         ),
+        "TooManyRequests": _error(
+            "Per-user mode: over one of the user's limits, `code` `rate_limit_exceeded` "
+            "(requests per minute, a sliding window) or `too_many_concurrent_requests` "
+            "(requests in flight), with `Retry-After`. An upstream's own 429 is passed on "
+            "too, without that header.",
+            **{"Retry-After": retry_after},
+        ),
         "UpstreamError": _error(
-            "Another error status of the upstream (e.g. 422, 429), passed on with its message."
+            "Another error status of the upstream (e.g. 422), passed on with its message."
         ),
     }
 
@@ -506,7 +520,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listModels",
                 "summary": "The models served by the upstreams",
                 "description": "OpenAI's model list: each model served by an enabled "
-                "upstream, once.",
+                "upstream, once. In per-user mode, only the models the caller's user may use.",
                 "responses": {
                     "200": _ok("The models.", _schema("ModelList")),
                     "401": _ref("responses", "Unauthorized"),

@@ -5,6 +5,7 @@ Servers without lifespan events (daphne) still work: the loop starts on the firs
 
 from typing import Any
 
+from accounts.auth import get_token_usage
 from gateway.http_client import close_upstream_session
 from gateway.upstreams import get_table
 
@@ -19,5 +20,6 @@ class Lifespan:
             elif message["type"] == "lifespan.shutdown":
                 await get_table().close()
                 await close_upstream_session()
+                await get_token_usage().flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

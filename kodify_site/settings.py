@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 from kodify_site.databases import database_from_url, sqlite_database
@@ -123,6 +124,58 @@ USERS_TABLE = env.str(
     help="Table that holds the API users in per-user mode; a schema-qualified name such "
     "as auth.api_users is allowed.",
     example="kodify_api_users",
+)
+
+KODIFY_TOKEN_HASH_KEY = env.str(
+    "KODIFY_TOKEN_HASH_KEY",
+    None,
+    secret=True,
+    help="Secret that keys the stored hashes of API tokens. Unset: derived from "
+    "KODIFY_SECRET_KEY (changing that key then invalidates every token).",
+    example="(50+ random characters)",
+)
+KODIFY_AUTH_CACHE_SECONDS = env.float(
+    "KODIFY_AUTH_CACHE_SECONDS",
+    1.0,
+    minimum=0.0,
+    maximum=1.0,
+    help="How long each worker trusts what it read about a token; a revoked or expired "
+    "token or a disabled user is refused everywhere within this time.",
+)
+KODIFY_RATE_LIMIT_PER_MINUTE = env.int(
+    "KODIFY_RATE_LIMIT_PER_MINUTE",
+    600,
+    minimum=0,
+    help="Per-user mode: requests a user may make per minute (0: no limit); a user's own "
+    "setting in the console overrides it.",
+)
+KODIFY_MAX_CONCURRENT = env.int(
+    "KODIFY_MAX_CONCURRENT",
+    16,
+    minimum=0,
+    help="Per-user mode: requests a user may have in flight at once (0: no limit); a "
+    "user's own setting in the console overrides it.",
+)
+KODIFY_ADMIN_API_KEY = env.str(
+    "KODIFY_ADMIN_API_KEY",
+    None,
+    secret=True,
+    help="Key for automation on the management API (/api/), sent as "
+    "'Authorization: Bearer <key>'; it acts as an administrator.",
+    example="(a long random string)",
+)
+KODIFY_LOGIN_FAILURE_LIMIT = env.int(
+    "KODIFY_LOGIN_FAILURE_LIMIT",
+    5,
+    minimum=1,
+    help="Console login: failed attempts (per user name and client address) before the "
+    "login is locked for KODIFY_LOGIN_COOLOFF_MINUTES.",
+)
+KODIFY_LOGIN_COOLOFF_MINUTES = env.float(
+    "KODIFY_LOGIN_COOLOFF_MINUTES",
+    15.0,
+    minimum=0.1,
+    help="Console login: minutes a locked login stays locked.",
 )
 
 # ---------------------------------------------------------------------------------------
@@ -256,8 +309,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from here: /api/docs/ works offline
+    "django_filters",
     "channels",
     "django_celery_beat",
+    "axes",
     "kodify_site",
     "accounts",
     "gateway",
@@ -273,7 +329,22 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Brute-force protection of the console login (django-axes, attempts kept in the database).
+# The public API never goes through Django's authentication, so it is unaffected.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = KODIFY_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=KODIFY_LOGIN_COOLOFF_MINUTES)
+# User name and address together: behind a proxy every browser shares one address, and
+# locking a user name alone would let anyone lock the administrator out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "kodify_site.urls"
 ASGI_APPLICATION = "kodify_site.asgi.application"
@@ -344,11 +415,29 @@ WHITENOISE_USE_FINDERS = not STATIC_ROOT.exists()
 warnings.filterwarnings("ignore", message="No directory at: ")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+# The management API (accounts/api.py); the public /v1 API does not use DRF.
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": (
+        "accounts.permissions.AdminApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ),
+    "DEFAULT_PERMISSION_CLASSES": ("accounts.permissions.RolePermission",),
+    "DEFAULT_RENDERER_CLASSES": ("rest_framework.renderers.JSONRenderer",),
+    "DEFAULT_PARSER_CLASSES": ("rest_framework.parsers.JSONParser",),
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Kodify management API",
+    "DESCRIPTION": "API users, their tokens and the audit trail. Log in to the console "
+    "(/admin/) first, or send 'Authorization: Bearer <KODIFY_ADMIN_API_KEY>'.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 LOGGING = {

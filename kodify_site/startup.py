@@ -37,6 +37,12 @@ def _prepare() -> None:
     exit_on_bad_settings()
     if settings.RUN_MIGRATIONS or not schema_present():
         call_command("kodify_migrate")
+    from accounts.checks import users_table_missing  # the project may know its apps
+
+    problem = users_table_missing()
+    if problem:
+        print(f"Kodify cannot start: {problem} (kodify.E022)", file=sys.stderr)
+        raise SystemExit(1)
     # Requests open their own connections (CONN_MAX_AGE 0); without this, the one opened
     # here would stay open, idle, for the life of every worker.
     connections.close_all()

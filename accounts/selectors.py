@@ -1,0 +1,68 @@
+"""Reads on API users and tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from accounts.models import ApiToken, ApiUser
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """What the hot path needs to know about one token, detached from the ORM."""
+
+    token_id: int
+    digest: str
+    user_id: int
+    username: str
+    revoked: bool
+    expires_at: float | None  # POSIX time
+    user_active: bool
+    allowed_models: frozenset[str]
+    requests_per_minute: int | None
+    max_concurrent: int | None
+
+
+def token_record(prefix: str) -> TokenRecord | None:
+    token = (
+        ApiToken.objects.select_related("user")
+        .only(
+            "id",
+            "digest",
+            "revoked_at",
+            "expires_at",
+            "user__id",
+            "user__username",
+            "user__is_active",
+            "user__allowed_models",
+            "user__requests_per_minute",
+            "user__max_concurrent",
+        )
+        .filter(prefix=prefix)
+        .first()
+    )
+    if token is None:
+        return None
+    user = token.user
+    return TokenRecord(
+        token_id=token.pk,
+        digest=token.digest,
+        user_id=user.pk,
+        username=user.username,
+        revoked=token.revoked_at is not None,
+        expires_at=token.expires_at.timestamp() if token.expires_at else None,
+        user_active=user.is_active,
+        allowed_models=frozenset(m for m in user.allowed_models or () if isinstance(m, str)),
+        requests_per_minute=user.requests_per_minute,
+        max_concurrent=user.max_concurrent,
+    )
+
+
+def tokens_of(user: ApiUser) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user).order_by("-created_at")
+
+
+def users() -> QuerySet[ApiUser]:
+    return ApiUser.objects.all()

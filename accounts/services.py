@@ -1,0 +1,164 @@
+"""Writes on API users and tokens. Every change leaves an :class:`AuditEvent`.
+
+Callers pass the acting console user as ``actor`` (None for the command line, which is
+recorded under ``actor_name``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts import tokens
+from accounts.models import ApiToken, ApiUser, AuditEvent
+
+TOKEN_ATTEMPTS = 5
+
+
+def token_hash_key() -> bytes:
+    return tokens.hash_key(settings.KODIFY_TOKEN_HASH_KEY or settings.SECRET_KEY)
+
+
+def audit(
+    *,
+    actor: Any,
+    action: str,
+    target: Any = None,
+    details: Mapping[str, Any] | None = None,
+    actor_name: str | None = None,
+) -> AuditEvent:
+    authenticated = actor is not None and getattr(actor, "is_authenticated", False)
+    return AuditEvent.objects.create(
+        actor=actor if authenticated else None,
+        actor_name=actor_name or (actor and actor.get_username()) or "command line",
+        action=action,
+        target_type=type(target).__name__ if target is not None else "",
+        target_id=str(getattr(target, "pk", "") or ""),
+        target=str(target) if target is not None else "",
+        details=dict(details or {}),
+    )
+
+
+@transaction.atomic
+def create_user(*, username: str, actor: Any = None, **fields: Any) -> ApiUser:
+    user = ApiUser(username=username, **fields)
+    user.full_clean()
+    user.save()
+    audit(actor=actor, action="user.created", target=user)
+    return user
+
+
+@transaction.atomic
+def update_user(*, user: ApiUser, actor: Any = None, **fields: Any) -> ApiUser:
+    changed = {}
+    for name, value in fields.items():
+        if getattr(user, name) != value:
+            changed[name] = _jsonable(value)
+            setattr(user, name, value)
+    if changed:
+        user.full_clean()
+        user.save()
+        audit(actor=actor, action="user.changed", target=user, details=changed)
+    return user
+
+
+def set_user_active(*, user: ApiUser, active: bool, actor: Any = None) -> ApiUser:
+    if user.is_active == active:
+        return user
+    with transaction.atomic():
+        user.is_active = active
+        user.save(update_fields=["is_active", "updated_at"])
+        audit(actor=actor, action="user.enabled" if active else "user.disabled", target=user)
+    return user
+
+
+def issue_token(
+    *,
+    user: ApiUser,
+    name: str,
+    actor: Any = None,
+    expires_at: datetime | None = None,
+    comment: str = "",
+) -> tuple[ApiToken, str]:
+    """Create a token; returns it with its plain text, which is never available again."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValueError("The expiry date must be in the future.")
+    key = token_hash_key()
+    for attempt in range(TOKEN_ATTEMPTS):
+        new = tokens.generate(key)
+        try:
+            with transaction.atomic():
+                token = ApiToken.objects.create(
+                    user=user,
+                    name=name,
+                    comment=comment,
+                    prefix=new.prefix,
+                    digest=new.digest,
+                    created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                    expires_at=expires_at,
+                )
+                audit(
+                    actor=actor,
+                    action="token.issued",
+                    target=token,
+                    details={
+                        "user": user.username,
+                        "expires_at": _jsonable(expires_at),
+                    },
+                )
+        except IntegrityError:  # the 8-character lookup id collided; draw again
+            if attempt == TOKEN_ATTEMPTS - 1:
+                raise
+            continue
+        return token, new.plain
+    raise AssertionError("unreachable")
+
+
+def revoke_token(*, token: ApiToken, actor: Any = None) -> ApiToken:
+    if token.revoked_at is not None:
+        return token
+    with transaction.atomic():
+        token.revoked_at = timezone.now()
+        token.revoked_by = actor if getattr(actor, "is_authenticated", False) else None
+        token.save(update_fields=["revoked_at", "revoked_by"])
+        audit(
+            actor=actor, action="token.revoked", target=token, details={"user": token.user.username}
+        )
+    return token
+
+
+def set_token_expiry(
+    *, token: ApiToken, expires_at: datetime | None, actor: Any = None
+) -> ApiToken:
+    if token.expires_at == expires_at:
+        return token
+    with transaction.atomic():
+        old = token.expires_at
+        token.expires_at = expires_at
+        token.save(update_fields=["expires_at"])
+        audit(
+            actor=actor,
+            action="token.expiry_changed",
+            target=token,
+            details={"from": _jsonable(old), "to": _jsonable(expires_at)},
+        )
+    return token
+
+
+def record_token_use(*, uses: Iterable[tuple[int, datetime, str]]) -> None:
+    """Store when each token was last used and by which client (batched by the gateway)."""
+    for token_id, at, user_agent in uses:
+        ApiToken.objects.filter(pk=token_id).update(
+            last_used_at=at, last_used_user_agent=user_agent[:300]
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

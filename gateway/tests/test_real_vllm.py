@@ -1,0 +1,405 @@
+"""Kodify in front of a real vLLM on the CPU (opt-in: set KODIFY_VLLM_PYTHON).
+
+KODIFY_VLLM_PYTHON names a python that has vLLM, in a venv of its own (FACTS.md, "Real
+vLLM on the CPU")::
+
+    KODIFY_VLLM_PYTHON=/opt/vllm-venv/bin/python pytest gateway/tests/test_real_vllm.py
+
+The model is a tiny random Qwen2 built on the spot (gateway/tests/real_vllm.py), so the
+text is gibberish: these tests check shapes, statuses and token counts, never wording.
+vLLM runs with ``--api-key`` and Kodify in one-token mode with the same key, the way the
+shared env file sets both up in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from gateway.tests.real_vllm import MAX_MODEL_LEN, SERVED_MODEL_NAME, VLLMServer, start_vllm
+from kodify_site.testing import REPO, KodifyServer
+
+KEY = "real-vllm-shared-token-0123456789"
+MESSAGES: Any = [{"role": "user", "content": "Write a function that adds two numbers."}]
+PROMPT = "def add(a, b):\n"
+# Long enough to be cut short by a disconnect: on two CPU cores vLLM needs seconds for it.
+LONG = {"max_tokens": 400, "temperature": 1.0, "ignore_eos": True}
+GENERATION_TOKENS = "vllm:generation_tokens_total"
+
+
+def _vllm_python() -> tuple[str | None, str]:
+    python = os.environ.get("KODIFY_VLLM_PYTHON")
+    if not python:
+        return None, "set KODIFY_VLLM_PYTHON to a python that has vLLM to run these tests"
+    try:
+        found = subprocess.run(
+            [python, "-c", "import importlib.util as u; assert u.find_spec('vllm')"],
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"KODIFY_VLLM_PYTHON={python} cannot be run: {exc}"
+    if found.returncode != 0:
+        return None, f"KODIFY_VLLM_PYTHON={python} has no vllm package"
+    return python, ""
+
+
+VLLM_PYTHON, SKIP_REASON = _vllm_python()
+
+pytestmark = [
+    pytest.mark.skipif(VLLM_PYTHON is None, reason=SKIP_REASON),
+    # Building the model and starting vLLM take a minute or more on a small CPU, and
+    # count against the first test's timeout.
+    pytest.mark.timeout(900),
+]
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    assert VLLM_PYTHON is not None
+    model_dir = tmp_path_factory.mktemp("tiny-qwen")
+    subprocess.run(
+        [VLLM_PYTHON, "-m", "gateway.tests.real_vllm", "build", str(model_dir)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+        check=True,
+        timeout=600,
+    )
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def vllm(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    assert VLLM_PYTHON is not None
+    log = tmp_path_factory.mktemp("vllm-log") / "vllm.log"
+    server = start_vllm(VLLM_PYTHON, tiny_model, log, api_key=KEY)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def kodify(module_kodify_server: Any, vllm: VLLMServer) -> KodifyServer:
+    server: KodifyServer = module_kodify_server({"KODIFY_UPSTREAMS": vllm.url, "VLLM_API_KEY": KEY})
+    return server
+
+
+@pytest.fixture(scope="module")
+def sdk(kodify: KodifyServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=kodify.url + "/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}"}
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[str]:
+    """The ``data:`` payloads of an SSE stream, as text."""
+    for line in lines:
+        if line.startswith("data:"):
+            yield line[len("data:") :].strip()
+
+
+def generation_tokens(vllm: VLLMServer) -> float:
+    """vLLM's running total of generated tokens, summed over its label sets."""
+    response = httpx.get(vllm.url + "/metrics", headers=auth(), timeout=10)
+    response.raise_for_status()
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in response.text.splitlines()
+        if line.startswith((GENERATION_TOKENS + "{", GENERATION_TOKENS + " "))
+    ]
+    # Without the counter every count below would read 0 and prove nothing.
+    assert values, f"vLLM's /metrics has no {GENERATION_TOKENS}"
+    return sum(values)
+
+
+def settled_generation_tokens(
+    vllm: VLLMServer, *, quiet: float = 2.0, limit: float = 120.0
+) -> float:
+    """The generation counter once it has not moved for ``quiet`` seconds.
+
+    vLLM adds to the counter every engine step (milliseconds apart for this model), so a
+    counter that stands still for seconds means nothing is generating.
+    """
+    deadline = time.monotonic() + limit
+    value = generation_tokens(vllm)
+    still_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)  # observation interval; the deadline bounds the loop
+        current = generation_tokens(vllm)
+        if current != value:
+            value, still_since = current, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            return value
+    raise AssertionError(f"vLLM kept generating for {limit:g} s ({GENERATION_TOKENS}={value})")
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+def test_models_lists_the_served_model_with_its_context_length(
+    kodify: KodifyServer, sdk: openai.OpenAI
+) -> None:
+    response = httpx.get(kodify.url + "/v1/models", headers=auth(), timeout=30)
+    assert response.status_code == 200, response.text
+    cards = {card["id"]: card for card in response.json()["data"]}
+    assert list(cards) == [SERVED_MODEL_NAME]
+    assert cards[SERVED_MODEL_NAME]["max_model_len"] == MAX_MODEL_LEN
+    assert [model.id for model in sdk.models.list()] == [SERVED_MODEL_NAME]
+
+
+def test_health_shows_the_upstream_healthy(kodify: KodifyServer, vllm: VLLMServer) -> None:
+    response = httpx.get(kodify.url + "/health", timeout=30)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["auth_mode"] == "one-token"
+    assert (report["upstreams_healthy"], report["upstreams_total"]) == (1, 1)
+    (upstream,) = report["upstreams"]
+    assert upstream["url"] == vllm.url
+    assert upstream["healthy"] is True
+    assert upstream["models"] == [SERVED_MODEL_NAME]
+    assert KEY not in response.text
+
+
+def test_chat_non_stream(sdk: openai.OpenAI) -> None:
+    completion = sdk.chat.completions.create(
+        model=SERVED_MODEL_NAME, messages=MESSAGES, max_tokens=16
+    )
+    choice = completion.choices[0]
+    assert isinstance(choice.message.content, str)
+    assert choice.finish_reason in ("stop", "length")
+    assert completion.usage is not None
+    assert 1 <= completion.usage.completion_tokens <= 16
+    assert completion.usage.prompt_tokens > 0
+    assert completion.model == SERVED_MODEL_NAME
+
+
+def test_chat_stream_ends_with_done_and_reports_usage(kodify: KodifyServer) -> None:
+    body = {
+        "model": SERVED_MODEL_NAME,
+        "messages": MESSAGES,
+        "max_tokens": 16,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx.stream(
+        "POST", kodify.url + "/v1/chat/completions", json=body, headers=auth(), timeout=120
+    ) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = list(sse_events(response.iter_lines()))
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    usage_chunk = chunks[-1]
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"]["completion_tokens"] == 16
+    content_chunks = [c for c in chunks[:-1] if c["choices"]]
+    assert content_chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_chat_stream_through_the_sdk(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
+        model=SERVED_MODEL_NAME,
+        messages=MESSAGES,
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    )
+    chunks = list(stream)
+    assert any(c.choices and c.choices[0].delta.content for c in chunks)
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
+
+
+def test_completions_non_stream(sdk: openai.OpenAI) -> None:
+    completion = sdk.completions.create(
+        model=SERVED_MODEL_NAME, prompt=PROMPT, max_tokens=10, extra_body={"ignore_eos": True}
+    )
+    assert completion.object == "text_completion"
+    assert isinstance(completion.choices[0].text, str)
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None and completion.usage.completion_tokens == 10
+
+
+def test_completions_stream(kodify: KodifyServer, sdk: openai.OpenAI) -> None:
+    body = {
+        "model": SERVED_MODEL_NAME,
+        "prompt": PROMPT,
+        "max_tokens": 10,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx.stream(
+        "POST", kodify.url + "/v1/completions", json=body, headers=auth(), timeout=120
+    ) as response:
+        assert response.status_code == 200, response.read()
+        events = list(sse_events(response.iter_lines()))
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert all(chunk["object"] == "text_completion" for chunk in chunks)
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 10
+
+    stream = sdk.completions.create(
+        model=SERVED_MODEL_NAME,
+        prompt=PROMPT,
+        max_tokens=10,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    texts = [chunk.choices[0].text for chunk in stream if chunk.choices]
+    assert len(texts) >= 1 and all(isinstance(text, str) for text in texts)
+
+
+def test_prompt_longer_than_the_context_is_vllms_400(
+    kodify: KodifyServer, vllm: VLLMServer, sdk: openai.OpenAI
+) -> None:
+    # Every line is several tokens whatever the vocabulary learnt: far above 512.
+    prompt = "".join(f"value_{i} = {i * 7919}\n" for i in range(400))
+    body = {"model": SERVED_MODEL_NAME, "prompt": prompt, "max_tokens": 8}
+    direct = httpx.post(vllm.url + "/v1/completions", json=body, headers=auth(), timeout=60)
+    assert direct.status_code == 400, direct.text
+    through = httpx.post(kodify.url + "/v1/completions", json=body, headers=auth(), timeout=60)
+    assert through.status_code == 400, through.text
+    error = through.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"] == direct.json()["error"]["message"]
+    assert str(MAX_MODEL_LEN) in error["message"]
+    with pytest.raises(openai.BadRequestError):
+        sdk.completions.create(model=SERVED_MODEL_NAME, prompt=prompt, max_tokens=8)
+
+
+def test_unknown_model_is_404(kodify: KodifyServer, sdk: openai.OpenAI) -> None:
+    body = {"model": "no-such-model", "messages": MESSAGES, "max_tokens": 4}
+    response = httpx.post(
+        kodify.url + "/v1/chat/completions", json=body, headers=auth(), timeout=30
+    )
+    assert response.status_code == 404, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "model_not_found"
+    assert SERVED_MODEL_NAME in error["message"]
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="no-such-model", messages=MESSAGES, max_tokens=4)
+
+
+def test_wrong_key_is_refused_by_kodify(kodify: KodifyServer) -> None:
+    body = {"model": SERVED_MODEL_NAME, "messages": MESSAGES, "max_tokens": 4}
+    response = httpx.post(
+        kodify.url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": "Bearer not-the-key"},
+        timeout=30,
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+LONG_CHAT = {"model": SERVED_MODEL_NAME, "messages": MESSAGES, "stream": True, **LONG}
+# Tries of one cancellation test; see measure_abandoned() for why one is not enough.
+CANCEL_TRIES = 3
+
+
+@pytest.fixture(scope="module")
+def full_generation(kodify: KodifyServer, vllm: VLLMServer) -> tuple[float, float]:
+    """Tokens and seconds a completed run of the long request costs vLLM, through Kodify."""
+    before = settled_generation_tokens(vllm)
+    started = time.monotonic()
+    with httpx.stream(
+        "POST", kodify.url + "/v1/chat/completions", json=LONG_CHAT, headers=auth(), timeout=300
+    ) as response:
+        assert response.status_code == 200, response.read()
+        events = list(sse_events(response.iter_lines()))
+    seconds = time.monotonic() - started
+    assert events[-1] == "[DONE]"
+    tokens = settled_generation_tokens(vllm) - before
+    assert tokens == LONG["max_tokens"]
+    return tokens, seconds
+
+
+def measure_abandoned(
+    vllm: VLLMServer, full_tokens: float, leave: Callable[[], str]
+) -> tuple[bool, list[str]]:
+    """Let ``leave`` start a long request and walk away; did vLLM stop well short of the end?
+
+    On a small, busy CPU everything here (vLLM's API server, Kodify, this client) now and
+    then stalls for about a second while vLLM's engine keeps generating (seen straight to
+    vLLM too): the first events reach the client late, or the disconnect reaches the
+    engine late.  So the test passes on the first of a few tries that stopped below half a
+    full run.  That proves the disconnect travels: with ``ignore_eos`` nothing but an abort
+    ends a run early, so a Kodify that kept the upstream connection open would see vLLM
+    generate to the end in every try.
+    """
+    notes = []
+    for _ in range(CANCEL_TRIES):
+        before = settled_generation_tokens(vllm)
+        what = leave()
+        at_leaving = generation_tokens(vllm) - before  # only to explain a failure
+        generated = settled_generation_tokens(vllm) - before
+        notes.append(f"{what}: {at_leaving:g} tokens just after, {generated:g} in all")
+        if generated < full_tokens / 2:
+            return True, notes
+    return False, notes
+
+
+def test_closing_a_stream_stops_vllm_generating(
+    kodify: KodifyServer, vllm: VLLMServer, full_generation: tuple[float, float]
+) -> None:
+    full_tokens, full_seconds = full_generation
+
+    def leave() -> str:
+        started = time.monotonic()
+        with (
+            httpx.Client(timeout=120) as client,
+            client.stream(
+                "POST", kodify.url + "/v1/chat/completions", json=LONG_CHAT, headers=auth()
+            ) as response,
+        ):
+            assert response.status_code == 200, response.read()
+            events = sse_events(response.iter_lines())
+            for _ in range(5):  # tokens arriving prove the generation is under way
+                assert next(events) != "[DONE]"
+            # Leaving the block closes the client's connection; Kodify must close vLLM's.
+            return f"left after 5 events ({time.monotonic() - started:.2f} s)"
+
+    stopped, notes = measure_abandoned(vllm, full_tokens, leave)
+    full = f"a full run is {full_tokens:g} tokens in {full_seconds:.1f} s"
+    assert stopped, "; ".join([full, *notes])
+
+
+def test_abandoning_a_non_stream_request_stops_vllm_generating(
+    kodify: KodifyServer, vllm: VLLMServer, full_generation: tuple[float, float]
+) -> None:
+    full_tokens, full_seconds = full_generation
+    body = {"model": SERVED_MODEL_NAME, "prompt": PROMPT, **LONG}
+    # The client gives up early in the generation, and drops the connection.
+    patience = full_seconds / 8
+
+    def leave() -> str:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                kodify.url + "/v1/completions",
+                json=body,
+                headers=auth(),
+                timeout=httpx.Timeout(60, read=patience),
+            )
+        return f"left after {patience:.2f} s"
+
+    stopped, notes = measure_abandoned(vllm, full_tokens, leave)
+    full = f"a full run is {full_tokens:g} tokens in {full_seconds:.1f} s"
+    assert stopped, "; ".join([full, *notes])
