@@ -43,16 +43,7 @@ class ApiUserForm(forms.ModelForm):
 
     class Meta:
         model = ApiUser
-        fields = (
-            "username",
-            "full_name",
-            "email",
-            "comment",
-            "is_active",
-            "requests_per_minute",
-            "max_concurrent",
-            "allowed_models",
-        )
+        fields = ApiUser.EDITABLE_FIELDS
 
 
 class IssueTokenForm(forms.Form):

@@ -38,6 +38,18 @@ def users_db_table() -> str:
 
 
 class ApiUser(models.Model):
+    # What an administrator may set, in the console and through the API alike.
+    EDITABLE_FIELDS = (
+        "username",
+        "full_name",
+        "email",
+        "comment",
+        "is_active",
+        "requests_per_minute",
+        "max_concurrent",
+        "allowed_models",
+    )
+
     username = models.CharField(max_length=150, unique=True)
     full_name = models.CharField(max_length=200, blank=True)
     email = models.EmailField(blank=True)

@@ -32,19 +32,7 @@ class ApiUserSerializer(serializers.ModelSerializer[ApiUser]):
 
     class Meta:
         model = ApiUser
-        fields = (
-            "id",
-            "username",
-            "full_name",
-            "email",
-            "comment",
-            "is_active",
-            "requests_per_minute",
-            "max_concurrent",
-            "allowed_models",
-            "created_at",
-            "updated_at",
-        )
+        fields = ("id", *ApiUser.EDITABLE_FIELDS, "created_at", "updated_at")
         read_only_fields = ("id", "created_at", "updated_at")
 
     def create(self, validated_data: dict[str, Any]) -> ApiUser:

@@ -111,39 +111,49 @@ async def relay(
             raise from_upstream(response.status, error_body, upstream.display_url)
         _set_idle_timeout(response)
         content_type = response.headers.get("Content-Type", "application/json").encode()
-        if content_type.startswith(b"text/event-stream"):
-            await _relay_stream(
-                response, upstream, content_type, send_headers, send_body, extra_headers, outcome
-            )
-            outcome.completed = not outcome.error
-            return
-        else:
-            try:
-                data = await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise OpenAIError(
-                    502 if not isinstance(exc, TimeoutError) else 504,
-                    f"Upstream {upstream.display_url} broke off its answer ({type(exc).__name__}).",
-                    code="upstream_error",
-                ) from None
-            outcome.status = response.status
-            outcome.first_byte_at = time.perf_counter()
-            outcome.response_bytes = len(data)
-            await send_headers(
-                response.status,
-                [
-                    (b"content-type", content_type),
-                    (b"content-length", str(len(data)).encode()),
-                    *extra_headers,
-                ],
-            )
-            await send_body(data, False)
-        outcome.completed = True
+        relay_answer = (
+            _relay_stream if content_type.startswith(b"text/event-stream") else _relay_whole
+        )
+        await relay_answer(
+            response, upstream, content_type, send_headers, send_body, extra_headers, outcome
+        )
+        outcome.completed = not outcome.error
     finally:
         if outcome.completed:
             response.release()
         else:  # cancelled or failed: drop the connection so vLLM stops generating
             response.close()
+
+
+async def _relay_whole(
+    response: aiohttp.ClientResponse,
+    upstream: Upstream,
+    content_type: bytes,
+    send_headers: SendHeaders,
+    send_body: SendBody,
+    extra_headers: list[tuple[bytes, bytes]],
+    outcome: Outcome,
+) -> None:
+    try:
+        data = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise OpenAIError(
+            502 if not isinstance(exc, TimeoutError) else 504,
+            f"Upstream {upstream.display_url} broke off its answer ({type(exc).__name__}).",
+            code="upstream_error",
+        ) from None
+    outcome.status = response.status
+    outcome.first_byte_at = time.perf_counter()
+    outcome.response_bytes = len(data)
+    await send_headers(
+        response.status,
+        [
+            (b"content-type", content_type),
+            (b"content-length", str(len(data)).encode()),
+            *extra_headers,
+        ],
+    )
+    await send_body(data, False)
 
 
 async def _relay_stream(
