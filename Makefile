@@ -10,6 +10,8 @@ WORKERS ?= 1
 TEST_DB_URL    ?= postgresql://postgres@127.0.0.1:5432/kodify_$$$$
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS    ?=
+# The journal-on comparison writes to PostgreSQL, as production does.
+BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/kodify_bench
 
 .PHONY: install install-dev run dev test test-postgres test-sqlite lint format bench clean env-reference
 
@@ -62,7 +64,7 @@ test-sqlite: install-dev
 
 ## bench: side-by-side throughput and latency, fake upstream direct vs through Kodify
 bench: install-dev
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## env-reference: rewrite the environment-variable reference in README.md
 env-reference: install

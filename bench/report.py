@@ -247,10 +247,11 @@ def median_cost_pct(rows: Sequence[AuthCost]) -> float | None:
     return costs[middle] if len(costs) % 2 else (costs[middle - 1] + costs[middle]) / 2
 
 
-def format_auth_costs(rows: Sequence[AuthCost]) -> str:
+def format_auth_costs(rows: Sequence[AuthCost], label: str = "per-user") -> str:
+    """Rows of Kodify's default set-up against one that adds something (``label``)."""
     lines = [
-        f"{'scenario':<16}{'RPS dummy':>11}{'RPS per-user':>14}{'cost':>9}"
-        f"{'CPU/req dummy':>15}{'per-user':>11}{'added':>10}"
+        f"{'scenario':<16}{'RPS dummy':>11}{'RPS ' + label:>14}{'cost':>9}"
+        f"{'CPU/req dummy':>15}{label:>11}{'added':>10}"
     ]
     for row in rows:
         lines.append(

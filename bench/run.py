@@ -95,6 +95,11 @@ TTFT_SCENARIO = Scenario("paced stream", 1, chat_body(stream=True, pace_s=0.001)
 AUTH_COST_GOAL = report.Goal(
     "per-user auth cost, non-stream c=32 (% of RPS)", "median", 5, higher_is_better=False
 )
+# With the journal on, every request is recorded; the proxy must keep >= 90 % of its RPS.
+JOURNAL_COST_SCENARIOS = (SCENARIOS[1], SCENARIOS[3])  # non-stream and stream, c=32
+JOURNAL_COST_GOAL = report.Goal(
+    "journal cost, c=32 (% of RPS, median of paired rounds)", "median", 10, higher_is_better=False
+)
 
 GOALS: tuple[report.Goal, ...] = (
     report.Goal("non-stream RPS at c=32", "non-stream c=32 rps", 1500, higher_is_better=True),
@@ -129,6 +134,7 @@ def direct_target(stack: ExitStack, workdir: Path, chunks: int) -> Target:
 DUMMY = "kodify"
 PER_USER = "per-user"
 PER_USER_REDIS = "per-user-redis"
+JOURNAL = "journal-on"
 
 
 def kodify_target(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
@@ -160,6 +166,20 @@ def per_user_redis_target(redis_url: str) -> Callable[[ExitStack, Path, Target],
     return start
 
 
+def journal_target(database_url: str | None) -> Callable[[ExitStack, Path, Target], Target]:
+    """Kodify with the journal on (LOGS=true): every request becomes a journal row, written
+    by the background writer to ``--journal-db-url`` (PostgreSQL, as in production) or,
+    without it, to the embedded SQLite database."""
+
+    def start(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
+        extra = {"LOGS": "true", **({"DB_URL": database_url} if database_url else {})}
+        server, url = start_kodify(workdir / JOURNAL, upstream.url, extra, "Kodify journal")
+        stack.callback(server.stop)
+        return Target(JOURNAL, url, server)
+
+    return start
+
+
 # Each candidate is compared with the direct target; add a function here to add a column
 # set (it may create users and return their token in ``Target.headers``).
 CANDIDATES: tuple[Callable[[ExitStack, Path, Target], Target], ...] = (
@@ -181,6 +201,9 @@ class Settings:
     results_dir: Path
     redis_url: str | None = None
     auth_rounds: int = 3
+    journal: bool = True
+    journal_db_url: str | None = None
+    journal_rounds: int = 3
 
 
 LoadAverage = tuple[float, float, float]
@@ -196,6 +219,7 @@ class Measured:
     logs: dict[str, list[str]] = field(default_factory=dict)
     servers: dict[str, str] = field(default_factory=dict)  # target -> its server's name
     auth_rounds: list[report.AuthCost] = field(default_factory=list)
+    journal_rounds: list[report.AuthCost] = field(default_factory=list)
     loadavg_before: LoadAverage = (0.0, 0.0, 0.0)
     loadavg_after: LoadAverage = (0.0, 0.0, 0.0)
 
@@ -252,6 +276,33 @@ def run_wrk(
     return result
 
 
+def measure_pair(
+    wrk_path: str,
+    base: Target,
+    other: Target,
+    scenario: Scenario,
+    settings: Settings,
+    scripts: Path,
+    *,
+    label: str,
+    other_first: bool,
+) -> report.AuthCost:
+    """``base`` and ``other`` on one scenario, back to back (``other_first`` alternates
+    which goes first, so that drift on the machine hits both alike)."""
+    measured: dict[str, tuple[wrk.WrkResult, float | None]] = {}
+    for target in (other, base) if other_first else (base, other):
+        script = scripts / f"{target.name}-{scenario.kind}.lua"
+        run_wrk(wrk_path, target, scenario, settings.warmup_s, script)
+        before = target.server.cpu_seconds()
+        result = run_wrk(wrk_path, target, scenario, settings.duration_s, script)
+        used = target.server.cpu_seconds() - before
+        measured[target.name] = (result, used * 1e6 / result.requests if used else None)
+    return report.AuthCost(
+        label, measured[base.name][0], measured[other.name][0],
+        measured[base.name][1], measured[other.name][1],
+    )  # fmt: skip
+
+
 def measure_auth_rounds(
     wrk_path: str, targets: Sequence[Target], settings: Settings, scripts: Path, out: Measured
 ) -> None:
@@ -260,22 +311,10 @@ def measure_auth_rounds(
     by_name = {target.name: target for target in targets}
     if DUMMY not in by_name or PER_USER not in by_name:
         return
-    scenario = AUTH_COST_SCENARIO
     for index in range(settings.auth_rounds):
-        pair = [by_name[DUMMY], by_name[PER_USER]]
-        if index % 2:
-            pair.reverse()
-        measured: dict[str, tuple[wrk.WrkResult, float | None]] = {}
-        for target in pair:
-            script = scripts / f"{target.name}-{scenario.kind}.lua"
-            run_wrk(wrk_path, target, scenario, settings.warmup_s, script)
-            before = target.server.cpu_seconds()
-            result = run_wrk(wrk_path, target, scenario, settings.duration_s, script)
-            used = target.server.cpu_seconds() - before
-            measured[target.name] = (result, used * 1e6 / result.requests if used else None)
-        row = report.AuthCost(
-            f"round {index + 1}", measured[DUMMY][0], measured[PER_USER][0],
-            measured[DUMMY][1], measured[PER_USER][1],
+        row = measure_pair(
+            wrk_path, by_name[DUMMY], by_name[PER_USER], AUTH_COST_SCENARIO, settings, scripts,
+            label=f"round {index + 1}", other_first=bool(index % 2),
         )  # fmt: skip
         out.auth_rounds.append(row)
         print(
@@ -283,6 +322,28 @@ def measure_auth_rounds(
             f"   per-user {row.per_user.rps:>8,.0f} req/s   cost {row.rps_cost_pct:5.1f}%",
             flush=True,
         )
+
+
+def measure_journal_rounds(
+    wrk_path: str, targets: Sequence[Target], settings: Settings, scripts: Path, out: Measured
+) -> None:
+    """Journal off and on in alternation, each pair back to back, for each scenario of
+    ``JOURNAL_COST_SCENARIOS``; the goal is judged on the median of all pairs."""
+    by_name = {target.name: target for target in targets}
+    if DUMMY not in by_name or JOURNAL not in by_name:
+        return
+    for index in range(settings.journal_rounds):
+        for scenario in JOURNAL_COST_SCENARIOS:
+            row = measure_pair(
+                wrk_path, by_name[DUMMY], by_name[JOURNAL], scenario, settings, scripts,
+                label=f"{scenario.name} #{index + 1}", other_first=bool(index % 2),
+            )  # fmt: skip
+            out.journal_rounds.append(row)
+            print(
+                f"  journal round {index + 1} {scenario.name:<16} off {row.dummy.rps:>8,.0f} "
+                f"req/s   on {row.per_user.rps:>8,.0f} req/s   cost {row.rps_cost_pct:5.1f}%",
+                flush=True,
+            )
 
 
 def measure_ttft(targets: Sequence[Target], settings: Settings, out: Measured) -> None:
@@ -320,12 +381,15 @@ def run_bench(settings: Settings) -> int:
         starts = list(CANDIDATES)
         if settings.redis_url:
             starts.append(per_user_redis_target(settings.redis_url))
+        if settings.journal:
+            starts.append(journal_target(settings.journal_db_url))
         candidates = [start(stack, workdir, direct) for start in starts]
         targets = [direct, *candidates]
         measured.servers = {t.name: t.server.name for t in targets}
         print(_banner(targets, settings), flush=True)
         measure_load(wrk_path, targets, settings, workdir, measured)
         measure_auth_rounds(wrk_path, targets, settings, workdir, measured)
+        measure_journal_rounds(wrk_path, targets, settings, workdir, measured)
         measure_ttft(targets, settings, measured)
         measured.logs = {t.name: t.server.lines_after_startup() for t in targets}
         measured.loadavg_after = os.getloadavg()
@@ -424,6 +488,13 @@ def auth_cost_check(rounds: Sequence[report.AuthCost]) -> dict[str, Any] | None:
     return report.check_goals([AUTH_COST_GOAL], {"median": median})[0]
 
 
+def journal_cost_check(rounds: Sequence[report.AuthCost]) -> dict[str, Any] | None:
+    median = report.median_cost_pct(rounds)
+    if median is None:
+        return None
+    return report.check_goals([JOURNAL_COST_GOAL], {"median": median})[0]
+
+
 def goal_checks(measured: Measured, candidate: str) -> list[dict[str, Any]]:
     values = report.metrics(comparisons(measured, candidate), measured.first_chunk, candidate)
     return report.check_goals(GOALS, values)
@@ -482,6 +553,14 @@ def build_record(
             "goal": auth_cost_check(measured.auth_rounds),
             "with_redis": {row.scenario: report.auth_cost_record(row) for row in redis_costs},
         },
+        "journal_cost": {
+            "rounds": [
+                {"round": row.scenario, **report.auth_cost_record(row)}
+                for row in measured.journal_rounds
+            ],
+            "median_rps_cost_pct": report.median_cost_pct(measured.journal_rounds),
+            "goal": journal_cost_check(measured.journal_rounds),
+        },
         "server_log_problems": {
             target: report.summarise_log(lines) for target, lines in measured.logs.items()
         },
@@ -516,6 +595,13 @@ def print_report(measured: Measured, record: Mapping[str, Any], candidates: Sequ
     if redis_costs:
         print("\n== dummy mode vs per-user mode with the limits in Redis (information)")
         print(report.format_auth_costs(redis_costs))
+    if measured.journal_rounds:
+        print(
+            f"\n== the cost of the journal: off vs on, {len(measured.journal_rounds)} paired "
+            "rounds (the target is checked on their median)"
+        )
+        print(report.format_auth_costs(measured.journal_rounds, label="journal"))
+        print(report.format_goals([record["journal_cost"]["goal"]]))
     for target, problems in record["server_log_problems"].items():
         if problems:
             print("\n" + report.format_log_summary(target, problems))
@@ -553,6 +639,13 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         help="also measure per-user mode with its limits in this Redis (e.g. "
         "redis://127.0.0.1:6379/0); the bench itself never reads REDIS_URL",
     )
+    parser.add_argument("--no-journal", action="store_true", help="skip the journal-on comparison")
+    parser.add_argument(
+        "--journal-db-url",
+        help="PostgreSQL database for the journal-on Kodify (e.g. "
+        "postgresql://postgres@127.0.0.1:5432/kodify_bench); default: embedded SQLite",
+    )
+    parser.add_argument("--journal-rounds", type=int, default=3)
     args = parser.parse_args(argv)
     return Settings(
         duration_s=args.duration,
@@ -563,6 +656,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         results_dir=args.results_dir,
         redis_url=args.redis_url,
         auth_rounds=args.auth_rounds,
+        journal=not args.no_journal,
+        journal_db_url=args.journal_db_url,
+        journal_rounds=args.journal_rounds,
     )
 
 
@@ -584,6 +680,11 @@ def _unwind_on_signals() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--journal-rows" or a.startswith("--journal-rows=") for a in arguments):
+        from bench import journal  # the console's pages over N rows: no servers, no wrk
+
+        return journal.main(arguments)
     settings = parse_args(argv)
     _unwind_on_signals()
     try:

@@ -294,3 +294,35 @@ def test_the_auth_goal_is_judged_on_the_median_of_paired_rounds() -> None:
     assert report.median_cost_pct(rounds[:2]) == pytest.approx(16.0)  # even: the mean of two
     assert report.median_cost_pct([]) is None
     assert run.auth_cost_check([]) is None
+
+
+# -- the journal console bench (bench/journal.py): its pure parts -------------------------
+
+
+def test_journal_bench_follows_the_older_link_and_takes_the_row_count_alias() -> None:
+    from bench import journal
+
+    page = '<a href="/journal/?model=m&amp;before=20261120T120000.000000Z~42">Older</a>'
+    found = journal._OLDER.search(page)
+    assert found is not None and found.group(1) == "20261120T120000.000000Z~42"
+    assert journal.parse_args(["--journal-rows", "5000"]).rows == 5000
+    assert journal.database_url("postgresql://u@h:5432/postgres", "bench") == (
+        "postgresql://u@h:5432/bench"
+    )
+
+
+def test_journal_bench_table_fails_slow_pages_and_errors() -> None:
+    from bench.journal import Timing, format_table
+
+    table = format_table(
+        [
+            Timing("list", "/journal/", 200, 41.0, [40.0, 41.0, 42.0]),
+            Timing("search", "/journal/?q=x", 200, 812.5, [812.5]),
+            Timing("export", "/journal/export.csv", 200, 90.0, [90.0], first_byte_ms=12.0),
+            Timing("entry", "/journal/r/", 500, 5.0, [5.0]),
+        ],
+        rows=1000,
+    )
+    lines = table.splitlines()
+    assert lines[2].endswith("pass") and lines[3].endswith("FAIL")
+    assert "12.0 ms" in lines[4] and lines[5].endswith("HTTP 500")

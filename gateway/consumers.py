@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import Any, ClassVar
 
 import orjson
@@ -28,10 +29,16 @@ from gateway.errors import OpenAIError
 from gateway.openai_api import Endpoint, check_request, decode_json, is_tabby_body, parse_request
 from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, relay
 from gateway.upstreams import Upstream, UpstreamTable, get_table
+from journal import recorder
+from journal.models import Feature
+from journal.record import Record
 
 logger = logging.getLogger("kodify.gateway")
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# Status recorded for a request whose client left before any answer was sent (nginx's).
+CLIENT_CLOSED_REQUEST = 499
+_FEATURES = frozenset(Feature.values)
 # A replica that refuses the connection is retried on another one at most this often.
 MAX_ATTEMPTS = 3
 
@@ -41,6 +48,9 @@ class GatewayConsumer(AsyncHttpConsumer):
 
     methods: ClassVar[tuple[str, ...]] = ("POST",)
     needs_token: ClassVar[bool] = True
+    # Endpoints that get one journal row per request, and their default feature.
+    journaled: ClassVar[bool] = False
+    feature: ClassVar[str] = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -49,19 +59,32 @@ class GatewayConsumer(AsyncHttpConsumer):
         self.headers_sent = False
         self.response_complete = False
         self.client_gone = False
+        self.record: Record | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.base_send = send
         self.request_id = secrets.token_hex(8)
+        if self.journaled and recorder.journal_on():
+            self.record = self.new_record()
         try:
-            self.check_method(scope["method"])
+            await self.serve(receive)
+        finally:
+            if self.record is not None:
+                self.journal(self.record)
+
+    async def serve(self, receive: Any) -> None:
+        try:
+            self.check_method(self.scope["method"])
             body = await self.read_body(receive)
         except OpenAIError as error:
             await self.send_error(error)
             return
         except _ClientGone:
+            self.client_gone = True
             return
+        if self.record is not None:
+            self.record.request_body = body
         task = asyncio.current_task()
         assert task is not None
         watcher = asyncio.ensure_future(self._watch_disconnect(receive, task))
@@ -82,6 +105,38 @@ class GatewayConsumer(AsyncHttpConsumer):
         if not self.response_complete:
             self.client_gone = True
             task.cancel()
+
+    # -- the journal ---------------------------------------------------------------------
+
+    def new_record(self) -> Record:
+        feature = self.header(b"x-kodify-feature")
+        chosen = feature.decode("latin-1").strip().lower() if feature else ""
+        client = self.scope.get("client")
+        user_agent = self.header(b"user-agent")
+        return Record(
+            request_id=self.request_id,
+            endpoint=self.journal_endpoint(),
+            feature=chosen if chosen in _FEATURES else self.feature,
+            client_ip=client[0] if client else None,
+            user_agent=user_agent.decode("latin-1") if user_agent else "",
+        )
+
+    def journal_endpoint(self) -> str:
+        return str(self.scope["path"]).rstrip("/") or "/"
+
+    def journal(self, record: Record) -> None:
+        """Hand the finished record to the journal (a queue put; never waits)."""
+        record.finished_at = time.perf_counter()
+        record.cancelled = self.client_gone
+        if not record.status and self.client_gone:
+            record.status = CLIENT_CLOSED_REQUEST
+        principal = self.principal
+        if principal is not None:
+            record.auth_mode = principal.mode.value
+            record.user_id = principal.user_id
+            record.username = principal.username
+            record.token_id = principal.token_id
+        recorder.record(record)
 
     def check_method(self, method: str) -> None:
         if method not in self.methods:
@@ -160,6 +215,8 @@ class GatewayConsumer(AsyncHttpConsumer):
 
     async def send_headers(self, *, status: int = 200, headers: Any = None) -> None:
         self.headers_sent = True
+        if self.record is not None:
+            self.record.status = status
         await super().send_headers(status=status, headers=headers)
 
     async def send_body(self, body: bytes, *, more_body: bool = False) -> None:
@@ -181,6 +238,8 @@ class GatewayConsumer(AsyncHttpConsumer):
         await self.send_body(payload)
 
     async def send_error(self, error: OpenAIError) -> None:
+        if self.record is not None and not self.record.error:
+            self.record.error = error.message
         if self.headers_sent:  # too late for a status: end the body instead
             if not self.response_complete:
                 await self.send_body(b"")
@@ -206,6 +265,7 @@ class ProxyConsumer(GatewayConsumer):
 
     endpoint: ClassVar[Endpoint]
     upstream_path: ClassVar[str]
+    journaled = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -217,6 +277,9 @@ class ProxyConsumer(GatewayConsumer):
 
     async def forward(self, model: str | None, request: Any) -> None:
         table = get_table()
+        if self.record is not None:
+            self.record.model = model or ""
+            self.record.stream = bool(getattr(request, "stream", False))
         if model is not None:  # refused before resolving: no hint whether it exists
             self.check_model(model)
         upstream, name = await table.resolve(model)
@@ -230,12 +293,19 @@ class ProxyConsumer(GatewayConsumer):
     async def _forward(
         self, table: UpstreamTable, model: str | None, upstream: Upstream, name: str, request: Any
     ) -> None:
+        record = self.record
+        withhold_usage = record is not None and request.ask_for_usage()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if attempt > 1:
                 upstream, name = await table.resolve(model)
                 self.check_model(name)
             request.set_model(name)
             outcome = Outcome()
+            if record is not None:
+                record.model = name
+                record.upstream = upstream.display_url
+                outcome.chunks = record.response_chunks = []
+                outcome.withhold_usage = withhold_usage
             upstream.outstanding += 1
             try:
                 try:
@@ -257,6 +327,10 @@ class ProxyConsumer(GatewayConsumer):
                 return
             finally:
                 upstream.outstanding -= 1
+                if record is not None:
+                    record.first_byte_at = outcome.first_byte_at
+                    if outcome.error:
+                        record.error = outcome.error
 
     def check_model(self, model: str) -> None:
         principal = self.principal
@@ -304,6 +378,7 @@ class ProxyConsumer(GatewayConsumer):
 class ChatCompletionsConsumer(ProxyConsumer):
     endpoint = Endpoint.CHAT
     upstream_path = "/v1/chat/completions"
+    feature = Feature.CHAT
 
 
 class CompletionsConsumer(ProxyConsumer):
@@ -311,6 +386,7 @@ class CompletionsConsumer(ProxyConsumer):
 
     endpoint = Endpoint.COMPLETIONS
     upstream_path = "/v1/completions"
+    feature = Feature.COMPLETION
 
     async def handle(self, body: bytes) -> None:
         data = decode_json(body)

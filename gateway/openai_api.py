@@ -37,6 +37,19 @@ class ProxyRequest:
             self.raw = orjson.dumps(self.body)
         return self.raw
 
+    def ask_for_usage(self) -> bool:
+        """Have a stream end with a usage event (for the journal's token counts).
+
+        Returns True when the client had not asked for it itself: the gateway must
+        then keep that event from the client, which would not expect it.
+        """
+        options = self.body.get("stream_options") or {}
+        if not self.stream or options.get("include_usage") is True:
+            return False
+        self.body["stream_options"] = {**options, "include_usage": True}
+        self.raw = None
+        return True
+
     def set_model(self, model: str) -> None:
         if self.model != model:
             self.body["model"] = model

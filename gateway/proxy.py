@@ -48,13 +48,21 @@ class UpstreamUnavailable(OpenAIError):
 
 @dataclass(slots=True)
 class Outcome:
-    """What happened to one relayed request (the journal's raw material)."""
+    """What happened to one relayed request (the journal's raw material).
+
+    ``chunks`` collects the upstream's bytes as they came when the journal wants them;
+    ``withhold_usage`` is set when Kodify itself asked the upstream for a usage chunk
+    (``stream_options.include_usage``) that the client did not ask for: that one event is
+    kept for the journal and not passed on.
+    """
 
     status: int = 0
     first_byte_at: float | None = None
     response_bytes: int = 0
     error: str = ""
     completed: bool = False
+    chunks: list[bytes] | None = None
+    withhold_usage: bool = False
 
 
 async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.ClientResponse:
@@ -145,6 +153,8 @@ async def _relay_whole(
     outcome.status = response.status
     outcome.first_byte_at = time.perf_counter()
     outcome.response_bytes = len(data)
+    if outcome.chunks is not None:
+        outcome.chunks.append(data)
     await send_headers(
         response.status,
         [
@@ -169,12 +179,22 @@ async def _relay_stream(
     await send_headers(
         response.status, [(b"content-type", content_type), *_SSE_HEADERS, *extra_headers]
     )
+    chunks = outcome.chunks
+    usage_filter = _UsageFilter() if outcome.withhold_usage else None
     try:
         async for chunk in response.content.iter_any():
             if outcome.first_byte_at is None:
                 outcome.first_byte_at = time.perf_counter()
             outcome.response_bytes += len(chunk)
+            if chunks is not None:
+                chunks.append(chunk)
+            if usage_filter is not None:
+                chunk = usage_filter.feed(chunk)
+                if not chunk:
+                    continue
             await send_body(chunk, True)
+        if usage_filter is not None and usage_filter.pending:
+            await send_body(usage_filter.pending, True)
     except (aiohttp.ClientError, TimeoutError) as exc:
         timed_out = isinstance(exc, TimeoutError)
         reason = (
@@ -195,6 +215,55 @@ async def _relay_stream(
         await send_body(b"data: " + orjson.dumps(error.as_dict()) + b"\n\n", False)
         return
     await send_body(b"", False)
+
+
+class _UsageFilter:
+    """Drops the usage event Kodify asked for from a stream, passing everything else on.
+
+    Upstream chunks split events anywhere, so complete events are passed on as soon as
+    they are complete and only an unfinished tail waits for the next chunk.  Only when
+    the client did not ask for usage itself; otherwise the stream is not touched at all.
+    """
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.pending + chunk if self.pending else chunk
+        lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n")
+        end = max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+        if not end:  # no event complete yet
+            self.pending = data
+            return b""
+        complete, self.pending = data[:end], data[end:]
+        if b'"usage"' in complete:
+            complete = _without_usage_events(complete)
+        return complete
+
+
+def _without_usage_events(data: bytes) -> bytes:
+    kept = []
+    for event in data.replace(b"\r\n", b"\n").split(b"\n\n"):
+        if event and _is_usage_event(event):
+            continue
+        kept.append(event)
+    return b"\n\n".join(kept)
+
+
+def _is_usage_event(event: bytes) -> bool:
+    if not event.startswith(b"data:") or b'"usage"' not in event:
+        return False
+    try:
+        payload = orjson.loads(event[5:])
+    except orjson.JSONDecodeError:
+        return False
+    return (
+        isinstance(payload, dict)
+        and payload.get("choices") == []
+        and isinstance(payload.get("usage"), dict)
+    )
 
 
 def _set_idle_timeout(response: aiohttp.ClientResponse) -> None:

@@ -4,8 +4,9 @@ Production: ``uvicorn kodify_site.asgi:application --loop uvloop --http httptool
 --workers N``.  Development: daphne (``manage.py runserver``) works too.
 
 HTTP goes to the public API's consumers first (``gateway.routing``), everything else to
-Django (console, management API).  Before serving, each worker checks the settings,
-migrates when needed and, with WAIT_VLLM, waits for the first upstream.
+Django (console, management API); WebSockets go to the journal's live view
+(``journal.routing``).  Before serving, each worker checks the settings, migrates when
+needed and, with WAIT_VLLM, waits for the first upstream.
 """
 
 import gc
@@ -16,10 +17,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kodify_site.settings")
 django_application = get_asgi_application()  # sets Django up before any model import
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from gateway.routing import http_urlpatterns  # noqa: E402
+from journal.routing import websocket_urlpatterns  # noqa: E402
 from kodify_site.lifespan import Lifespan  # noqa: E402
 from kodify_site.startup import prepare_server  # noqa: E402
 
@@ -29,6 +33,10 @@ application = ProtocolTypeRouter(
     {
         # Channels routes ASGI apps with Django's path helpers, which are typed for views.
         "http": URLRouter([*http_urlpatterns, re_path(r"", django_application)]),  # type: ignore[arg-type]
+        # The console's live journal: the admin's session login; pages of ALLOWED_HOSTS only.
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
         "lifespan": Lifespan(),
     }
 )

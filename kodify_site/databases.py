@@ -32,6 +32,24 @@ def database_from_url(url: str) -> dict[str, Any]:
     return config
 
 
+def journal_database(
+    *, host: str, port: int, name: str, user: str, password: str
+) -> dict[str, Any]:
+    """The journal's own PostgreSQL database, from the guide's LOGS_DB_* variables."""
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": host,
+        "PORT": port,
+        "NAME": name,
+        "USER": user,
+        "PASSWORD": password,
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": True,
+        # A journal database that went away must fail fast: records wait in the spool.
+        "OPTIONS": {"connect_timeout": 5, "application_name": "kodify-journal"},
+    }
+
+
 def sqlite_database(path: Path) -> dict[str, Any]:
     return {
         "ENGINE": "django.db.backends.sqlite3",

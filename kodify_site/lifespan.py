@@ -1,13 +1,19 @@
-"""ASGI lifespan: start the upstream refresh loop, close connections on shutdown.
+"""ASGI lifespan: start the upstream refresh loop; on shutdown close connections and flush
+the journal.
 
 Servers without lifespan events (daphne) still work: the loop starts on the first request.
 """
 
+import asyncio
 from typing import Any
 
 from accounts.auth import get_token_usage
 from gateway.http_client import close_upstream_session
 from gateway.upstreams import get_table
+from journal.recorder import shutdown as shutdown_journal
+
+# Longest wait for the journal writer at shutdown; what it cannot write goes to its spool.
+JOURNAL_SHUTDOWN_TIMEOUT = 10.0
 
 
 class Lifespan:
@@ -21,5 +27,6 @@ class Lifespan:
                 await get_table().close()
                 await close_upstream_session()
                 await get_token_usage().flush()
+                await asyncio.to_thread(shutdown_journal, JOURNAL_SHUTDOWN_TIMEOUT)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -13,7 +13,7 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
-from kodify_site.databases import database_from_url, sqlite_database
+from kodify_site.databases import database_from_url, journal_database, sqlite_database
 from kodify_site.env import Env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -207,6 +207,109 @@ REDIS_URL = env.url(
 )
 
 # ---------------------------------------------------------------------------------------
+env.group = "Journal"
+
+LOGS = env.bool(
+    "LOGS",
+    False,
+    help="Record every API request in the journal (who, what, the prompt and the answer, "
+    "timings, tokens). Off by default.",
+)
+LOGS_DB_HOST = env.str(
+    "LOGS_DB_HOST",
+    help="PostgreSQL host of the journal's own database. Unset: the journal is kept in the "
+    "main database (DB_URL). Only read when LOGS is on.",
+    example="postgres-logs",
+)
+LOGS_DB_PORT = env.int(
+    "LOGS_DB_PORT",
+    5432,
+    minimum=1,
+    maximum=65535,
+    aliases=("LOGS_DB_POST",),
+    help="Port of the journal database (the guide's examples spell it LOGS_DB_POST, "
+    "which is accepted with a warning).",
+)
+LOGS_DB_NAME = env.str(
+    "LOGS_DB_NAME",
+    help="Name of the journal database; created on first start when the role may.",
+    example="kodify_journal",
+)
+LOGS_DB_USERNAME = env.str(
+    "LOGS_DB_USERNAME", help="User of the journal database.", example="kodify"
+)
+LOGS_DB_PASSWORD = env.str(
+    "LOGS_DB_PASSWORD", secret=True, help="Password of the journal database.", example="secret"
+)
+JOURNAL_RETENTION_DAYS = env.int(
+    "JOURNAL_RETENTION_DAYS",
+    90,
+    minimum=0,
+    help="Journal rows older than this many days are deleted by a daily Celery task "
+    "(in batches). 0 keeps them for ever.",
+    example="365",
+)
+KODIFY_JOURNAL_QUEUE_SIZE = env.int(
+    "KODIFY_JOURNAL_QUEUE_SIZE",
+    20000,
+    minimum=100,
+    help="Records a worker holds in memory for the journal writer; beyond that they go "
+    "to the spool file straight away (nothing is dropped).",
+)
+KODIFY_JOURNAL_BATCH_SIZE = env.int(
+    "KODIFY_JOURNAL_BATCH_SIZE",
+    500,
+    minimum=1,
+    maximum=10000,
+    help="Journal rows written to the database in one statement.",
+)
+KODIFY_JOURNAL_FLUSH_SECONDS = env.float(
+    "KODIFY_JOURNAL_FLUSH_SECONDS",
+    0.5,
+    minimum=0.01,
+    maximum=60,
+    help="Longest time a journal record waits in memory before it is written.",
+)
+KODIFY_JOURNAL_SPOOL_DIR: Path = env.path(
+    "KODIFY_JOURNAL_SPOOL_DIR",
+    None,
+    base=BASE_DIR,
+    help="Folder where journal records wait while the journal database is unreachable; "
+    "they are written to the database when it returns. Unset: journal-spool in "
+    "KODIFY_DATA_DIR. Keep it on a persistent volume.",
+    example="/var/lib/kodify/journal-spool",
+) or (KODIFY_DATA_DIR / "journal-spool")
+KODIFY_JOURNAL_CONVERTER = env.str(
+    "KODIFY_JOURNAL_CONVERTER",
+    "process",
+    choices=("process", "thread"),
+    help="Where journal records become rows (decoding, stream reassembly, secret "
+    "masking): a helper process per server process, off the server's GIL, or a thread "
+    "of the server process (no extra process, but it takes CPU from the requests).",
+)
+KODIFY_JOURNAL_MAX_TEXT = env.int(
+    "KODIFY_JOURNAL_MAX_TEXT",
+    200_000,
+    minimum=1000,
+    help="Longest request body or answer text (characters) kept in a journal row; longer "
+    "ones are cut and the row is marked truncated.",
+)
+KODIFY_JOURNAL_REDACT_SKIP = env.list(
+    "KODIFY_JOURNAL_REDACT_SKIP",
+    help="Names of built-in secret detectors not to apply (see the console's journal "
+    "help page for the list).",
+    example="jwt,basic_auth",
+)
+KODIFY_JOURNAL_REDACT_EXTRA: Path | None = env.path(
+    "KODIFY_JOURNAL_REDACT_EXTRA",
+    None,
+    base=BASE_DIR,
+    help="A file of extra secret patterns to mask, one per line as 'name: regular "
+    "expression' (lines starting with # are comments).",
+    example="/etc/kodify/redact.txt",
+)
+
+# ---------------------------------------------------------------------------------------
 env.group = "Upstreams (vLLM)"
 
 KODIFY_CONFIG: Path | None = env.path(
@@ -369,6 +472,15 @@ if DB_URL:
     DATABASES = {"default": database_from_url(DB_URL)}
 else:
     DATABASES = {"default": sqlite_database(KODIFY_DATA_DIR / "kodify.sqlite3")}
+if LOGS and LOGS_DB_HOST:
+    DATABASES["journal"] = journal_database(
+        host=LOGS_DB_HOST,
+        port=LOGS_DB_PORT,
+        name=LOGS_DB_NAME or "kodify_journal",
+        user=LOGS_DB_USERNAME or "",
+        password=LOGS_DB_PASSWORD or "",
+    )
+DATABASE_ROUTERS = ["journal.router.JournalRouter"]
 
 if REDIS_URL:
     CACHES = {
@@ -394,6 +506,12 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "journal-retention": {
+        "task": "journal.purge_expired",
+        "schedule": timedelta(hours=6),
+    },
+}
 CELERY_TIMEZONE = "UTC"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from django.conf import settings
 from django.core import checks
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connections
 
 logger = logging.getLogger("kodify.startup")
@@ -35,8 +35,10 @@ def prepare_server() -> None:
 
 def _prepare() -> None:
     exit_on_bad_settings()
-    if settings.RUN_MIGRATIONS or not schema_present():
-        call_command("kodify_migrate")
+    if settings.RUN_MIGRATIONS or not schema_present("default"):
+        call_command("kodify_migrate", database="default")
+    if "journal" in connections:
+        prepare_journal_database()
     from accounts.checks import users_table_missing  # the project may know its apps
 
     problem = users_table_missing()
@@ -63,13 +65,32 @@ def exit_on_bad_settings() -> None:
         raise SystemExit(1)
 
 
-def schema_present() -> bool:
+def schema_present(alias: str) -> bool:
     try:
-        with connections["default"].cursor() as cursor:
-            tables = connections["default"].introspection.table_names(cursor)
+        with connections[alias].cursor() as cursor:
+            tables = connections[alias].introspection.table_names(cursor)
     except DatabaseError:
         return False
     return "django_migrations" in tables
+
+
+def prepare_journal_database() -> None:
+    """Create and migrate the journal's own database (LOGS_DB_*) when it needs it.
+
+    One that cannot be reached does not hold up the start: the journal keeps its records
+    in the spool, and its writer creates the tables when the database appears.
+    """
+    if not settings.RUN_MIGRATIONS and schema_present("journal"):
+        return
+    try:
+        call_command("kodify_migrate", database="journal")
+    except (CommandError, DatabaseError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        logger.warning(
+            "the journal database is not ready (%s); serving anyway, the journal keeps "
+            "its records in the spool until it is",
+            first_line,
+        )
 
 
 def wait_for_first_upstream() -> bool:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,7 @@ def fake_upstream() -> Iterator[FakeUpstreamServer]:
 class KodifyServer:
     url: str
     process: subprocess.Popen[str]
+    data_dir: Path
     output: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
 
@@ -112,6 +115,44 @@ def test_database_url() -> str:
 
 
 test_database_url.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def journal_entry(
+    server: KodifyServer, request_id: str, *, database_url: str | None = None, timeout: float = 15
+) -> dict[str, Any] | None:
+    """The journal row a server under test wrote for ``request_id``, once it is there.
+
+    The journal writes in the background, so the row is polled for until ``timeout``.
+    Reads the test run's PostgreSQL database (or ``database_url``), else the server's
+    own SQLite file.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        row = _read_journal_entry(server, request_id, database_url)
+        if row is not None or time.monotonic() > deadline:
+            return row
+        time.sleep(0.05)  # polling a condition with a deadline, not a timed wait
+
+
+def _read_journal_entry(
+    server: KodifyServer, request_id: str, database_url: str | None
+) -> dict[str, Any] | None:
+    query = "SELECT * FROM journal_entry WHERE request_id = "
+    if database_url or os.environ.get("DB_URL"):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(database_url or test_database_url(), row_factory=dict_row) as conn:
+            return conn.execute(query + "%s", (request_id,)).fetchone()
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(server.data_dir / "kodify.sqlite3")) as conn:
+        conn.row_factory = sqlite3.Row
+        try:
+            row = conn.execute(query + "?", (request_id,)).fetchone()
+        except sqlite3.OperationalError:  # locked by the writer this very moment
+            return None
+        return dict(row) if row is not None else None
 
 
 _sqlite_template: list[Path] = []
@@ -188,7 +229,9 @@ def start_server(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    started = KodifyServer(url=f"http://127.0.0.1:{port}", process=process)
+    started = KodifyServer(
+        url=f"http://127.0.0.1:{port}", process=process, data_dir=tmp_dir / "data"
+    )
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
@@ -257,3 +300,33 @@ def module_fake_upstream() -> Iterator[FakeUpstreamServer]:
     server = FakeUpstreamServer(FakeUpstream()).start()
     yield server
     server.stop()
+
+
+# -- a real browser for the console's tests -----------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's (make install-dev); Playwright only drives it
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium under Playwright's sync API (a ``playwright`` ``Browser``).
+
+    Not a fixture: Playwright's sync API runs an event loop on this thread, and Django's
+    ORM refuses to run beside one, so a test does its database work before it starts.
+    """
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -11,28 +11,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from django.contrib.auth import get_user_model
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from gateway.tests.fake_upstream import FakeUpstreamServer
-from kodify_site.testing import REPO, server_environment
+from kodify_site.testing import CHROMIUM, REPO, chromium, server_environment
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 PER_USER = {"MTSAI_AUTH": "true", "AUTH_TYPE": "DB"}
 ADMIN = "root"
 PASSWORD = "browser-test-password-42"
@@ -48,18 +37,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run make install-dev"),
 ]
-
-
-@contextmanager
-def chromium() -> Iterator[Browser]:
-    # Not a fixture: Playwright's sync API runs an event loop on this thread, and Django's
-    # ORM refuses to run beside one, so the database work is done before it starts.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def create_administrator(server_dir: Path, env: dict[str, str]) -> None:

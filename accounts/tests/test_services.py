@@ -111,4 +111,6 @@ def test_roles_exist_with_their_permissions() -> None:
         Group.objects.get(name="Auditors").permissions.values_list("codename", flat=True)
     )
     assert {"add_apitoken", "change_apitoken", "view_auditevent", "add_apiuser"} <= admins
-    assert auditors == {"view_apiuser", "view_apitoken"}
+    # The journal app adds its read permissions to both roles (journal/apps.py).
+    assert {"view_entry", "view_event"} <= admins
+    assert auditors == {"view_apiuser", "view_apitoken", "view_entry", "view_event"}

@@ -346,6 +346,16 @@ SCENARIOS: dict[str, tuple[dict[str, str | None], tuple[str, ...]]] = {
     "per_user_with_key": ({"MTSAI_AUTH": "true", "AUTH_TYPE": "DB", "VLLM_API_KEY": "x"}, ()),
     "deploy_without_key": ({"KODIFY_SECRET_KEY": None}, ("--deploy",)),
     "deploy_with_key": ({"KODIFY_SECRET_KEY": "k" * 60}, ("--deploy",)),
+    "logs_db_post": (
+        {"LOGS": "True", "LOGS_DB_HOST": "127.0.0.1", "LOGS_DB_POST": "5433"},
+        (),
+    ),
+    "logs_db_without_host": (
+        {"LOGS": "True", "LOGS_DB_NAME": "journal", "LOGS_DB_PASSWORD": "hunter2"},
+        (),
+    ),
+    "logs_db_while_off": ({"LOGS_DB_HOST": "postgres-logs"}, ()),
+    "logs_db_bad_port": ({"LOGS": "True", "LOGS_DB_PORT": "70000"}, ()),
 }
 
 
@@ -524,3 +534,50 @@ def test_server_does_not_start_with_a_bad_setting(
     message = str(failure.value)
     assert "Kodify cannot start: MAX_N='abc' is not valid: expected a whole number." in message
     assert "(kodify.E001)" in message
+
+
+# -- the journal's settings ----------------------------------------------------------------
+
+
+@pytest.mark.smoke
+def test_logs_db_post_is_an_accepted_alias_with_a_warning(checked: dict[str, Checked]) -> None:
+    result = checked["logs_db_post"]
+    assert result.returncode == 0, result.output
+    line = message_line(result, "kodify.W001")
+    assert "LOGS_DB_POST is an old spelling of LOGS_DB_PORT" in line
+
+
+def test_logs_db_port_alias_reaches_the_journal_database() -> None:
+    environment = server_environment(Path("."), {})
+    environment.pop("DB_URL", None)
+    environment.update({"LOGS": "yes", "LOGS_DB_HOST": "logs", "LOGS_DB_POST": "6543"})
+    code = (
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+        "'kodify_site.settings'); django.setup(); from django.conf import settings; "
+        "j = settings.DATABASES['journal']; print(j['HOST'], j['PORT'], j['NAME'])"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    ).stdout
+    assert output.split() == ["logs", "6543", "kodify_journal"]
+
+
+@pytest.mark.smoke
+def test_logs_db_parts_without_a_host_stop_the_start(checked: dict[str, Checked]) -> None:
+    result = checked["logs_db_without_host"]
+    assert_stops(result, "kodify.E030", "LOGS_DB_NAME, LOGS_DB_PASSWORD are set but LOGS_DB_HOST")
+    assert "hunter2" not in result.output
+
+
+@pytest.mark.smoke
+def test_logs_db_settings_are_not_needed_and_only_warned_about_when_logs_is_off(
+    checked: dict[str, Checked],
+) -> None:
+    result = checked["logs_db_while_off"]
+    assert result.returncode == 0, result.output
+    assert "LOGS is off" in message_line(result, "kodify.W030")
+
+
+@pytest.mark.smoke
+def test_logs_db_port_out_of_range_stops_the_start(checked: dict[str, Checked]) -> None:
+    assert_stops(checked["logs_db_bad_port"], "kodify.E001", "LOGS_DB_PORT='70000' is not valid")

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError, connections
 from filelock import FileLock
 
@@ -27,9 +27,17 @@ LOCK_TIMEOUT = 600
 class Command(BaseCommand):
     help = "Create and migrate every configured database (main, journal) under a lock."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--database",
+            choices=list(settings.DATABASES),
+            help="Only this database (default: every configured one).",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = options["verbosity"]
-        for alias in settings.DATABASES:
+        aliases = [options["database"]] if options.get("database") else list(settings.DATABASES)
+        for alias in aliases:
             connection = connections[alias]
             if connection.vendor == "postgresql":
                 create_database_if_missing(alias)

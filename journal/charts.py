@@ -1,0 +1,71 @@
+"""Chart geometry for the dashboards, drawn by the templates as inline SVG.
+
+Computed here rather than in the templates (which cannot subtract), and drawn on the
+server so the console needs no JavaScript library and no internet access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+COLUMN_CHART_WIDTH = 480
+COLUMN_CHART_HEIGHT = 120
+LABEL_EVERY_MAX = 8  # at most this many x labels, whatever the number of columns
+
+
+@dataclass(frozen=True)
+class Column:
+    x: float
+    y: float
+    width: float
+    height: float
+    center: float  # where the label goes
+    label: str  # under the column, or "" where it would crowd its neighbours
+    title: str  # the tooltip: the label and the exact value
+
+
+@dataclass(frozen=True)
+class ColumnChart:
+    width: int
+    height: int
+    columns: list[Column]
+    top: str  # the value the chart's top line stands for
+
+
+def column_chart(
+    points: Sequence[tuple[str, float]],
+    *,
+    unit: str = "",
+    width: int = COLUMN_CHART_WIDTH,
+    height: int = COLUMN_CHART_HEIGHT,
+) -> ColumnChart:
+    top = max((value for _, value in points), default=0) or 1
+    step = width / max(len(points), 1)
+    every = max(1, -(-len(points) // LABEL_EVERY_MAX))  # ceiling division
+    columns = []
+    for index, (label, value) in enumerate(points):
+        bar_height = height * value / top
+        columns.append(
+            Column(
+                x=round(index * step + step * 0.1, 2),
+                y=round(height - bar_height, 2),
+                width=round(step * 0.8, 2),
+                height=round(bar_height, 2),
+                center=round(index * step + step / 2, 2),
+                label=label if index % every == 0 else "",
+                title=f"{label}: {_number(value)}{unit}",
+            )
+        )
+    return ColumnChart(width=width, height=height, columns=columns, top=f"{_number(top)}{unit}")
+
+
+def percent_of(value: float | None, top: float) -> float:
+    """A horizontal bar's length, in percent of the widest."""
+    if not value or not top:
+        return 0.0
+    return round(100 * value / top, 1)
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"

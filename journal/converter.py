@@ -1,0 +1,125 @@
+"""Records into rows in a helper process, off the server's GIL.
+
+Turning a record into a row (decoding the bodies, reassembling a stream, masking secrets)
+costs tens to hundreds of microseconds of Python per request.  In the writer's thread that
+time is taken from the event loop that serves requests, because both hold the same GIL;
+measured on the proxy benchmark it cost 12-22 % of a worker's throughput.  One helper
+process per server process does it instead, on another core: the server then only pickles
+records and unpickles rows (``KODIFY_JOURNAL_CONVERTER=process``, the default).
+
+The helper is started (spawned, not forked: the server runs threads) on the first batch.
+If it dies or cannot start, batches are converted in the writer's thread until a new one
+is up, so no record waits on it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from django.conf import settings
+
+from journal.record import Record
+
+logger = logging.getLogger("kodify.journal")
+
+Row = dict[str, Any]
+# What a batch's conversion gives back per record: a row, or why it could not be made.
+Converted = tuple[bool, Any]
+
+RESTART_AFTER_SECONDS = 30.0
+BATCH_TIMEOUT_SECONDS = 60.0
+# The settings journal.rows reads; sent with each batch, so that the helper always works
+# with the server's current values (tests change them in the server process).
+_ROW_SETTINGS = (
+    "KODIFY_JOURNAL_MAX_TEXT",
+    "KODIFY_JOURNAL_REDACT_SKIP",
+    "KODIFY_JOURNAL_REDACT_EXTRA",
+)
+
+
+class ProcessConverter:
+    def __init__(self) -> None:
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._retry_at = 0.0
+
+    def convert(self, records: list[Record]) -> list[Converted] | None:
+        """Each record's row or error, or None when the helper is not available now."""
+        pool = self._ready_pool()
+        if pool is None:
+            return None
+        try:
+            future = pool.submit(convert_batch, records, _row_settings())
+            return future.result(timeout=BATCH_TIMEOUT_SECONDS)
+        except (BrokenProcessPool, OSError, concurrent.futures.TimeoutError) as exc:
+            logger.warning(
+                "Journal: the conversion helper process failed (%s); converting in the "
+                "server process for now.",
+                type(exc).__name__,
+            )
+            self._discard()
+            return None
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _ready_pool(self) -> concurrent.futures.ProcessPoolExecutor | None:
+        if self._pool is None and time.monotonic() >= self._retry_at:
+            try:
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_helper,
+                    initargs=(os.environ.get("DJANGO_SETTINGS_MODULE", "kodify_site.settings"),),
+                )
+            except OSError as exc:
+                logger.warning("Journal: no conversion helper process (%s).", exc)
+                self._retry_at = time.monotonic() + RESTART_AFTER_SECONDS
+        return self._pool
+
+    def _discard(self) -> None:
+        pool, self._pool = self._pool, None
+        self._retry_at = time.monotonic() + RESTART_AFTER_SECONDS
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _row_settings() -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in _ROW_SETTINGS}
+
+
+# -- in the helper process ------------------------------------------------------------
+
+
+def _start_helper(settings_module: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
+    import django
+
+    django.setup()
+
+
+def convert_batch(records: list[Record], row_settings: dict[str, Any]) -> list[Converted]:
+    from journal import redact
+    from journal.rows import build_row
+
+    changed = False
+    for name, value in row_settings.items():
+        if getattr(settings, name) != value:
+            setattr(settings, name, value)
+            changed = True
+    if changed:
+        redact.reset()
+    converted: list[Converted] = []
+    for rec in records:
+        try:
+            converted.append((True, build_row(rec)))
+        except Exception as exc:
+            converted.append((False, f"{type(exc).__name__}: {str(exc)[:200]}"))
+    return converted

@@ -1,0 +1,110 @@
+"""The journal: one row per API request, and the Tabby completion events.
+
+The journal may live in a database of its own (``LOGS_DB_*``, see ``journal/router.py``),
+so it holds no foreign key into the main database: user and token are kept as ids plus
+the user name as it was at the time, which is also what an auditor wants to read.
+
+Indexes follow the console's filters: each filterable column is indexed together with
+the list's order (``created_at``, ``id``), so a filtered page is one short index scan at
+any size.  Full-text search uses a GIN index that only PostgreSQL gets (migration 0002).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Feature(models.TextChoices):
+    COMPLETION = "completion", "Code completion"
+    CHAT = "chat", "Chat"
+    DOCS = "docs", "Documentation"
+    FIX = "fix", "Bug fixing"
+    TESTS = "tests", "Unit tests"
+    EXPLAIN = "explain", "Explanation"
+
+
+class Entry(models.Model):
+    """One API request as the gateway saw it, secrets already masked."""
+
+    created_at = models.DateTimeField(help_text="When the request arrived.")
+    request_id = models.CharField(
+        max_length=32, unique=True, help_text="The X-Request-Id the client received."
+    )
+    user_id = models.BigIntegerField(null=True, blank=True)
+    username = models.CharField(max_length=150, blank=True)
+    token_id = models.BigIntegerField(null=True, blank=True)
+    auth_mode = models.CharField(max_length=16, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    client_name = models.CharField(max_length=64, blank=True)
+    client_version = models.CharField(max_length=64, blank=True)
+    endpoint = models.CharField(max_length=64)
+    feature = models.CharField(max_length=16, choices=Feature.choices)
+    model = models.CharField(max_length=200, blank=True)
+    upstream = models.CharField(max_length=300, blank=True)
+    language = models.CharField(max_length=32, blank=True)
+    stream = models.BooleanField(default=False)
+    request_body = models.TextField(blank=True)
+    response_text = models.TextField(blank=True)
+    response_id = models.CharField(
+        max_length=64, blank=True, help_text="The answer's id (Tabby events refer to it)."
+    )
+    prompt_tokens = models.IntegerField(null=True, blank=True)
+    completion_tokens = models.IntegerField(null=True, blank=True)
+    status = models.SmallIntegerField(help_text="HTTP status sent to the client.")
+    error = models.TextField(blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to first token.")
+    latency_ms = models.FloatField(help_text="Time until the last byte (or the cancel).")
+    cancelled = models.BooleanField(default=False, help_text="The client went away first.")
+    redactions = models.IntegerField(default=0, help_text="Secrets masked before storage.")
+    truncated = models.BooleanField(default=False, help_text="A text was cut to the limit.")
+
+    class Meta:
+        verbose_name = "journal entry"
+        verbose_name_plural = "journal entries"
+        ordering = ("-created_at", "-id")
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="journal_time"),
+            models.Index(fields=["user_id", "created_at"], name="journal_user_time"),
+            # Names that are no (longer an) API user, and the dummy and one-token modes.
+            models.Index(fields=["username", "created_at"], name="journal_username_time"),
+            models.Index(fields=["model", "created_at"], name="journal_model_time"),
+            models.Index(fields=["endpoint", "created_at"], name="journal_endpoint_time"),
+            models.Index(fields=["feature", "created_at"], name="journal_feature_time"),
+            models.Index(fields=["status", "created_at"], name="journal_status_time"),
+            models.Index(fields=["client_name", "created_at"], name="journal_client_time"),
+            models.Index(fields=["response_id"], name="journal_response_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.endpoint} {self.status}"
+
+
+class EventKind(models.TextChoices):
+    VIEW = "view", "Shown"
+    SELECT = "select", "Accepted"
+    DISMISS = "dismiss", "Dismissed"
+
+
+class Event(models.Model):
+    """A Tabby completion event (``POST /v1/events``): was a completion shown, accepted…"""
+
+    created_at = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=EventKind.choices)
+    response_id = models.CharField(max_length=64, blank=True)
+    choice_index = models.IntegerField(null=True, blank=True)
+    user_id = models.BigIntegerField(null=True, blank=True)
+    username = models.CharField(max_length=150, blank=True)
+    client_name = models.CharField(max_length=64, blank=True)
+    language = models.CharField(max_length=32, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            models.Index(fields=["created_at", "kind"], name="journal_event_time"),
+            models.Index(fields=["response_id"], name="journal_event_response"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.response_id}"

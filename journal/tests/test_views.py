@@ -1,0 +1,426 @@
+"""The journal's console pages: who may see them, the list, a request, the CSV, dashboards."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.http import StreamingHttpResponse
+from django.test import AsyncClient, Client
+from django.urls import reverse
+
+from accounts.roles import ADMINISTRATORS, AUDITORS
+from journal import dashboards, selectors
+from journal.tests.entries import T0, console_account, make_entry, make_event
+
+pytestmark = pytest.mark.django_db
+
+PAGES = [
+    reverse("journal:list"),
+    reverse("journal:detail", args=["req-x"]),
+    reverse("journal:export"),
+    reverse("journal:live"),
+    reverse("journal:dashboard"),
+]
+
+
+@pytest.fixture(autouse=True)
+def fresh_numbers(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    # Cached for a minute in production; each test here writes rows and reads them at once.
+    monkeypatch.setattr(selectors, "CHOICES_CACHE_SECONDS", 0)
+    monkeypatch.setattr(dashboards, "CACHE_SECONDS", 0)
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def auditor() -> Any:
+    return console_account("audrey", AUDITORS)
+
+
+@pytest.fixture
+def console(auditor: Any) -> Client:
+    client = Client()
+    client.force_login(auditor)
+    return client
+
+
+def rows_of(html: str) -> list[str]:
+    """The request ids of the list's rows, top to bottom."""
+    return re.findall(r'<tr data-request-id="([^"]+)"', html)
+
+
+def link(query: str) -> str:
+    """A page link as the browser follows it: the query string on the list's path."""
+    return reverse("journal:list") + query.replace("&amp;", "&")
+
+
+# -- who may look --------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("url", PAGES)
+def test_anonymous_visitors_are_sent_to_the_admin_login(client: Client, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login") + "?next=")
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("url", PAGES)
+def test_staff_without_the_permission_are_refused(url: str) -> None:
+    client = Client()
+    client.force_login(console_account("nobody"))
+    assert client.get(url).status_code == 403
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_accounts_that_are_not_staff_must_log_in_as_staff(url: str) -> None:
+    client = Client()
+    account = console_account("outsider", AUDITORS)
+    account.is_staff = False
+    account.save()
+    client.force_login(account)
+    assert client.get(url).status_code == 302
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("group", [AUDITORS, ADMINISTRATORS])
+def test_auditors_and_administrators_see_every_page(group: str) -> None:
+    entry = make_entry(request_id="req-x")
+    client = Client()
+    client.force_login(console_account("reader", group))
+    for url in PAGES:
+        assert client.get(url).status_code == 200, url
+    assert entry.request_id in client.get(reverse("journal:list")).content.decode()
+
+
+def test_pages_only_read() -> None:
+    client = Client()
+    client.force_login(console_account("reader", AUDITORS))
+    assert client.post(reverse("journal:list")).status_code == 405
+
+
+@pytest.mark.smoke
+def test_the_admin_home_page_links_the_journal_for_those_who_may_read_it(console: Client) -> None:
+    page = console.get(reverse("admin:index")).content.decode()
+    for name in ("list", "live", "dashboard"):
+        assert f'href="{reverse(f"journal:{name}")}"' in page
+    others = Client()
+    others.force_login(console_account("nobody"))
+    assert 'id="journal-console-links"' not in others.get(reverse("admin:index")).content.decode()
+
+
+# -- the list ------------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+def test_the_list_filters_and_searches_from_the_query_string(console: Client) -> None:
+    make_entry(request_id="chat-ok", response_text="all good")
+    make_entry(request_id="chat-boom", status=502, response_text="the upstream fell over")
+    make_entry(request_id="done-boom", status=500, feature="completion", response_text="fell")
+    make_entry(request_id="old-boom", status=503, created_at=T0 - dt.timedelta(days=3))
+
+    def listed(**query: str) -> list[str]:
+        response = console.get(reverse("journal:list"), query)
+        assert response.status_code == 200
+        return rows_of(response.content.decode())
+
+    assert listed() == ["done-boom", "chat-boom", "chat-ok", "old-boom"]
+    assert listed(status="5xx", feature="chat") == ["chat-boom", "old-boom"]
+    assert listed(status="5xx", since=str(T0.date())) == ["done-boom", "chat-boom"]
+    assert listed(q="upstream") == ["chat-boom"]
+
+
+@pytest.mark.smoke
+def test_the_unfiltered_list_tells_the_size_and_a_filtered_one_does_not_count(
+    console: Client,
+) -> None:
+    for _ in range(3):
+        make_entry()
+    assert "3 requests in the journal" in console.get(reverse("journal:list")).content.decode()
+    filtered = console.get(reverse("journal:list"), {"model": "qwen-coder"}).content.decode()
+    assert "in the journal" not in filtered and "Matching requests" in filtered
+
+
+def test_wrong_filters_are_reported_and_not_applied(console: Client) -> None:
+    make_entry(request_id="one")
+    response = console.get(
+        reverse("journal:list"), {"status": "teapot", "since": "2026-12-01", "until": "2026-11-01"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "is not a status" in html and "The end date is before the start date." in html
+    assert rows_of(html) == []  # the valid "since" still applies: nothing that late
+
+
+def test_a_broken_cursor_is_a_bad_request(console: Client) -> None:
+    assert console.get(reverse("journal:list"), {"before": "yesterday"}).status_code == 400
+
+
+def test_the_older_and_newer_links_keep_the_filters(console: Client) -> None:
+    for number in range(60):
+        make_entry(request_id=f"r{number:03d}", created_at=T0 + dt.timedelta(seconds=number))
+    make_entry(request_id="other-model", model="other")
+    first = console.get(reverse("journal:list"), {"model": "qwen-coder"}).content.decode()
+    assert rows_of(first)[0] == "r059" and len(rows_of(first)) == selectors.PAGE_SIZE
+    older = re.search(r'href="([^"]+)" id="journal-older"', first)
+    assert older is not None and 'id="journal-newer"' not in first
+    second = console.get(link(older.group(1))).content.decode()
+    assert rows_of(second) == [f"r{n:03d}" for n in range(9, -1, -1)]
+    assert 'id="journal-older"' not in second
+    newer = re.search(r'href="([^"]+)" id="journal-newer"', second)
+    assert newer is not None and "model=qwen-coder" in newer.group(1)
+    back = console.get(link(newer.group(1))).content.decode()
+    assert rows_of(back) == rows_of(first)
+
+
+@pytest.mark.smoke
+def test_journal_text_is_escaped_everywhere(console: Client) -> None:
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    entry = make_entry(
+        request_id="evil",
+        username="<b>mallory</b>",
+        model="<i>m</i>",
+        request_body=evil,
+        response_text=evil,
+        error=evil,
+    )
+    make_event(entry, username="<b>mallory</b>", language="<u>py</u>")
+    for url in (reverse("journal:list"), reverse("journal:detail", args=["evil"])):
+        html = console.get(url).content.decode()
+        assert "<script>alert" not in html and "<img src=x" not in html and "<b>mallory" not in html
+        assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert (
+        "&lt;u&gt;py&lt;/u&gt;"
+        in console.get(reverse("journal:detail", args=["evil"])).content.decode()
+    )
+
+
+# -- one request ---------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+def test_the_detail_page_shows_the_whole_request_and_its_events(console: Client) -> None:
+    entry = make_entry(
+        request_id="full",
+        request_body='{"model":"qwen-coder","messages":[{"role":"user","content":"Привет"}]}',
+        response_text="line 1\nline 2",
+        status=200,
+        ttft_ms=12.5,
+        latency_ms=345.25,
+        prompt_tokens=11,
+        completion_tokens=22,
+        client_ip="10.0.0.7",
+        upstream="http://vllm-1:8000",
+    )
+    make_event(entry, kind="view")
+    make_event(entry, kind="select", created_at=entry.created_at + dt.timedelta(seconds=3))
+    html = console.get(reverse("journal:detail", args=["full"])).content.decode()
+    # The body indented, non-Latin text as written.
+    assert "{\n  &quot;model&quot;: &quot;qwen-coder&quot;,\n  &quot;messages&quot;: [" in html
+    assert "Привет" in html
+    assert "line 1\nline 2</pre>" in html
+    for fact in ("12.5 ms", "345.3 ms", ">11<", ">22<", "10.0.0.7", "http://vllm-1:8000"):
+        assert fact in html, fact
+    events = re.findall(r'<tr class="journal-event-(\w+)">', html)
+    assert events == ["view", "select"]
+
+
+def test_a_truncated_body_is_shown_as_stored(console: Client) -> None:
+    make_entry(request_id="cut", request_body='{"messages": [{"role": "us', truncated=True)
+    html = console.get(reverse("journal:detail", args=["cut"])).content.decode()
+    assert "{&quot;messages&quot;: [{&quot;role&quot;: &quot;us</pre>" in html
+    assert "Truncated" in html
+
+
+def test_an_unknown_request_is_404(console: Client) -> None:
+    assert console.get(reverse("journal:detail", args=["nope"])).status_code == 404
+
+
+# -- CSV -----------------------------------------------------------------------------------
+
+
+def read_csv(content: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(content.decode("utf-8-sig"))))
+
+
+@pytest.fixture
+def tricky() -> None:
+    make_entry(request_id="plain", model="m1")
+    make_entry(
+        request_id="tricky",
+        model="m1",
+        username='o\'neil, "the" dev',
+        request_body='{"a": "comma, quote \\" and\nnewline"}',
+        response_text='=HYPERLINK("http://evil","click")\r\nsecond line, with "quotes"',
+        created_at=T0 + dt.timedelta(seconds=1),
+    )
+    make_entry(request_id="other", model="m2")
+
+
+@pytest.mark.smoke
+@pytest.mark.usefixtures("tricky")
+def test_csv_export_streams_the_filtered_rows_intact(console: Client) -> None:
+    response = console.get(reverse("journal:export"), {"model": "m1"})
+    assert response.status_code == 200
+    assert response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert re.fullmatch(
+        r'attachment; filename="journal-\d{8}-\d{6}\.csv"', response["Content-Disposition"]
+    )
+    assert isinstance(response, StreamingHttpResponse)
+    content = b"".join(cast(Iterator[bytes], response.streaming_content))
+    assert content.startswith(b"\xef\xbb\xbf")  # the BOM spreadsheets need for UTF-8
+    rows = read_csv(content)
+    assert [row["request_id"] for row in rows] == ["tricky", "plain"]
+    tricky = rows[0]
+    assert tricky["username"] == 'o\'neil, "the" dev'
+    assert tricky["request_body"] == '{"a": "comma, quote \\" and\nnewline"}'
+    # A formula is neutralised for spreadsheets, the rest kept as it was.
+    assert (
+        tricky["response_text"]
+        == '\'=HYPERLINK("http://evil","click")\r\nsecond line, with "quotes"'
+    )
+    assert tricky["created_at"] == "2026-11-20T12:00:01+00:00"
+    assert tricky["stream"] == "false" and tricky["status"] == "200"
+
+
+@pytest.mark.usefixtures("tricky")
+def test_csv_export_under_asgi_streams_an_async_iterator(auditor: Any) -> None:
+    async def download() -> tuple[Any, bytes]:
+        client = AsyncClient()
+        await client.aforce_login(auditor)
+        response = await client.get(reverse("journal:export"), {"model": "m2"})
+        assert isinstance(response, StreamingHttpResponse)
+        pieces = cast(AsyncIterator[bytes], response.streaming_content)
+        return response, b"".join([chunk async for chunk in pieces])
+
+    # Called from this thread, the view's database work runs on it too (asgiref's
+    # thread-sensitive mode), inside the test's transaction.
+    response, content = async_to_sync(download)()
+    assert response.status_code == 200
+    assert response.is_async  # else Django buffers the export and warns
+    assert [row["request_id"] for row in read_csv(content)] == ["other"]
+
+
+def test_the_export_link_carries_the_current_filters(console: Client) -> None:
+    html = console.get(reverse("journal:list"), {"model": "m1", "q": "a b"}).content.decode()
+    link = re.search(r'href="([^"]+)" id="journal-export"', html)
+    assert link is not None
+    assert link.group(1).replace("&amp;", "&") == reverse("journal:export") + "?model=m1&q=a+b"
+
+
+def test_an_export_with_a_wrong_filter_is_refused(console: Client) -> None:
+    response = console.get(reverse("journal:export"), {"status": "teapot"})
+    assert response.status_code == 400
+    assert b"is not a status" in response.content
+
+
+# -- dashboards ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fortnight() -> dt.date:
+    """Two days of traffic in the last fortnight, one before it; events on some answers."""
+    today = dt.datetime.now(dt.UTC).date()
+    noon = dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC)
+    yesterday = noon - dt.timedelta(days=1)
+    a1 = make_entry(created_at=noon, username="ann", model="m-a", ttft_ms=10, latency_ms=100)
+    a2 = make_entry(created_at=noon, username="ann", model="m-a", ttft_ms=20, latency_ms=200)
+    b1 = make_entry(
+        created_at=noon,
+        username="bob",
+        model="m-b",
+        client_name="vim",
+        language="go",
+        ttft_ms=None,
+        latency_ms=300,
+    )
+    c1 = make_entry(created_at=yesterday, username="cat", model="m-a", ttft_ms=40, latency_ms=400)
+    make_entry(created_at=noon - dt.timedelta(days=20), username="old", model="m-old")
+    # m-a: 3 shown, 2 accepted; m-b: 1 shown, 0 accepted.
+    for entry in (a1, a2, c1):
+        make_event(entry, kind="view")
+    make_event(a1, kind="select")
+    make_event(c1, kind="select")
+    make_event(b1, kind="view")
+    make_event(b1, kind="dismiss")
+    return today
+
+
+@pytest.mark.smoke
+def test_dashboard_numbers(fortnight: dt.date) -> None:
+    board = dashboards.dashboard(14, today=fortnight)
+    assert (board.requests, board.users, board.shown, board.accepted) == (4, 3, 4, 2)
+    assert board.rate == 0.5
+    assert len(board.per_day) == 14 and board.per_day[-1].day == fortnight
+    today, yesterday = board.per_day[-1], board.per_day[-2]
+    assert (today.requests, today.users, today.shown, today.accepted) == (3, 2, 3, 1)
+    assert (yesterday.requests, yesterday.users, yesterday.shown, yesterday.accepted) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    assert sum(day.requests for day in board.per_day[:-2]) == 0
+
+    def table(shares: list[dashboards.Share]) -> list[tuple[str, int, int, int]]:
+        return [(s.name, s.requests, s.shown, s.accepted) for s in shares]
+
+    assert table(board.by_model) == [("m-a", 3, 3, 2), ("m-b", 1, 1, 0)]
+    assert table(board.by_user) == [("ann", 2, 2, 1), ("bob", 1, 1, 0), ("cat", 1, 1, 1)]
+    assert table(board.by_client) == [("vscode", 3, 3, 2), ("vim", 1, 1, 0)]
+    assert table(board.by_language) == [("python", 3, 3, 2), ("go", 1, 1, 0)]
+    # percentile_cont: linear between the nearest ranks; TTFT skips the row without one.
+    timing = board.timing
+    assert (timing.ttft_p50, timing.latency_p50) == (20.0, 250.0)
+    assert timing.ttft_p95 == pytest.approx(38.0)
+    assert timing.latency_p95 == pytest.approx(385.0)
+    by_model = {t.name: t for t in board.timing_by_model}
+    assert by_model["m-a"].requests == 3 and by_model["m-a"].latency_p50 == 200.0
+    assert by_model["m-b"].ttft_p50 is None and by_model["m-b"].latency_p95 == 300.0
+
+
+def test_a_shorter_period_leaves_older_days_out(fortnight: dt.date) -> None:
+    board = dashboards.dashboard(1, today=fortnight)
+    assert (board.requests, board.shown, board.accepted) == (3, 3, 1)
+    assert [share.name for share in board.by_model] == ["m-a", "m-b"]
+
+
+def test_dashboards_are_computed_once_a_minute(
+    fortnight: dt.date, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    monkeypatch.setattr(dashboards, "CACHE_SECONDS", 60)
+    today = fortnight
+    first = dashboards.dashboard(14, today=today)
+    make_entry(created_at=dt.datetime.combine(today, dt.time(1), tzinfo=dt.UTC))
+    assert dashboards.dashboard(14, today=today) == first
+
+
+@pytest.mark.smoke
+@pytest.mark.usefixtures("fortnight")
+def test_the_dashboard_page_draws_its_charts_without_scripts(console: Client) -> None:
+    response = console.get(reverse("journal:dashboard"), {"days": "7"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert re.search(r'id="total-requests">4<', html)
+    assert re.search(r'id="total-rate">50%<', html)
+    assert html.count('class="journal-chart-bar"') == 3 * 7  # three charts, a column a day
+    assert "<title>" in html and "m-a" in html
+    assert "<script" not in html.split("</header>", 1)[-1]  # no chart library
+    # Nothing loaded from elsewhere (a CDN): every address is on this server.
+    assert not re.search(r'(?:src|href)="(?:https?:)?//', html)
+
+
+def test_a_silly_period_falls_back_or_is_capped(console: Client) -> None:
+    assert console.get(reverse("journal:dashboard"), {"days": "x"}).status_code == 200
+    html = console.get(reverse("journal:dashboard"), {"days": "100000"}).content.decode()
+    assert f"<strong>{dashboards.MAX_DAYS}</strong>" not in html  # not a listed choice
+    assert html.count('class="journal-chart-bar"') == 3 * dashboards.MAX_DAYS

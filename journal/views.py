@@ -1,0 +1,184 @@
+"""The journal's console pages: list, one request, CSV export, live view, dashboards.
+
+They live beside Django's admin and look like it (admin templates, the admin's login),
+for staff users with ``journal.view_entry``: the Auditors and Administrators groups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from journal import charts, dashboards, export, selectors
+from journal.forms import EntryFilterForm
+from journal.live import VIEW_PERMISSION
+
+LIVE_BACKLOG = 20  # rows the live page starts with
+DAY_CHOICES = (1, 7, 14, 30, 90)
+
+View = Callable[..., HttpResponseBase]
+
+
+def console_page(view: View) -> View:
+    """The admin's rules: staff log in on the admin's page; the permission, or 403."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        if not user.has_perm(VIEW_PERMISSION):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return require_safe(never_cache(checked))
+
+
+def _page(request: HttpRequest, template: str, title: str, **context: Any) -> HttpResponse:
+    return render(
+        request,
+        f"journal/{template}",
+        {**admin.site.each_context(request), "title": title, **context},
+    )
+
+
+def _filter_form(request: HttpRequest) -> EntryFilterForm:
+    form = EntryFilterForm(request.GET, choices=selectors.filter_choices())
+    form.is_valid()
+    return form
+
+
+@console_page
+def entry_list(request: HttpRequest) -> HttpResponse:
+    form = _filter_form(request)
+    filters = form.filters()
+    try:
+        before = _cursor(request, "before")
+        after = _cursor(request, "after")
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc))
+    page = selectors.entry_page(filters, before=before, after=after)
+    return _page(
+        request,
+        "list.html",
+        "Journal",
+        tab="list",
+        form=form,
+        page=page,
+        filtered=filters.active,
+        total=None if filters.active else selectors.estimated_total(),
+    )
+
+
+def _cursor(request: HttpRequest, name: str) -> selectors.Cursor | None:
+    text = request.GET.get(name)
+    return selectors.Cursor.decode(text) if text else None
+
+
+@console_page
+def entry_detail(request: HttpRequest, request_id: str) -> HttpResponse:
+    found = selectors.entry_detail(request_id)
+    if found is None:
+        raise Http404("No journal entry with this request id.")
+    return _page(
+        request,
+        "detail.html",
+        f"Request {request_id}",
+        entry=found.entry,
+        events=found.events,
+        request_body=pretty_json(found.entry.request_body),
+    )
+
+
+def pretty_json(text: str) -> str:
+    """Indented when it parses (a truncated body does not: it is shown as stored)."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+@console_page
+def entry_export(request: HttpRequest) -> HttpResponseBase:
+    form = _filter_form(request)
+    if not form.is_valid():
+        # An export must hold exactly what was asked for, not a quietly wider set.
+        return HttpResponseBadRequest(form.errors.as_text(), content_type="text/plain")
+    pieces = export.chunks(export.csv_lines(selectors.export_rows(form.filters())))
+    # Under ASGI an async iterator; the sync one would make Django buffer and warn.
+    body = export.async_chunks(pieces) if isinstance(request, ASGIRequest) else pieces
+    response = StreamingHttpResponse(body, content_type="text/csv; charset=utf-8")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="journal-{stamp}.csv"'
+    return response
+
+
+@console_page
+def live(request: HttpRequest) -> HttpResponse:
+    backlog = selectors.entry_page(selectors.EntryFilters(), limit=LIVE_BACKLOG)
+    return _page(request, "live.html", "Journal: live", tab="live", rows=backlog.rows)
+
+
+@console_page
+def dashboard(request: HttpRequest) -> HttpResponse:
+    try:
+        days = int(request.GET.get("days", dashboards.DEFAULT_DAYS))
+    except ValueError:
+        days = dashboards.DEFAULT_DAYS
+    numbers = dashboards.dashboard(days)
+    per_day = numbers.per_day
+    return _page(
+        request,
+        "dashboard.html",
+        "Journal: dashboard",
+        tab="dashboard",
+        board=numbers,
+        day_choices=DAY_CHOICES,
+        requests_chart=charts.column_chart([(f"{d.day:%m-%d}", d.requests) for d in per_day]),
+        users_chart=charts.column_chart([(f"{d.day:%m-%d}", d.users) for d in per_day]),
+        rate_chart=charts.column_chart(
+            [
+                (f"{d.day:%m-%d}", round(100 * d.rate, 1) if d.rate is not None else 0)
+                for d in per_day
+            ],
+            unit="%",
+        ),
+        breakdowns=[
+            ("Models", _bars(numbers.by_model)),
+            ("Languages", _bars(numbers.by_language)),
+            ("Editors", _bars(numbers.by_client)),
+            ("Users", _bars(numbers.by_user)),
+        ],
+    )
+
+
+def _bars(shares: list[dashboards.Share]) -> list[dict[str, Any]]:
+    top = max((share.requests for share in shares), default=0)
+    return [
+        {
+            "share": share,
+            "requests_percent": charts.percent_of(share.requests, top),
+            "rate_percent": charts.percent_of(share.rate, 1),
+        }
+        for share in shares
+    ]
