@@ -63,14 +63,20 @@ async def broadcast(rows: list[dict[str, Any]]) -> None:
     The live view is a convenience: with the channel layer down, the rows are still in
     the journal, so a failure here is logged and dropped.
     """
+    await broadcast_summaries([summarize(row) for row in rows])
+
+
+async def broadcast_summaries(summaries: list[dict[str, Any]]) -> None:
+    """:func:`broadcast` of rows summarised already (by the journal writer's thread, so
+    that a batch of hundreds of rows does not hold up the event loop)."""
     layer = get_channel_layer()
-    if layer is None or not rows:
+    if layer is None or not summaries:
         return
-    message = {"type": MESSAGE_TYPE, "rows": [summarize(row) for row in rows]}
+    message = {"type": MESSAGE_TYPE, "rows": summaries}
     try:
         await layer.group_send(GROUP, message)
     except Exception:
-        logger.warning("journal live view: could not send %d rows", len(rows), exc_info=True)
+        logger.warning("journal live view: could not send %d rows", len(summaries), exc_info=True)
 
 
 @database_sync_to_async

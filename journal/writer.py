@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
@@ -449,11 +449,12 @@ class JournalWriter(threading.Thread):
         loop = self.loop
         if loop is None or loop.is_closed():
             return
-        broadcast = _live_broadcast()
-        if broadcast is None:
+        live = _live_view()
+        if live is None:
             return
+        summaries = [live.summarize(row) for row in rows]  # here, not in the event loop
         try:
-            future = asyncio.run_coroutine_threadsafe(broadcast(rows), loop)
+            future = asyncio.run_coroutine_threadsafe(live.broadcast_summaries(summaries), loop)
         except RuntimeError:  # the loop closed in between
             return
         future.add_done_callback(_log_publish_failure)
@@ -678,21 +679,17 @@ def _failing(error: Exception) -> BuildRow:
 _live_problem_logged = False
 
 
-def _live_broadcast() -> Callable[[list[Row]], Coroutine[Any, Any, None]] | None:
-    """``journal.live.broadcast`` when the live view exists (it may not be installed)."""
+def _live_view() -> Any:
+    """The ``journal.live`` module when the live view can be loaded, else None."""
     global _live_problem_logged
     try:
         from journal import live
-    except Exception as exc:
-        if isinstance(exc, ModuleNotFoundError) and exc.name == "journal.live":
-            return None  # not part of this installation (yet)
+    except Exception:
         if not _live_problem_logged:
             _live_problem_logged = True
             logger.exception("Journal live view could not be loaded")
         return None
-    broadcast: Callable[[list[Row]], Coroutine[Any, Any, None]] | None
-    broadcast = getattr(live, "broadcast", None)
-    return broadcast
+    return live
 
 
 def _log_publish_failure(future: concurrent.futures.Future[None]) -> None:

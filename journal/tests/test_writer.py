@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -418,7 +419,8 @@ def test_each_stored_batch_is_published_on_the_recorders_loop(make_writer, monke
         published.append(([row["request_id"] for row in rows], threading.current_thread()))
         arrived.set()
 
-    monkeypatch.setattr(writer_module, "_live_broadcast", lambda: broadcast)
+    live = SimpleNamespace(summarize=dict, broadcast_summaries=broadcast)
+    monkeypatch.setattr(writer_module, "_live_view", lambda: live)
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
     loop_thread.start()
@@ -440,7 +442,8 @@ def test_a_failing_live_view_does_not_stop_the_journal(make_writer, monkeypatch,
     async def broadcast(rows: list[dict[str, Any]]) -> None:
         raise RuntimeError("channel layer down")
 
-    monkeypatch.setattr(writer_module, "_live_broadcast", lambda: broadcast)
+    live = SimpleNamespace(summarize=dict, broadcast_summaries=broadcast)
+    monkeypatch.setattr(writer_module, "_live_view", lambda: live)
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
     loop_thread.start()
