@@ -410,7 +410,9 @@ class ModelsConsumer(GatewayConsumer):
     async def handle(self, body: bytes) -> None:
         table = get_table()
         table.ensure_background_refresh()
-        if not table.served_models():
+        if not table.discovered or not table.served_models():
+            # Until the first reading of every upstream is complete the list would miss
+            # the slower ones: join that reading.
             await table.refresh_on_demand()
         cards = table.served_models()
         principal = self.principal

@@ -99,6 +99,7 @@ class UpstreamTable:
         self._turn = 0
         self._refreshing: asyncio.Task[None] | None = None
         self._last_refresh = 0.0
+        self._refreshed_once = False
         self._background: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -226,6 +227,11 @@ class UpstreamTable:
             task = self._refreshing = asyncio.ensure_future(self._refresh_all())
         await asyncio.shield(task)
 
+    @property
+    def discovered(self) -> bool:
+        """Every upstream has been read at least once (the first refresh has finished)."""
+        return self._refreshed_once
+
     async def refresh_on_demand(self) -> bool:
         """Refresh unless one ran less than a second ago; True when it ran (or joined one)."""
         running = _alive_here(self._refreshing)
@@ -239,6 +245,7 @@ class UpstreamTable:
         client = self._probe_client()
         await asyncio.gather(*(self._probe(client, u) for u in self.upstreams if u.enabled))
         self._reindex()
+        self._refreshed_once = True
 
     def _probe_client(self) -> httpx.AsyncClient:
         """One client per event loop: making one costs ~25 ms of blocked loop (TLS setup)."""
