@@ -94,6 +94,20 @@ def _generation(
             "chunk by chunk as the upstream produces them, ending with `data: [DONE]`; an "
             "error after the stream began arrives as a last `data:` event with an error "
             "body. Closing the connection cancels the generation upstream.",
+            "parameters": [
+                {
+                    "name": "X-Kodify-Feature",
+                    "in": "header",
+                    "required": False,
+                    "description": "The assistant action this request serves, as the journal "
+                    "records it; without it (or with another value): `chat` for chat "
+                    "completions, `completion` for completions.",
+                    "schema": {
+                        "type": "string",
+                        "enum": ["completion", "chat", "docs", "fix", "tests", "explain"],
+                    },
+                }
+            ],
             "requestBody": {
                 "required": True,
                 "content": {JSON: {"schema": _schema(request)}},
