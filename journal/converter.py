@@ -1,11 +1,15 @@
-"""Records into rows in a helper process, off the server's GIL.
+"""Records into rows, and rows into the database, in a helper process, off the server's GIL.
 
 Turning a record into a row (decoding the bodies, reassembling a stream, masking secrets)
 costs tens to hundreds of microseconds of Python per request.  In the writer's thread that
 time is taken from the event loop that serves requests, because both hold the same GIL;
 measured on the proxy benchmark it cost 12-22 % of a worker's throughput.  One helper
-process per server process does it instead, on another core: the server then only pickles
-records and unpickles rows (``KODIFY_JOURNAL_CONVERTER=process``, the default).
+process per server process does it instead, on another core, and stores the rows too (the
+COPY costs the writer thread another ~20 us a row plus a GIL hand-over at every wait on
+the database): the server then only pickles records and unpickles the live view's short
+summaries (``KODIFY_JOURNAL_CONVERTER=process``, the default).  What the helper cannot store
+(the database is away, a row is refused) comes back as rows, and the writer deals with it
+as before: spool, probe, replay, isolate.
 
 The helper is started (spawned, not forked: the server runs threads) on the first batch.
 If it dies or cannot start, batches are converted in the writer's thread until a new one
@@ -20,6 +24,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -65,6 +70,24 @@ class ProcessConverter:
             self._discard()
             return None
 
+    def store(self, records: list[Record], alias: str) -> Stored | None:
+        """Convert and store a batch in the helper; None when the helper is not available."""
+        pool = self._ready_pool()
+        if pool is None:
+            return None
+        try:
+            database = _database_settings(alias)
+            future = pool.submit(convert_and_store, records, _row_settings(), alias, database)
+            return future.result(timeout=BATCH_TIMEOUT_SECONDS)
+        except (BrokenProcessPool, OSError, concurrent.futures.TimeoutError) as exc:
+            logger.warning(
+                "Journal: the helper process failed (%s); the server process converts "
+                "and stores for now.",
+                type(exc).__name__,
+            )
+            self._discard()
+            return None
+
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -91,6 +114,15 @@ class ProcessConverter:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _database_settings(alias: str) -> dict[str, Any]:
+    """The server's connection settings for ``alias``: the helper must write where the
+    server would (under tests the database is renamed after start-up; a test may add an
+    alias of its own)."""
+    from django.db import connections
+
+    return dict(connections[alias].settings_dict)
+
+
 def _row_settings() -> dict[str, Any]:
     return {name: getattr(settings, name) for name in _ROW_SETTINGS}
 
@@ -103,6 +135,71 @@ def _start_helper(settings_module: str) -> None:
     import django
 
     django.setup()
+
+
+@dataclass
+class Stored:
+    """What the helper did with a batch.
+
+    ``outcome``: "stored" (``rows`` are the live view's summaries), "unavailable" (the
+    database is away: ``rows`` to spool, ``error`` says why), "refused" (the database
+    refused the batch: ``rows`` for the writer to store one by one) or "elsewhere" (the
+    helper does not know the database: ``rows`` for the writer).  ``failed``: records that
+    could not become rows, with the reason.
+    """
+
+    outcome: str
+    rows: list[Row]
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    error: str = ""
+
+
+def convert_and_store(
+    records: list[Record], row_settings: dict[str, Any], alias: str, database: dict[str, Any]
+) -> Stored:
+    from journal import live, writer
+
+    converted = convert_batch(records, row_settings)
+    rows = [result for ok, result in converted if ok]
+    failed = [(index, result) for index, (ok, result) in enumerate(converted) if not ok]
+    if not _use_database(alias, database):
+        return Stored("elsewhere", rows, failed)
+    store = writer.store_for(alias)
+    for ignore_conflicts in (False, True):
+        try:
+            store.insert(rows, ignore_conflicts=ignore_conflicts)
+            return Stored("stored", [live.summarize(row) for row in rows], failed)
+        except Exception as exc:
+            store.close()
+            if writer.is_duplicate(exc) and not ignore_conflicts:
+                continue  # rows sent again after a lost acknowledgement
+            if not writer.is_unavailable(exc):
+                return Stored("refused", rows, failed, writer.describe(exc))
+            error = writer.describe(exc)
+            # A stale connection fails once and then works; the failed try may have
+            # committed, hence conflict-ignoring.
+    return Stored("unavailable", rows, failed, error)
+
+
+_databases: dict[str, dict[str, Any]] = {}
+
+
+def _use_database(alias: str, database: dict[str, Any]) -> bool:
+    """Point the helper's ``alias`` at the server's database; False if it cannot."""
+    from django.db import connections
+
+    if _databases.get(alias) == database:
+        return True
+    try:
+        if alias in connections.settings:
+            connections[alias].close()
+            del connections[alias]
+        connections.settings[alias] = database
+    except Exception:  # an engine this process cannot load: the writer stores instead
+        logger.exception("Journal helper: cannot use the database %r", alias)
+        return False
+    _databases[alias] = database
+    return True
 
 
 def convert_batch(records: list[Record], row_settings: dict[str, Any]) -> list[Converted]:

@@ -124,7 +124,7 @@ class JournalWriter(threading.Thread):
         self._wake = threading.Event()
         self._overflowing = False
         self._stop_requested = False
-        self._store = _store_for(self.alias)
+        self._store = store_for(self.alias)
         self._down_since = 0.0
         self._outage_rows = 0
         self._backoff = PROBE_FIRST_SECONDS
@@ -221,7 +221,7 @@ class JournalWriter(threading.Thread):
         done = 0
         try:
             while done < len(records):
-                self._write(self._convert(records[done : done + self.batch_size]))
+                self._store_batch(records[done : done + self.batch_size])
                 done += self.batch_size
         except BaseException:
             # What was not stored yet must not vanish with the error.
@@ -236,6 +236,31 @@ class JournalWriter(threading.Thread):
             if isinstance(item, _Flush):
                 item.done.set()
         return stop
+
+    def _store_batch(self, records: list[Record]) -> None:
+        """Records into the journal: through the helper process when there is one and the
+        database is up; what the helper could not store is handled here."""
+        stored = None
+        if self._converter is not None and not self.down:
+            stored = self._converter.store(records, self.alias)
+        if stored is None:
+            self._write(self._convert(records))
+            return
+        if stored.failed:
+            self._reject(
+                [
+                    {"error": error, "record": _record_fields(records[i])}
+                    for i, error in stored.failed
+                ]
+            )
+        if stored.outcome == "stored":
+            self.stats.written += len(stored.rows)
+            self._publish_summaries(stored.rows)
+        elif stored.outcome == "unavailable":
+            self._go_down(HelperReport(stored.error))
+            self._spool(stored.rows, sync=True)
+        else:  # refused (row by row here) or a database only this process knows
+            self._write(stored.rows)
 
     def _write(self, rows: list[Row]) -> None:
         if not rows:
@@ -315,11 +340,11 @@ class JournalWriter(threading.Thread):
             self._store.insert(rows, ignore_conflicts=ignore_conflicts)
             return None
         except Exception as exc:
-            if _duplicate(exc) and not ignore_conflicts:
+            if is_duplicate(exc) and not ignore_conflicts:
                 # A request id already stored (rows sent again after a lost
                 # acknowledgement): the conflict-ignoring insert stores the others.
                 return self._insert(rows, ignore_conflicts=True)
-            if not _unavailable(exc):
+            if not is_unavailable(exc):
                 return self._isolate(rows)
             self._store.close()
             first = exc
@@ -330,7 +355,7 @@ class JournalWriter(threading.Thread):
             self._store.insert(rows, ignore_conflicts=True)
             return None
         except Exception as exc:
-            if _unavailable(exc):
+            if is_unavailable(exc):
                 self._store.close()
                 return first
             return self._isolate(rows)
@@ -342,10 +367,10 @@ class JournalWriter(threading.Thread):
             try:
                 self._store.insert([row], ignore_conflicts=True)
             except Exception as exc:
-                if _unavailable(exc):
+                if is_unavailable(exc):
                     self._store.close()
                     return exc
-                rejected.append({"error": _describe(exc), "row": row})
+                rejected.append({"error": describe(exc), "row": row})
         if rejected:
             self._reject(rejected)
         return None
@@ -367,7 +392,7 @@ class JournalWriter(threading.Thread):
         self._next_probe = self._down_since + self._backoff
         logger.warning(
             "Journal database unreachable (%s); records wait in %s until it returns.",
-            _describe(error),
+            describe(error),
             self.spool.directory,
         )
 
@@ -390,7 +415,7 @@ class JournalWriter(threading.Thread):
             try:
                 rows.append(build_row(rec))
             except Exception as exc:
-                failed.append({"error": _describe(exc), "record": _record_fields(rec)})
+                failed.append({"error": describe(exc), "record": _record_fields(rec)})
         if failed:
             self._reject(failed)
         return rows
@@ -415,7 +440,7 @@ class JournalWriter(threading.Thread):
             try:
                 decoded.append(_decode_row(row))
             except (TypeError, ValueError) as exc:
-                failed.append({"error": _describe(exc), "row": row})
+                failed.append({"error": describe(exc), "row": row})
         if failed:
             self._reject(failed)
         return decoded
@@ -452,7 +477,13 @@ class JournalWriter(threading.Thread):
         live = _live_view()
         if live is None:
             return
-        summaries = [live.summarize(row) for row in rows]  # here, not in the event loop
+        self._publish_summaries([live.summarize(row) for row in rows])  # not in the loop
+
+    def _publish_summaries(self, summaries: list[Row]) -> None:
+        loop = self.loop
+        live = _live_view()
+        if loop is None or loop.is_closed() or live is None or not summaries:
+            return
         try:
             future = asyncio.run_coroutine_threadsafe(live.broadcast_summaries(summaries), loop)
         except RuntimeError:  # the loop closed in between
@@ -553,7 +584,11 @@ def _unseen(rows: list[Row], seen: set[Any]) -> list[Row]:
     return unseen
 
 
-def _store_for(alias: str) -> _Store:
+class HelperReport(Exception):
+    """An outage as the helper process saw it (its description only)."""
+
+
+def store_for(alias: str) -> _Store:
     vendor = connections[alias].vendor
     return _PostgresStore(alias) if vendor == "postgresql" else _Store(alias)
 
@@ -618,7 +653,7 @@ def _causes(exc: BaseException) -> Iterable[BaseException]:
         yield exc.__cause__
 
 
-def _unavailable(exc: BaseException) -> bool:
+def is_unavailable(exc: BaseException) -> bool:
     return any(
         isinstance(error, _UNAVAILABLE_TYPES)
         or getattr(error, "sqlstate", None) in _UNAVAILABLE_SQLSTATES
@@ -636,7 +671,7 @@ def _missing_schema(exc: BaseException) -> bool:
     )
 
 
-def _duplicate(exc: BaseException) -> bool:
+def is_duplicate(exc: BaseException) -> bool:
     """A request id already stored (PostgreSQL's unique_violation, SQLite's message)."""
     return any(
         isinstance(error, psycopg.errors.UniqueViolation)
@@ -645,8 +680,10 @@ def _duplicate(exc: BaseException) -> bool:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """The error's kind and first line: enough to act on, never a row's contents."""
+    if isinstance(exc, HelperReport):
+        return str(exc)  # described in the helper process already
     sqlstate = next(filter(None, (getattr(e, "sqlstate", None) for e in _causes(exc))), None)
     first_line = (str(exc).strip().splitlines() or [""])[0][:200]
     kind = type(exc).__name__ + (f" {sqlstate}" if sqlstate else "")
@@ -697,4 +734,4 @@ def _log_publish_failure(future: concurrent.futures.Future[None]) -> None:
         return
     error = future.exception()
     if error is not None:
-        logger.warning("Journal live view: %s", _describe(error))
+        logger.warning("Journal live view: %s", describe(error))

@@ -284,8 +284,9 @@ KODIFY_JOURNAL_CONVERTER = env.str(
     "process",
     choices=("process", "thread"),
     help="Where journal records become rows (decoding, stream reassembly, secret "
-    "masking): a helper process per server process, off the server's GIL, or a thread "
-    "of the server process (no extra process, but it takes CPU from the requests).",
+    "masking) and are written: a helper process per server process, off the server's "
+    "GIL, or a thread of the server process (no extra process, but it takes CPU from "
+    "the requests).",
 )
 KODIFY_JOURNAL_MAX_TEXT = env.int(
     "KODIFY_JOURNAL_MAX_TEXT",

@@ -96,3 +96,25 @@ def test_a_dead_helper_means_a_fallback_then_a_new_helper(
     converter._retry_at = 0.0
     again = converter.convert(records())
     assert again is not None and again[0][1]["response_text"] == "Hello world"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DB_URL"),
+    reason="the SQLite test database is in memory, out of the helper process's reach",
+)
+@pytest.mark.django_db(transaction=True)
+def test_the_helper_stores_in_the_server_database_and_returns_summaries(
+    converter: ProcessConverter,
+) -> None:
+    from journal.models import Entry
+
+    batch = records()
+    stored = converter.store(batch, "default")
+    assert stored is not None and stored.outcome == "stored"
+    assert [summary["request_id"] for summary in stored.rows] == ["conv-stream", "conv-whole"]
+    assert "request_body" not in stored.rows[0]  # summaries only: the rows stay in the helper
+    assert Entry.objects.get(request_id="conv-stream").response_text == "Hello world"
+    # The same batch again (an acknowledgement lost): stored once, no error.
+    again = converter.store(batch, "default")
+    assert again is not None and again.outcome == "stored"
+    assert Entry.objects.filter(request_id__startswith="conv-").count() == 2

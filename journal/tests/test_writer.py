@@ -505,6 +505,8 @@ def test_a_live_writers_file_is_not_adopted_by_another(tmp_path):
 def journal_settings(settings, spool_dir, monkeypatch) -> Iterator[Any]:
     monkeypatch.setattr(writer_module, "_default_build_row", lambda: simple_row)
     settings.LOGS = True
+    # In this process, with the simple converter: the helper process has its own tests.
+    settings.KODIFY_JOURNAL_CONVERTER = "thread"
     settings.KODIFY_JOURNAL_SPOOL_DIR = spool_dir
     settings.KODIFY_JOURNAL_FLUSH_SECONDS = 0.05
     recorder.reset_for_tests()
