@@ -24,7 +24,7 @@ from django.conf import settings
 
 from accounts.auth import AuthenticationFailed, Principal, get_authenticator
 from accounts.limits import NO_SLOT, LimitExceeded, Slot, get_limiter
-from gateway import health, openapi
+from gateway import health, openapi, tabby
 from gateway.errors import OpenAIError
 from gateway.openai_api import Endpoint, check_request, decode_json, is_tabby_body, parse_request
 from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, relay
@@ -431,6 +431,32 @@ class HealthConsumer(GatewayConsumer):
         table = get_table()
         table.ensure_background_refresh()
         await self.send_json(200, health.report(table))
+
+
+class TabbyHealthConsumer(GatewayConsumer):
+    """``GET|POST /v1/health``: Tabby's health shape, which Tabby clients read on start.
+
+    Needs the caller's token, as Tabby's own server does: a plugin learns at start-up
+    that its token is wrong, not at its first completion.
+    """
+
+    methods = ("GET", "POST")
+
+    async def handle(self, body: bytes) -> None:
+        table = get_table()
+        table.ensure_background_refresh()
+        if not table.discovered or not table.served_models():
+            await table.refresh_on_demand()
+        await self.send_json(200, tabby.health_report(table))
+
+
+class ServerSettingConsumer(GatewayConsumer):
+    """``GET /v1beta/server_setting``: what Tabby clients may do (telemetry)."""
+
+    methods = ("GET",)
+
+    async def handle(self, body: bytes) -> None:
+        await self.send_json(200, tabby.SERVER_SETTING)
 
 
 class OpenAPIConsumer(GatewayConsumer):

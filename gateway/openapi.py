@@ -413,6 +413,49 @@ def _gateway_schemas() -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
+        "TabbyHealth": {
+            "type": "object",
+            "description": "Tabby's health shape; Tabby clients refuse to complete when "
+            "`model` or `device` is empty.",
+            "required": [
+                "model",
+                "device",
+                "arch",
+                "cpu_info",
+                "cpu_count",
+                "cuda_devices",
+                "version",
+            ],
+            "properties": {
+                "model": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The model Tabby-shape completions go to (`tabby.model_name`, "
+                    "else the first upstream's model; `unavailable` while none is known).",
+                },
+                "chat_model": {"type": ["string", "null"]},
+                "device": {"type": "string", "minLength": 1},
+                "arch": {"type": "string"},
+                "cpu_info": {"type": "string"},
+                "cpu_count": {"type": "integer", "minimum": 1},
+                "cuda_devices": {"type": "array", "items": {"type": "string"}},
+                "version": {
+                    "type": "object",
+                    "required": ["build_date", "build_timestamp", "git_sha", "git_describe"],
+                    "properties": {
+                        "build_date": {"type": "string"},
+                        "build_timestamp": {"type": "string"},
+                        "git_sha": {"type": "string"},
+                        "git_describe": {"type": "string"},
+                    },
+                },
+            },
+        },
+        "ServerSetting": {
+            "type": "object",
+            "required": ["disable_client_side_telemetry"],
+            "properties": {"disable_client_side_telemetry": {"type": "boolean"}},
+        },
         "UpstreamState": {
             "type": "object",
             "required": [
@@ -543,6 +586,31 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/health": {
+            method: {
+                "tags": ["tabby"],
+                "operationId": f"{method}TabbyHealth",
+                "summary": "Health in Tabby's shape (what Tabby clients call on start)",
+                "responses": {
+                    "200": _ok("The server is up.", _schema("TabbyHealth")),
+                    "401": _ref("responses", "Unauthorized"),
+                    "405": _ref("responses", "MethodNotAllowed"),
+                },
+            }
+            for method in ("get", "post")
+        },
+        "/v1beta/server_setting": {
+            "get": {
+                "tags": ["tabby"],
+                "operationId": "getServerSetting",
+                "summary": "Settings Tabby clients read (telemetry)",
+                "responses": {
+                    "200": _ok("The settings.", _schema("ServerSetting")),
+                    "401": _ref("responses", "Unauthorized"),
+                    "405": _ref("responses", "MethodNotAllowed"),
+                },
+            }
+        },
         "/v1/chat/completions": _generation(
             "Chat completion (OpenAI)",
             "createChatCompletion",
@@ -597,6 +665,7 @@ def document() -> dict[str, Any]:
             {"name": "completions", "description": "Generation, proxied to an upstream."},
             {"name": "models", "description": "What the upstreams serve."},
             {"name": "health", "description": "For monitoring and load balancers."},
+            {"name": "tabby", "description": "What Tabby's IDE plugins call besides completions."},
             {"name": "meta", "description": "This description."},
         ],
         "security": [{"bearerAuth": []}],

@@ -13,5 +13,7 @@ http_urlpatterns = [
     re_path(r"^v1/completions/?$", consumers.CompletionsConsumer.as_asgi()),
     re_path(r"^v1/models/?$", consumers.ModelsConsumer.as_asgi()),
     re_path(r"^v1/openapi\.json$", consumers.OpenAPIConsumer.as_asgi()),
+    re_path(r"^v1/health/?$", consumers.TabbyHealthConsumer.as_asgi()),
+    re_path(r"^v1beta/server_setting/?$", consumers.ServerSettingConsumer.as_asgi()),
     re_path(r"^v1/", consumers.NotFoundConsumer.as_asgi()),
 ]

@@ -124,7 +124,15 @@ def test_document_is_valid_openapi_31() -> None:
     assert doc["info"]["version"] == __version__
     for schema in doc["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
-    assert set(doc["paths"]) == {"/health", "/v1/models", CHAT, COMPLETIONS, "/v1/openapi.json"}
+    assert set(doc["paths"]) == {
+        "/health",
+        "/v1/models",
+        CHAT,
+        COMPLETIONS,
+        "/v1/openapi.json",
+        "/v1/health",
+        "/v1beta/server_setting",
+    }
     assert doc["security"] == [{"bearerAuth": []}]
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     # Only /health and the document itself are public.
@@ -278,6 +286,14 @@ def test_successful_answers_match_the_document(client: httpx.Client) -> None:
     response = client.post(COMPLETIONS, json=body, headers=AUTH)
     assert response.headers["content-type"].startswith("text/event-stream")
     assert len(check(doc, response, COMPLETIONS)) == 4
+
+    tabby_health = check(doc, client.get("/v1/health", headers=AUTH), "/v1/health")
+    assert tabby_health["model"] == DEFAULT_MODEL and tabby_health["device"]
+    assert check(doc, client.post("/v1/health", headers=AUTH), "/v1/health") == tabby_health
+    setting = check(
+        doc, client.get("/v1beta/server_setting", headers=AUTH), "/v1beta/server_setting"
+    )
+    assert setting == {"disable_client_side_telemetry": False}
 
     # By now the upstream has been checked: last_check is a date-time (format-checked).
     health = check(doc, client.get("/health"), "/health")
