@@ -410,10 +410,7 @@ class ModelsConsumer(GatewayConsumer):
     async def handle(self, body: bytes) -> None:
         table = get_table()
         table.ensure_background_refresh()
-        if not table.discovered or not table.served_models():
-            # Until the first reading of every upstream is complete the list would miss
-            # the slower ones: join that reading.
-            await table.refresh_on_demand()
+        await table.ensure_discovered()
         cards = table.served_models()
         principal = self.principal
         if principal is not None and principal.allowed_models:
@@ -445,8 +442,7 @@ class TabbyHealthConsumer(GatewayConsumer):
     async def handle(self, body: bytes) -> None:
         table = get_table()
         table.ensure_background_refresh()
-        if not table.discovered or not table.served_models():
-            await table.refresh_on_demand()
+        await table.ensure_discovered()
         await self.send_json(200, tabby.health_report(table))
 
 

@@ -227,10 +227,11 @@ class UpstreamTable:
             task = self._refreshing = asyncio.ensure_future(self._refresh_all())
         await asyncio.shield(task)
 
-    @property
-    def discovered(self) -> bool:
-        """Every upstream has been read at least once (the first refresh has finished)."""
-        return self._refreshed_once
+    async def ensure_discovered(self) -> None:
+        """Until every upstream has been read once, join (or start) that first reading:
+        a list made earlier would miss the slower upstreams."""
+        if not self._refreshed_once or not self.served_models():
+            await self.refresh_on_demand()
 
     async def refresh_on_demand(self) -> bool:
         """Refresh unless one ran less than a second ago; True when it ran (or joined one)."""

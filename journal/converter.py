@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,30 +56,24 @@ class ProcessConverter:
 
     def convert(self, records: list[Record]) -> list[Converted] | None:
         """Each record's row or error, or None when the helper is not available now."""
-        pool = self._ready_pool()
-        if pool is None:
-            return None
-        try:
-            future = pool.submit(convert_batch, records, _row_settings())
-            return future.result(timeout=BATCH_TIMEOUT_SECONDS)
-        except (BrokenProcessPool, OSError, concurrent.futures.TimeoutError) as exc:
-            logger.warning(
-                "Journal: the conversion helper process failed (%s); converting in the "
-                "server process for now.",
-                type(exc).__name__,
-            )
-            self._discard()
-            return None
+        result: list[Converted] | None = self._call(convert_batch, records, _row_settings())
+        return result
 
     def store(self, records: list[Record], alias: str) -> Stored | None:
         """Convert and store a batch in the helper; None when the helper is not available."""
+        database = _database_settings(alias)
+        result: Stored | None = self._call(
+            convert_and_store, records, _row_settings(), alias, database
+        )
+        return result
+
+    def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` in the helper; None when there is no working helper now."""
         pool = self._ready_pool()
         if pool is None:
             return None
         try:
-            database = _database_settings(alias)
-            future = pool.submit(convert_and_store, records, _row_settings(), alias, database)
-            return future.result(timeout=BATCH_TIMEOUT_SECONDS)
+            return pool.submit(function, *args).result(timeout=BATCH_TIMEOUT_SECONDS)
         except (BrokenProcessPool, OSError, concurrent.futures.TimeoutError) as exc:
             logger.warning(
                 "Journal: the helper process failed (%s); the server process converts "
