@@ -1,16 +1,22 @@
 """The dashboards' numbers, for the last N days (UTC).
 
 Every query is bounded by ``created_at``, so it reads the period through the time indexes
-(``journal_time``, ``journal_event_time``), never the rest of the journal.  Reading a
-period's rows is the cost (the rows are wide, prompts and answers inline), so PostgreSQL
-reads the requests twice, not once per number: every count in one pass (GROUPING SETS),
-the percentiles in another.  That is still about 1.5 s for 14 days of a million-row
-journal (155,000 rows), so a period's numbers are computed at most once a minute
-(CACHE_SECONDS); the page is looked at far more often than a minute changes them.
+(``journal_time``, ``journal_event_time``, ``journal_answer_time``), never the rest of the
+journal.  Reading a period's rows is the cost (the rows are wide, prompts and answers
+inline), so PostgreSQL reads the requests twice, not once per number: every count in one
+pass (GROUPING SETS), the percentiles in another; the completions' fates take a third
+pass, over the events and an index.  That is still about 0.8 s for 14 days of a
+million-row journal (155,000 rows, 140,000 events; 2 cores), so a period's numbers are
+computed at most once a minute (CACHE_SECONDS); the page is looked at far more often
+than a minute changes them.
 
-Completions *shown* and *accepted* are Tabby's events (``view`` and ``select``), counted
-as events; the acceptance rate is accepted / shown.  Events carry their own language,
-editor and user; their model comes from the journal row with the same ``response_id``.
+Completions *shown*, *accepted* and *dismissed* come from Tabby's events (``view``,
+``select``, ``dismiss``), counted as completions, not events: distinct ``response_id``s
+with at least one such event in the period.  A completion shown twice, or accepted line
+by line (``select_kind=line``), counts once, so the acceptance rate (accepted / shown)
+stays a share of completions.  Events carry their own editor and user; their model, and
+their language when the event has none (Tabby's events do not say), come from the
+journal row with the same ``response_id`` (``_fates``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import chain
+from typing import Any
 
 from django.core.cache import cache
 from django.db import connections, transaction
@@ -40,6 +47,12 @@ SQLITE_TIMING_SAMPLE = 50_000
 # Events follow their completion within seconds; this bounds the rows the join reads.
 EVENT_LAG = dt.timedelta(days=1)
 NONE_LABEL = "(none)"
+# Bumped when Dashboard changes shape: a cached one of the previous shape is not read.
+CACHE_VERSION = 2
+
+# Completions (shown, accepted, dismissed).
+Fates = tuple[int, int, int]
+NO_FATES: Fates = (0, 0, 0)
 
 
 def acceptance_rate(shown: int, accepted: int) -> float | None:
@@ -53,6 +66,7 @@ class Day:
     users: int = 0
     shown: int = 0
     accepted: int = 0
+    dismissed: int = 0
 
     @property
     def rate(self) -> float | None:
@@ -67,6 +81,7 @@ class Share:
     requests: int = 0
     shown: int = 0
     accepted: int = 0
+    dismissed: int = 0
 
     @property
     def rate(self) -> float | None:
@@ -94,11 +109,16 @@ class Dashboard:
     shown: int
     accepted: int
     timing: Timing
+    dismissed: int = 0
+    # The TOP names by requests (each with its completions' fate)…
     by_model: list[Share] = field(default_factory=list)
     by_language: list[Share] = field(default_factory=list)
     by_client: list[Share] = field(default_factory=list)
     by_user: list[Share] = field(default_factory=list)
     timing_by_model: list[Timing] = field(default_factory=list)
+    # …and by completions shown, for the acceptance section.
+    acceptance_by_language: list[Share] = field(default_factory=list)
+    acceptance_by_user: list[Share] = field(default_factory=list)
 
     @property
     def rate(self) -> float | None:
@@ -109,7 +129,8 @@ def dashboard(days: int = DEFAULT_DAYS, *, today: dt.date | None = None) -> Dash
     days = max(1, min(days, MAX_DAYS))
     today = today or dt.datetime.now(dt.UTC).date()
     alias = journal_database()
-    key = f"journal:dashboard:{connections[alias].settings_dict['NAME']}:{today}:{days}"
+    name = connections[alias].settings_dict["NAME"]
+    key = f"journal:dashboard:v{CACHE_VERSION}:{name}:{today}:{days}"
     found = cache.get(key) if CACHE_SECONDS else None
     if found is None:
         with _settled(alias):
@@ -141,25 +162,15 @@ def _compute(days: int, today: dt.date, alias: str) -> Dashboard:
     since = today - dt.timedelta(days=days - 1)
     start, end = _day_start(since), _day_start(today + dt.timedelta(days=1))
     entries = Entry.objects.filter(created_at__gte=start, created_at__lt=end)
-    events = Event.objects.filter(
-        created_at__gte=start, created_at__lt=end, kind__in=(EventKind.VIEW, EventKind.SELECT)
-    )
     if connections[alias].vendor == "postgresql":
         counts = _entry_counts_postgresql(alias, start, end)
         timing, timing_by_model = _timings_postgresql(alias, start, end)
     else:
         counts = _entry_counts(entries)
         timing, timing_by_model = _timings_sampled(entries)
-    fates = events.aggregate(shown=_shown(), accepted=_accepted())
-    day = TruncDate("created_at", tzinfo=dt.UTC)
-    fates_per_day: dict[dt.date, tuple[int, int]] = {
-        row["day"]: (row["shown"], row["accepted"])
-        for row in events.annotate(day=day)
-        .values("day")
-        .annotate(shown=_shown(), accepted=_accepted())
-        .order_by()
-    }
+    fates = _fates(alias, start, end)
     dates = [since + dt.timedelta(days=offset) for offset in range(days)]
+    shown, accepted, dismissed = fates.total
     return Dashboard(
         days=days,
         since=since,
@@ -169,33 +180,28 @@ def _compute(days: int, today: dt.date, alias: str) -> Dashboard:
                 date,
                 counts.requests_per_day.get(date, 0),
                 counts.users_per_day.get(date, 0),
-                *fates_per_day.get(date, (0, 0)),
+                *fates.per_day.get(date, NO_FATES),
             )
             for date in dates
         ],
         requests=counts.requests,
         users=counts.users,
-        shown=fates["shown"],
-        accepted=fates["accepted"],
+        shown=shown,
+        accepted=accepted,
+        dismissed=dismissed,
         timing=timing,
-        by_model=_shares(counts.top("model"), _acceptance_by_model(alias, start, end)),
-        by_language=_shares(counts.top("language"), _acceptance_by(events, "language")),
-        by_client=_shares(counts.top("client_name"), _acceptance_by(events, "client_name")),
-        by_user=_shares(counts.top("username"), _acceptance_by(events, "username")),
+        by_model=_shares(counts.top("model"), fates.by["model"]),
+        by_language=_shares(counts.top("language"), fates.by["language"]),
+        by_client=_shares(counts.top("client_name"), fates.by["client_name"]),
+        by_user=_shares(counts.top("username"), fates.by["username"]),
         timing_by_model=timing_by_model,
+        acceptance_by_language=_most_shown(fates.by["language"], counts.by["language"]),
+        acceptance_by_user=_most_shown(fates.by["username"], counts.by["username"]),
     )
 
 
 def _day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
-
-
-def _shown() -> Count:
-    return Count("id", filter=Q(kind=EventKind.VIEW))
-
-
-def _accepted() -> Count:
-    return Count("id", filter=Q(kind=EventKind.SELECT))
 
 
 # -- the period's requests -------------------------------------------------------------
@@ -292,53 +298,132 @@ def _entry_counts_postgresql(alias: str, start: dt.datetime, end: dt.datetime) -
     return counts
 
 
-def _acceptance_by(events: QuerySet[Event], column: str) -> dict[str, tuple[int, int]]:
-    rows = events.values(column).annotate(shown=_shown(), accepted=_accepted()).order_by()
-    return {row[column]: (row["shown"], row["accepted"]) for row in rows}
+def _shares(requests: Iterable[tuple[str, int]], fates: dict[str, Fates]) -> list[Share]:
+    """The TOP names by requests, each with its completions' fate."""
+    return [
+        Share(name or NONE_LABEL, count, *fates.get(name, NO_FATES)) for name, count in requests
+    ]
 
 
-def _acceptance_by_model(
-    alias: str, start: dt.datetime, end: dt.datetime
-) -> dict[str, tuple[int, int]]:
-    """Events joined to their journal rows by ``response_id``.
+def _most_shown(fates: dict[str, Fates], requests: dict[str, int]) -> list[Share]:
+    """The TOP names by completions shown, each with its requests."""
+    ranked = sorted(fates.items(), key=lambda item: (-item[1][0], -item[1][1], item[0]))[:TOP]
+    return [Share(name or NONE_LABEL, requests.get(name, 0), *found) for name, found in ranked]
 
-    Raw SQL because the two tables share no foreign key (events may arrive before or
-    without their row), and the ORM only joins along relations; bounding both sides by
-    time lets PostgreSQL hash-join two index ranges instead of probing once per event.
+
+# -- the period's completions: Tabby's events ------------------------------------------
+
+FATE_BREAKDOWNS = ("language", "client_name", "username", "model")
+FATE_KINDS = (EventKind.VIEW.value, EventKind.SELECT.value, EventKind.DISMISS.value)
+
+
+@dataclass
+class FateCounts:
+    total: Fates = NO_FATES
+    per_day: dict[dt.date, Fates] = field(default_factory=dict)
+    by: dict[str, dict[str, Fates]] = field(default_factory=lambda: defaultdict(dict))
+
+
+# GROUPING(day, language, client_name, username, model), as for _GROUPED_BY.
+_FATES_GROUPED_BY = {
+    0b11111: "total",
+    0b01111: "day",
+    0b10111: "language",
+    0b11011: "client_name",
+    0b11101: "username",
+    0b11110: "model",
+}
+
+
+def _fates(alias: str, start: dt.datetime, end: dt.datetime) -> FateCounts:
+    """Completions shown, accepted and dismissed in the period: in all, per day and per
+    language, editor, user and model.
+
+    One pass on PostgreSQL (GROUPING SETS); elsewhere one query per breakdown.
+    """
+    connection = connections[alias]
+    fates_sql, params = _fates_sql(alias, start, end)
+    sums = "SUM(shown), SUM(accepted), SUM(dismissed)"
+    counts = FateCounts()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"{fates_sql} SELECT GROUPING(day, language, client_name, username, model),"  # noqa: S608
+                f" day, language, client_name, username, model, {sums} FROM fates"
+                " GROUP BY GROUPING SETS ((), (day), (language), (client_name), (username),"
+                " (model))",
+                params,
+            )
+            for grouping, day, language, client, username, model, *found in cursor:
+                keys = {"language": language, "client_name": client}
+                keys.update(username=username, model=model)
+                _count(counts, _FATES_GROUPED_BY[grouping], day, keys, found)
+            return counts
+        for column in ("total", "day", *FATE_BREAKDOWNS):
+            key = "NULL" if column == "total" else column  # names from the lists above
+            group = "" if column == "total" else f" GROUP BY {column}"
+            sql = f"{fates_sql} SELECT {key}, {sums} FROM fates{group}"  # noqa: S608
+            cursor.execute(sql, params)
+            for value, *found in cursor:
+                _count(counts, column, value, {column: value}, found)
+    return counts
+
+
+def _count(
+    counts: FateCounts, column: str, day: Any, keys: dict[str, Any], found: list[Any]
+) -> None:
+    fates: Fates = (int(found[0] or 0), int(found[1] or 0), int(found[2] or 0))
+    if column == "total":
+        counts.total = fates
+    elif column == "day":
+        # SQLite hands the date back as text.
+        counts.per_day[day if isinstance(day, dt.date) else dt.date.fromisoformat(day)] = fates
+    else:
+        counts.by[column][keys[column] or ""] = fates
+
+
+def _fates_sql(alias: str, start: dt.datetime, end: dt.datetime) -> tuple[str, list[Any]]:
+    """``WITH fates AS (…)``: one row per completion with events in the period.
+
+    Each row says whether the completion was shown, accepted, dismissed (0 or 1: counted
+    once however many events of a kind it had), the day of its first event, its editor
+    and user, and its language and model.  The events are grouped by ``response_id``
+    after the join to the journal rows, so a response id that two rows share still
+    counts once.  The journal side is bounded by time like the events (EVENT_LAG) and
+    read from ``journal_answer_time`` alone: the rows themselves hold the prompts.
+    Raw SQL: the two tables share no foreign key, and the ORM joins along relations only.
     """
     connection = connections[alias]
     qn = connection.ops.quote_name
     adapt = connection.ops.adapt_datetimefield_value
+    at, kind, rid = qn("created_at"), qn("kind"), qn("response_id")
+    language, model = qn("language"), qn("model")
+    day, day_params = connection.ops.datetime_cast_date_sql(f"MIN(ev.{at})", (), "UTC")
+    flag = f"MAX(CASE WHEN ev.{kind} = %s THEN 1 ELSE 0 END)"
     # Names from the models' metadata, quoted; every value is a parameter.
     sql = (
-        f"SELECT en.{qn('model')},"  # noqa: S608
-        f" SUM(CASE WHEN ev.{qn('kind')} = %s THEN 1 ELSE 0 END),"
-        f" SUM(CASE WHEN ev.{qn('kind')} = %s THEN 1 ELSE 0 END)"
+        f"WITH fates AS (SELECT {day} AS day,"  # noqa: S608
+        f" COALESCE(NULLIF(MAX(ev.{language}), ''), MAX(en.{language}), '') AS language,"
+        f" MAX(ev.{qn('client_name')}) AS client_name, MAX(ev.{qn('username')}) AS username,"
+        f" COALESCE(MAX(en.{model}), '') AS model,"
+        f" {flag} AS shown, {flag} AS accepted, {flag} AS dismissed"
         f" FROM {qn(Event._meta.db_table)} ev"
-        f" JOIN {qn(Entry._meta.db_table)} en ON en.{qn('response_id')} = ev.{qn('response_id')}"
-        f" WHERE ev.{qn('created_at')} >= %s AND ev.{qn('created_at')} < %s"
-        f" AND ev.{qn('kind')} IN (%s, %s) AND ev.{qn('response_id')} <> ''"
-        f" AND en.{qn('created_at')} >= %s AND en.{qn('created_at')} < %s"
-        f" GROUP BY en.{qn('model')}"
+        f" LEFT JOIN {qn(Entry._meta.db_table)} en ON en.{rid} = ev.{rid}"
+        f" AND en.{at} >= %s AND en.{at} < %s AND en.{rid} <> ''"
+        f" WHERE ev.{at} >= %s AND ev.{at} < %s AND ev.{kind} IN (%s, %s, %s)"
+        f" AND ev.{rid} <> ''"
+        f" GROUP BY ev.{rid})"
     )
     params = [
-        EventKind.VIEW.value,
-        EventKind.SELECT.value,
-        adapt(start),
-        adapt(end),
-        EventKind.VIEW.value,
-        EventKind.SELECT.value,
+        *day_params,
+        *FATE_KINDS,
         adapt(start - EVENT_LAG),
         adapt(end),
+        adapt(start),
+        adapt(end),
+        *FATE_KINDS,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {model: (int(shown), int(accepted)) for model, shown, accepted in cursor}
-
-
-def _shares(requests: Iterable[tuple[str, int]], fates: dict[str, tuple[int, int]]) -> list[Share]:
-    """The TOP names by requests, each with its completions shown and accepted."""
-    return [Share(name or NONE_LABEL, count, *fates.get(name, (0, 0))) for name, count in requests]
+    return sql, params
 
 
 # -- percentiles ---------------------------------------------------------------------------

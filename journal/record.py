@@ -1,14 +1,17 @@
-"""What the gateway hands to the journal: the raw facts of one request.
+"""What the gateway hands to the journal: the raw facts of one request or event.
 
 Building a :class:`Record` costs the request a few attribute stores and list appends;
 everything expensive (decoding the bodies, reassembling a stream, counting tokens,
 masking secrets) happens later in the journal writer's thread (``journal/rows.py``).
+An :class:`EventRecord` is what a Tabby client's ``POST /v1/events`` becomes; the writer
+stores it as a ``journal.models.Event``.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -37,3 +40,16 @@ class Record:
     first_byte_at: float | None = None  # perf_counter
     finished_at: float | None = None  # perf_counter
     cancelled: bool = False
+
+
+@dataclass(slots=True)
+class EventRecord:
+    kind: str  # journal.models.EventKind value
+    response_id: str  # the completion's id, "cmpl-…"; its journal Entry has the same one
+    choice_index: int | None = None
+    created_at: float = field(default_factory=time.time)
+    user_id: int | None = None
+    username: str = ""
+    user_agent: str = ""  # the writer turns it into Event.client_name
+    language: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)  # view_id, elapsed, select_kind…

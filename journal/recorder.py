@@ -1,7 +1,8 @@
-"""The journal's front door: what the gateway calls once per API request.
+"""The journal's front door: what the gateway calls once per API request or Tabby event.
 
-``record`` must cost a request next to nothing and can never fail it: it hands the
-record to this process's :class:`~journal.writer.JournalWriter` and returns.  The writer
+``record`` and ``record_event`` must cost a request next to nothing and can never fail
+it: they hand the record to this process's :class:`~journal.writer.JournalWriter` and
+return.  The writer
 starts with the first record of each process (a forked worker gets its own: threads do
 not survive a fork), and ``shutdown`` stores what is queued when the server stops.
 """
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from journal.record import Record
+from journal.record import EventRecord, Record
 from journal.writer import JournalWriter
 
 logger = logging.getLogger("kodify.journal")
@@ -63,8 +64,27 @@ def record(rec: Record) -> None:
         logger.exception("Journal: a request could not be recorded")
 
 
+def record_event(event: EventRecord) -> None:
+    """Queue one Tabby completion event for the journal; never blocks, never raises.
+
+    When the writer's queue is full the event is dropped (counted in the writer's
+    ``stats.events_dropped``, with a warning at most once a minute): unlike a request,
+    an event is worth neither a disk write on the event loop nor a wait.
+    """
+    try:
+        if not (journal_on() if _logs is None else _logs):
+            return
+        writer = _writer
+        if writer is None or _writer_pid != os.getpid():
+            writer = _start()
+        writer.submit_event(event)
+    except Exception:
+        logger.exception("Journal: a completion event could not be recorded")
+
+
 def flush(timeout: float = 10.0) -> bool:
-    """Block until every record so far is in the database or the spool; False on timeout."""
+    """Block until every record and event so far is in the database or the spool; False
+    on timeout."""
     writer = _current()
     return True if writer is None else writer.flush(timeout)
 

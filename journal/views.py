@@ -169,6 +169,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             ("Editors", _bars(numbers.by_client)),
             ("Users", _bars(numbers.by_user)),
         ],
+        acceptance=[
+            ("language", "Language", _bars(numbers.acceptance_by_language)),
+            ("user", "User", _bars(numbers.acceptance_by_user)),
+        ],
+        acceptance_top=dashboards.TOP,
     )
 
 

@@ -14,6 +14,24 @@ thread probes the database with a growing pause; once it answers, every spool fi
 why a batch that committed but whose acknowledgement was lost is never stored twice.
 A row the database refuses (too long, not null…) is set aside in ``rejected-<pid>.jsonl``
 so that it cannot hold the rest of the journal back.
+
+Tabby's completion events (:class:`~journal.record.EventRecord`) travel in the same queue
+and are stored by this thread too, with the ORM (a few per completion: not worth COPY or
+the helper process), in the turn that stores the requests queued beside them, so
+``flush`` covers them.  What is guaranteed for them:
+
+* A full queue drops them (counted in ``stats.events_dropped``, a warning at most once
+  a minute); requests are spooled instead.  An event is worth less than a request, and
+  spooling costs a disk write on the event loop.
+* Once queued, an outage does not lose them: they wait in a spool of their own
+  (``<spool>/events/``, same files, locks and adoption of dead processes' files as the
+  requests'), replayed when the database returns.  A process killed before its queue
+  reaches the spool loses that queue, as it does for requests.
+* Replay skips events already stored, recognised by (time to the microsecond, kind,
+  response id, choice), so a batch whose commit was acknowledged too late is not stored
+  twice.  Events have no unique key in the table: the same event sent twice by a client
+  is stored twice (the dashboards count distinct completions, so it moves no number).
+* An event the database refuses is set aside in ``rejected-<pid>.jsonl`` like a row.
 """
 
 from __future__ import annotations
@@ -28,19 +46,21 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 from django import db
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connections, transaction
 
+from journal.clients import parse_user_agent
 from journal.converter import Converted, ProcessConverter
-from journal.record import Record
+from journal.record import EventRecord, Record
 from journal.router import JOURNAL_ALIAS, journal_database
 from journal.spool import Row, Spool, append_lines
 
@@ -55,6 +75,13 @@ ORPHAN_SCAN_SECONDS = 30.0
 # a long outage's spool drains.
 REPLAY_BATCHES_PER_TURN = 20
 TABLE = "journal_entry"
+EVENT_SPOOL_SUBDIR = "events"
+# A full queue drops events; saying so once a minute is enough to be noticed.
+EVENT_DROP_WARNING_SECONDS = 60.0
+# Tabby's payload is a few short fields; the rest of a larger one is not kept.
+EVENT_PAYLOAD_MAX_BYTES = 4096
+EVENT_PAYLOAD_MAX_FIELDS = 32
+EVENT_PAYLOAD_MAX_TEXT = 256
 
 # Errors that mean "the database is not there (or not ready)", not "this row is bad":
 # the rows wait in the spool.  Besides lost connections: no such database, table or
@@ -89,6 +116,10 @@ class WriterStats:
     replayed: int = 0  # spooled rows sent to the database again
     rejected: int = 0  # rows the database refused, set aside
     overflowed: int = 0  # records that found the queue full
+    events_written: int = 0  # completion events inserted from the queue
+    events_spooled: int = 0
+    events_replayed: int = 0
+    events_dropped: int = 0  # events that found the queue full
 
 
 class JournalWriter(threading.Thread):
@@ -111,6 +142,9 @@ class JournalWriter(threading.Thread):
         self.batch_size = batch_size or settings.KODIFY_JOURNAL_BATCH_SIZE
         self.flush_seconds = flush_seconds or settings.KODIFY_JOURNAL_FLUSH_SECONDS
         self.spool = Spool(spool_dir or settings.KODIFY_JOURNAL_SPOOL_DIR)
+        # A folder of its own: a writer of an older version, adopting a dead process's
+        # files, must not take events for requests.
+        self.event_spool = Spool(self.spool.directory / EVENT_SPOOL_SUBDIR)
         self.loop = loop  # where the live view runs; set by the recorder
         self.stats = WriterStats()
         self.down = False
@@ -125,12 +159,14 @@ class JournalWriter(threading.Thread):
         self._overflowing = False
         self._stop_requested = False
         self._store = store_for(self.alias)
+        self._event_store = _EventStore(self.alias)
+        self._next_drop_warning = 0.0
         self._down_since = 0.0
         self._outage_rows = 0
         self._backoff = PROBE_FIRST_SECONDS
         self._next_probe = 0.0
         self._next_orphan_scan = 0.0
-        self._replay_rows = 0
+        self._replayed: dict[str, int] = {}  # rows replayed per spool, for the log
 
     # -- the request side --------------------------------------------------------------
 
@@ -143,6 +179,28 @@ class JournalWriter(threading.Thread):
         pending.append(rec)
         if len(pending) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
+
+    def submit_event(self, event: EventRecord) -> None:
+        """Queue a completion event; never blocks, drops it when the queue is full."""
+        pending = self._pending
+        if len(pending) >= self.queue_size:
+            self._drop_event()
+            return
+        pending.append(event)
+        if len(pending) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def _drop_event(self) -> None:
+        self.stats.events_dropped += 1
+        now = time.monotonic()
+        if now >= self._next_drop_warning:
+            self._next_drop_warning = now + EVENT_DROP_WARNING_SECONDS
+            logger.warning(
+                "Journal writer is behind (%d records queued): completion events are "
+                "dropped until it catches up (%d so far).",
+                len(self._pending),
+                self.stats.events_dropped,
+            )
 
     def _overflow(self, rec: Record) -> None:
         if not self._overflowing:
@@ -177,10 +235,14 @@ class JournalWriter(threading.Thread):
             logger.warning("Journal writer did not stop in %.1f s; spooling its queue.", timeout)
         self._spool_pending()
         if not self.is_alive():
-            self.spool.close()  # the thread closed it already, unless it never started
+            # The thread closed them already, unless it never started.
+            self.spool.close()
+            self.event_spool.close()
 
     def _spool_pending(self) -> None:
         records: list[Record] = []
+        events: list[EventRecord] = []
+        flushes: list[_Flush] = []
         while True:
             try:
                 item = self._pending.popleft()
@@ -188,10 +250,16 @@ class JournalWriter(threading.Thread):
                 break
             if isinstance(item, Record):
                 records.append(item)
+            elif isinstance(item, EventRecord):
+                events.append(item)
             elif isinstance(item, _Flush):
-                item.done.set()
+                flushes.append(item)
         if records:
             self._spool(self._convert(records), sync=True)
+        if events:
+            self._spool_events(self._event_rows(events))
+        for flush in flushes:
+            flush.done.set()
 
     # -- the thread ----------------------------------------------------------------------
 
@@ -217,15 +285,23 @@ class JournalWriter(threading.Thread):
         for _ in range(len(pending)):
             items.append(pending.popleft())
         records = [item for item in items if isinstance(item, Record)]
+        events = [item for item in items if isinstance(item, EventRecord)]
         stop = self._stop_requested or any(item is _STOP for item in items)
         done = 0
+        events_done = not events
         try:
             while done < len(records):
                 self._store_batch(records[done : done + self.batch_size])
                 done += self.batch_size
+            if events:
+                self._store_events(events)
+                events_done = True
         except BaseException:
-            # What was not stored yet must not vanish with the error.
+            # What was not stored yet must not vanish with the error.  Events stored in
+            # part are spooled whole: their replay skips the stored ones.
             self._spool(self._convert(records[done:]), sync=True)
+            if not events_done:
+                self._spool_events(self._event_rows(events))
             raise
         finally:
             self.spool.sync()  # the event loop's overflow appends
@@ -276,6 +352,20 @@ class JournalWriter(threading.Thread):
         self.stats.written += len(rows)
         self._publish(rows)
 
+    def _store_events(self, events: list[EventRecord]) -> None:
+        rows = self._event_rows(events)
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            if self.down:
+                self._spool_events(batch)
+                continue
+            error = self._insert_events(batch, skip_stored=False)
+            if error is not None:
+                self._go_down(error)
+                self._spool_events(batch)
+                continue
+            self.stats.events_written += len(batch)
+
     def _maintain(self, *, stopping: bool) -> None:
         now = time.monotonic()
         if self.down:
@@ -293,41 +383,68 @@ class JournalWriter(threading.Thread):
             )
             self._outage_rows = 0
             self._next_orphan_scan = now
-        if self.spool.has_unsealed():
-            self.spool.seal()
+        for spool in (self.spool, self.event_spool):
+            if spool.has_unsealed():
+                spool.seal()
         if now >= self._next_orphan_scan:
             self._next_orphan_scan = now + ORPHAN_SCAN_SECONDS
             self.spool.adopt_orphans()
+            self.event_spool.adopt_orphans()
         if not self._replay_some() and not stopping:
             self._wake.set()  # more to replay: come back without waiting
 
     def _replay_some(self) -> bool:
-        """Replay up to a budget of spooled batches; True when the spool is drained."""
-        budget = REPLAY_BATCHES_PER_TURN
-        for spool_file in self.spool.sealed():
+        """Replay up to a budget of spooled batches, requests first; True when both
+        spools are drained (or the database went away again)."""
+        budget = [REPLAY_BATCHES_PER_TURN]
+        if not self._replay(self.spool, self._replay_rows_batch, "rows", budget):
+            return False
+        if self.down:
+            return True
+        return self._replay(self.event_spool, self._replay_events_batch, "events", budget)
+
+    def _replay(
+        self,
+        spool: Spool,
+        insert: Callable[[list[Row]], BaseException | None],
+        what: str,
+        budget: list[int],
+    ) -> bool:
+        """Replay ``spool`` while ``budget[0]`` lasts; True when drained or down again."""
+        for spool_file in spool.sealed():
             try:
-                for rows, end in self.spool.batches(spool_file, self.batch_size):
-                    if budget == 0:
+                for rows, end in spool.batches(spool_file, self.batch_size):
+                    if budget[0] == 0:
                         return False
                     if rows:
-                        error = self._insert(self._decode(rows), ignore_conflicts=True)
+                        error = insert(rows)
                         if error is not None:
                             self._go_down(error)
                             return True
-                        self._replay_rows += len(rows)
-                        self.stats.replayed += len(rows)
-                        budget -= 1
+                        self._replayed[what] = self._replayed.get(what, 0) + len(rows)
+                        budget[0] -= 1
                     spool_file.offset = end
             except OSError as exc:
                 # Left for a later writer (it is unlocked now) rather than retried each turn.
                 logger.error("Journal spool %s unreadable: %s", spool_file.path, exc.strerror)
-                self.spool.release(spool_file)
+                spool.release(spool_file)
                 continue
-            self.spool.discard(spool_file)
-            if not self.spool.sealed():
-                logger.info("Journal spool replayed: %d rows.", self._replay_rows)
-                self._replay_rows = 0
+            spool.discard(spool_file)
+            if not spool.sealed():
+                logger.info("Journal spool replayed: %d %s.", self._replayed.pop(what, 0), what)
         return True
+
+    def _replay_rows_batch(self, rows: list[Row]) -> BaseException | None:
+        error = self._insert(self._decode(rows), ignore_conflicts=True)
+        if error is None:
+            self.stats.replayed += len(rows)
+        return error
+
+    def _replay_events_batch(self, rows: list[Row]) -> BaseException | None:
+        error = self._insert_events(self._decode_events(rows), skip_stored=True)
+        if error is None:
+            self.stats.events_replayed += len(rows)
+        return error
 
     # -- the database -------------------------------------------------------------------
 
@@ -371,6 +488,44 @@ class JournalWriter(threading.Thread):
                     self._store.close()
                     return exc
                 rejected.append({"error": describe(exc), "row": row})
+        if rejected:
+            self._reject(rejected)
+        return None
+
+    def _insert_events(self, rows: list[Row], *, skip_stored: bool) -> BaseException | None:
+        """:meth:`_insert` for events: the error when the database is unavailable."""
+        if not rows:
+            return None
+        store = self._event_store
+        try:
+            store.insert(rows, skip_stored=skip_stored)
+            return None
+        except Exception as exc:
+            if not is_unavailable(exc):
+                return self._isolate_events(rows)
+            store.close()
+            first = exc
+        # As in _insert: one more try on a fresh connection, skipping what the failed
+        # try may have committed.
+        try:
+            store.insert(rows, skip_stored=True)
+            return None
+        except Exception as exc:
+            if is_unavailable(exc):
+                store.close()
+                return first
+            return self._isolate_events(rows)
+
+    def _isolate_events(self, rows: list[Row]) -> BaseException | None:
+        rejected: list[Row] = []
+        for row in rows:
+            try:
+                self._event_store.insert([row], skip_stored=True)
+            except Exception as exc:
+                if is_unavailable(exc):
+                    self._event_store.close()
+                    return exc
+                rejected.append({"error": describe(exc), "event": row})
         if rejected:
             self._reject(rejected)
         return None
@@ -431,6 +586,46 @@ class JournalWriter(threading.Thread):
         if failed:
             self._reject(failed)
         return rows
+
+    def _event_rows(self, events: Sequence[EventRecord]) -> list[Row]:
+        rows: list[Row] = []
+        failed: list[Row] = []
+        for event in events:
+            try:
+                rows.append(event_row(event))
+            except Exception as exc:
+                failed.append({"error": describe(exc), "event": asdict(event)})
+        if failed:
+            self._reject(failed)
+        return rows
+
+    def _decode_events(self, rows: list[Row]) -> list[Row]:
+        decoded: list[Row] = []
+        failed: list[Row] = []
+        for row in rows:
+            try:
+                created_at = row.get("created_at")
+                if isinstance(created_at, str):
+                    row["created_at"] = datetime.fromisoformat(created_at)
+                decoded.append(row)
+            except (TypeError, ValueError) as exc:
+                failed.append({"error": describe(exc), "event": row})
+        if failed:
+            self._reject(failed)
+        return decoded
+
+    def _spool_events(self, rows: Sequence[Row]) -> None:
+        try:
+            count = self.event_spool.append(rows, sync=True)
+        except OSError as exc:
+            logger.error(
+                "Journal spool %s is not writable (%s): %d completion events lost.",
+                self.event_spool.directory,
+                exc.strerror,
+                len(rows),
+            )
+            return
+        self.stats.events_spooled += count
 
     def _decode(self, rows: list[Row]) -> list[Row]:
         """Rows read back from the spool; one that does not decode is set aside."""
@@ -493,6 +688,7 @@ class JournalWriter(threading.Thread):
     def _close(self) -> None:
         self._store.close()
         self.spool.close()
+        self.event_spool.close()
         if self._converter is not None:
             self._converter.close()
 
@@ -542,6 +738,57 @@ class _Store:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a connection that is already gone
             connections[self.alias].close()
+
+
+class _EventStore:
+    """Completion events into the journal with the ORM, on this thread's connection."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def insert(self, rows: list[Row], *, skip_stored: bool) -> None:
+        from journal.models import Event
+
+        names = _event_columns()
+        objects = Event.objects.using(self.alias)
+        with transaction.atomic(using=self.alias):
+            if skip_stored:
+                rows = _unstored_events(objects, rows)
+            if rows:
+                events = [Event(**{k: v for k, v in row.items() if k in names}) for row in rows]
+                objects.bulk_create(events)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            connections[self.alias].close()
+
+
+def _unstored_events(objects: Any, rows: list[Row]) -> list[Row]:
+    """The rows not in the table yet, nor earlier in the batch.
+
+    An event's time is kept to the microsecond, so (time, kind, response id, choice)
+    tells a replayed event from another; the lookup reads the batch's ids through the
+    ``journal_event_response`` index.
+    """
+    times = [row["created_at"] for row in rows]
+    stored = objects.filter(
+        response_id__in={row.get("response_id", "") for row in rows},
+        created_at__gte=min(times),
+        created_at__lte=max(times),
+    ).values_list("created_at", "kind", "response_id", "choice_index")
+    seen = set(stored)
+    unstored: list[Row] = []
+    for row in rows:
+        key = (
+            row["created_at"],
+            row.get("kind"),
+            row.get("response_id", ""),
+            row.get("choice_index"),
+        )
+        if key not in seen:
+            seen.add(key)
+            unstored.append(row)
+    return unstored
 
 
 class _PostgresStore(_Store):
@@ -688,6 +935,65 @@ def describe(exc: BaseException) -> str:
     first_line = (str(exc).strip().splitlines() or [""])[0][:200]
     kind = type(exc).__name__ + (f" {sqlstate}" if sqlstate else "")
     return f"{kind}: {first_line}" if first_line else kind
+
+
+@cache
+def _event_columns() -> frozenset[str]:
+    from journal.models import Event
+
+    return frozenset(field.attname for field in Event._meta.concrete_fields)
+
+
+@cache
+def _event_text_limits() -> tuple[tuple[str, int], ...]:
+    from journal.models import Event
+
+    return tuple(
+        (field.attname, field.max_length)
+        for field in Event._meta.concrete_fields
+        if field.get_internal_type() == "CharField" and field.max_length
+    )
+
+
+def event_row(event: EventRecord) -> Row:
+    """The ``journal.models.Event`` fields of an event, each text cut to what its column
+    holds (a longer one would be refused, and the whole event with it)."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    language = event.language or payload.get("language") or ""
+    row: Row = {
+        "created_at": datetime.fromtimestamp(event.created_at, UTC),
+        "kind": event.kind,
+        "response_id": event.response_id or "",
+        "choice_index": event.choice_index,
+        "user_id": event.user_id,
+        "username": event.username or "",
+        "client_name": parse_user_agent(event.user_agent)[0] if event.user_agent else "",
+        "language": language if isinstance(language, str) else "",
+        "payload": storable_payload(payload),
+    }
+    for name, limit in _event_text_limits():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            row[name] = value[:limit]
+    return row
+
+
+def storable_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as JSON holds it; past EVENT_PAYLOAD_MAX_BYTES only its first short
+    scalar fields, marked ``"truncated": true`` (its size is the client's choice)."""
+    data = orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS)
+    if len(data) <= EVENT_PAYLOAD_MAX_BYTES:
+        loaded: dict[str, Any] = orjson.loads(data)
+        return loaded
+    kept: dict[str, Any] = {"truncated": True}
+    for key, value in payload.items():
+        if len(kept) > EVENT_PAYLOAD_MAX_FIELDS:
+            break
+        if isinstance(value, str):
+            kept[str(key)[:EVENT_PAYLOAD_MAX_TEXT]] = value[:EVENT_PAYLOAD_MAX_TEXT]
+        elif value is None or isinstance(value, bool | int | float):
+            kept[str(key)[:EVENT_PAYLOAD_MAX_TEXT]] = value
+    return kept
 
 
 def _record_fields(rec: Record) -> Row:
