@@ -15,6 +15,12 @@ def upstream_configuration(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         config = gateway_config()
     except ConfigError as exc:
         return [Error(str(exc), id="kodify.E101")]
+    from gateway.fim.profiles import ProfileError, get_profiles
+
+    try:
+        get_profiles()
+    except ProfileError as exc:
+        return [Error(f"Autocompletion config: {exc}", id="kodify.E102")]
     if not config.upstreams:
         return [
             Warning(

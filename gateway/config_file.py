@@ -6,6 +6,7 @@ upstreams:
   http://upstream2:8000:
     api_key: secret      # optional options per upstream
     weight: 2
+    preprocessing: qwen  # FIM config: a name from preprocess_configs/ or a path
 tabby:
   model_name: tabby_model_name
 ```
@@ -26,7 +27,7 @@ import yaml
 
 from kodify_site.env import check_url
 
-UPSTREAM_OPTIONS = ("api_key", "weight", "enabled", "name")
+UPSTREAM_OPTIONS = ("api_key", "weight", "enabled", "name", "preprocessing")
 
 
 class ConfigError(ValueError):
@@ -40,6 +41,7 @@ class UpstreamSpec:
     weight: float = 1.0
     enabled: bool = True
     name: str = ""
+    preprocessing: str = ""  # a preprocess_configs name or path; "" = the usual choice
     source: str = "config.yml"
 
 
@@ -154,6 +156,12 @@ def _upstream(url: str, options: Any, where: str) -> UpstreamSpec:
     weight = options.get("weight", 1)
     enabled = options.get("enabled", True)
     name = options.get("name") or ""
+    preprocessing = options.get("preprocessing") or ""
+    if not isinstance(preprocessing, str):
+        raise ConfigError(
+            f"{where}: upstream {url}: preprocessing must be a config name such as qwen "
+            "or a path to a JSON file."
+        )
     if api_key is not None and not isinstance(api_key, str | int):
         raise ConfigError(f"{where}: upstream {url}: api_key must be a string.")
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
@@ -166,5 +174,6 @@ def _upstream(url: str, options: Any, where: str) -> UpstreamSpec:
         weight=float(weight),
         enabled=enabled,
         name=str(name),
+        preprocessing=preprocessing,
         source=where,
     )

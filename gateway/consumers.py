@@ -17,7 +17,9 @@ import logging
 import secrets
 import time
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
+import aiohttp
 import orjson
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
@@ -26,12 +28,15 @@ from accounts.auth import AuthenticationFailed, Principal, get_authenticator
 from accounts.limits import NO_SLOT, LimitExceeded, Slot, get_limiter
 from gateway import health, openapi, tabby
 from gateway.errors import OpenAIError
+from gateway.fim.completion import FimCompletion
+from gateway.fim.profiles import FimProfile, get_profiles
+from gateway.fim.suffix import SuffixRewrite
 from gateway.openai_api import Endpoint, check_request, decode_json, is_tabby_body, parse_request
-from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, relay
+from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, read_answer, relay
 from gateway.upstreams import Upstream, UpstreamTable, get_table
 from journal import recorder
 from journal.models import Feature
-from journal.record import Record
+from journal.record import EventRecord, Record
 
 logger = logging.getLogger("kodify.gateway")
 
@@ -300,6 +305,7 @@ class ProxyConsumer(GatewayConsumer):
                 upstream, name = await table.resolve(model)
                 self.check_model(name)
             request.set_model(name)
+            self.prepare(request, upstream, name)
             outcome = Outcome()
             if record is not None:
                 record.model = name
@@ -316,14 +322,7 @@ class ProxyConsumer(GatewayConsumer):
                     if attempt == MAX_ATTEMPTS:
                         raise
                     continue  # that replica is marked down now; try another
-                await relay(
-                    response,
-                    upstream,
-                    self._relay_headers,
-                    self._relay_body,
-                    [self.id_header()],
-                    outcome,
-                )
+                await self.deliver(response, upstream, outcome)
                 return
             finally:
                 upstream.outstanding -= 1
@@ -331,6 +330,17 @@ class ProxyConsumer(GatewayConsumer):
                     record.first_byte_at = outcome.first_byte_at
                     if outcome.error:
                         record.error = outcome.error
+
+    def prepare(self, request: Any, upstream: Upstream, model: str) -> None:
+        """Adapt the request to the replica chosen (before each attempt)."""
+
+    async def deliver(
+        self, response: aiohttp.ClientResponse, upstream: Upstream, outcome: Outcome
+    ) -> None:
+        """Answer the client from the upstream's response (passed through as it comes)."""
+        await relay(
+            response, upstream, self._relay_headers, self._relay_body, [self.id_header()], outcome
+        )
 
     def check_model(self, model: str) -> None:
         principal = self.principal
@@ -382,24 +392,100 @@ class ChatCompletionsConsumer(ProxyConsumer):
 
 
 class CompletionsConsumer(ProxyConsumer):
-    """OpenAI completions; Tabby-shape bodies are told apart here (by ``segments``)."""
+    """OpenAI completions, and Tabby's: a body with ``segments`` is a Tabby request.
+
+    Tabby requests become a fill-in-the-middle prompt for the model's family and get a
+    cleaned-up completion in Tabby's shape; OpenAI requests with ``suffix`` are laid out
+    in the model's FIM template when its server cannot take ``suffix``.
+    """
 
     endpoint = Endpoint.COMPLETIONS
     upstream_path = "/v1/completions"
     feature = Feature.COMPLETION
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fim: FimCompletion | None = None
+        self.rewrite: SuffixRewrite | None = None
+
     async def handle(self, body: bytes) -> None:
         data = decode_json(body)
         if is_tabby_body(data):
-            raise OpenAIError(
-                400,
-                "Tabby-shape completions (segments.prefix/suffix) are not served yet; "
-                "send an OpenAI body with 'prompt'.",
-                param="segments",
-                code="unsupported_request_shape",
-            )
+            await self.complete(tabby.parse_completion(data))
+            return
         request = check_request(self.endpoint, data, body, max_n=settings.MAX_N)
+        if SuffixRewrite.wanted(request.body):
+            self.rewrite = SuffixRewrite(request.body)
         await self.forward(request.model, request)
+
+    async def complete(self, request: tabby.CompletionRequest) -> None:
+        self.fim = completion = FimCompletion(request)
+        if self.record is not None:
+            self.record.language = request.language[:32] or completion.language.id
+        model = request.model
+        if model is None:
+            table = get_table()
+            table.ensure_background_refresh()
+            await table.ensure_discovered()
+            model = tabby.completion_model(table) or None
+        await self.forward(model, completion)
+
+    def prepare(self, request: Any, upstream: Upstream, model: str) -> None:
+        if self.fim is None and self.rewrite is None:
+            return
+        profile = _profile(upstream, model)
+        if self.fim is not None:
+            card = upstream.models.get(model) or {}
+            self.fim.use_profile(profile, context_tokens=card.get("max_model_len"))
+        elif self.rewrite is not None and self.rewrite.apply(request.body, profile):
+            request.raw = None
+
+    async def deliver(
+        self, response: aiohttp.ClientResponse, upstream: Upstream, outcome: Outcome
+    ) -> None:
+        if self.fim is None:
+            await super().deliver(response, upstream, outcome)
+            return
+        data = await read_answer(response, upstream, outcome)
+        answer, journaled = self.fim.answer(data)
+        if outcome.chunks is not None:
+            outcome.chunks.append(orjson.dumps(journaled))
+        await self.send_json(200, answer)
+
+
+def _profile(upstream: Upstream, model: str) -> FimProfile:
+    card = upstream.models.get(model) or {}
+    root = card.get("root")
+    return get_profiles().for_model(
+        model, upstream_url=upstream.url, root=root if isinstance(root, str) else ""
+    )
+
+
+class EventsConsumer(GatewayConsumer):
+    """``POST /v1/events``: Tabby's completion events (shown, accepted, dismissed).
+
+    Answered at once with 200 and an empty body, as Tabby's server does; the event goes
+    to the journal's queue, where it is linked to its completion by the completion's id.
+    """
+
+    async def handle(self, body: bytes) -> None:
+        query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+        event = tabby.parse_event(decode_json(body), query)
+        principal = self.principal
+        user_agent = self.header(b"user-agent")
+        recorder.record_event(
+            EventRecord(
+                kind=event.kind,
+                response_id=event.completion_id,
+                choice_index=event.choice_index,
+                user_id=principal.user_id if principal is not None else None,
+                username=principal.username if principal is not None else "",
+                user_agent=user_agent.decode("latin-1") if user_agent else "",
+                payload=event.payload,
+            )
+        )
+        await self.send_headers(status=200, headers=[(b"content-length", b"0"), self.id_header()])
+        await self.send_body(b"")
 
 
 class ModelsConsumer(GatewayConsumer):

@@ -124,6 +124,16 @@ def _generation(
     }
 
 
+def _with_tabby_shape(path: dict[str, Any]) -> dict[str, Any]:
+    """``/v1/completions`` takes a Tabby body too, answered in Tabby's shape."""
+    operation = path["post"]
+    body = operation["requestBody"]["content"][JSON]
+    body["schema"] = {"anyOf": [body["schema"], _schema("TabbyCompletionRequest")]}
+    answer = operation["responses"]["200"]["content"][JSON]
+    answer["schema"] = {"anyOf": [answer["schema"], _schema("TabbyCompletion")]}
+    return path
+
+
 def _common_request_fields() -> dict[str, Any]:
     """The fields both generation endpoints check (gateway/openai_api.py)."""
     max_n = settings.MAX_N
@@ -201,8 +211,9 @@ def _request_schemas() -> dict[str, Any]:
             "type": "object",
             "description": "An OpenAI (legacy) completion request. "
             + passthrough
-            + " Tabby-shape bodies (`segments.prefix`/`segments.suffix`, `language`) will "
-            "be accepted on the same path in a later release, told apart by the body.",
+            + " With `suffix`, when the model's preprocessing config says its server "
+            "cannot take `suffix` (vLLM), Kodify lays prompt and suffix out in the model's "
+            "fill-in-the-middle template and adds its FIM tokens to `stop`.",
             "required": ["prompt"],
             "properties": {
                 **_common_request_fields(),
@@ -216,6 +227,95 @@ def _request_schemas() -> dict[str, Any]:
                     "description": "A string, strings, or token ids (one list or several).",
                 },
                 "suffix": _nullable("string", description="Text after the completion (FIM)."),
+            },
+            "additionalProperties": True,
+        },
+        **_tabby_request_schemas(),
+    }
+
+
+def _tabby_request_schemas() -> dict[str, Any]:
+    text = {"type": ["string", "null"]}
+    snippets = {"type": ["array", "null"], "items": _schema("TabbySnippet")}
+    return {
+        "TabbyCompletionRequest": {
+            "type": "object",
+            "description": "A Tabby completion request, told apart from an OpenAI one by "
+            "`segments` (and no `prompt`). Kodify builds the fill-in-the-middle prompt for "
+            "the Tabby model (`tabby.model_name`, else the first upstream's model) from its "
+            "preprocessing config, then cleans the model's text up (stop words, repeats of "
+            "the suffix, loops, the cursor's block).",
+            "required": ["segments"],
+            "properties": {
+                "language": {
+                    **text,
+                    "description": "VS Code's language id (`python`, `csharp`, `java`, `go`, "
+                    "`javascript`, `typescript`…); unknown ones get generic rules.",
+                },
+                "segments": _schema("TabbySegments"),
+                "user": text,
+                "temperature": _nullable("number", minimum=0, maximum=2),
+                "seed": _nullable("integer"),
+                "mode": text,
+                "debug_options": _schema("TabbyDebugOptions"),
+            },
+            "additionalProperties": True,
+        },
+        "TabbySegments": {
+            "type": "object",
+            "required": ["prefix"],
+            "properties": {
+                "prefix": {"type": "string", "description": "The text before the cursor."},
+                "suffix": {**text, "description": "The text after the cursor."},
+                "filepath": text,
+                "git_url": text,
+                "declarations": {
+                    **snippets,
+                    "description": "Declarations of the symbols near the cursor.",
+                },
+                "relevant_snippets_from_changed_files": snippets,
+                "relevant_snippets_from_recently_opened_files": snippets,
+                "clipboard": text,
+            },
+            "additionalProperties": True,
+        },
+        "TabbySnippet": {
+            "type": "object",
+            "required": ["body"],
+            "properties": {
+                "filepath": {"type": "string"},
+                "body": {"type": "string"},
+                "score": {"type": ["number", "null"]},
+            },
+            "additionalProperties": True,
+        },
+        "TabbyDebugOptions": {
+            "type": ["object", "null"],
+            "properties": {
+                "raw_prompt": {**text, "description": "Sent to the model as it is."},
+                "return_prompt": {"type": "boolean", "default": False},
+                "return_snippets": {"type": "boolean", "default": False},
+                "disable_retrieval_augmented_code_completion": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "Leave the context snippets out of the prompt.",
+                },
+            },
+            "additionalProperties": True,
+        },
+        "TabbyEvent": {
+            "type": "object",
+            "description": "What became of a completion in the editor; stored in the "
+            "journal, linked to the completion's entry, for acceptance statistics.",
+            "required": ["type", "completion_id"],
+            "properties": {
+                "type": {"enum": ["view", "select", "dismiss"]},
+                "completion_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                "choice_index": _nullable("integer", minimum=0),
+                "view_id": text,
+                "elapsed": _nullable(
+                    "number", minimum=0, description="Milliseconds the completion was shown."
+                ),
             },
             "additionalProperties": True,
         },
@@ -410,6 +510,37 @@ def _gateway_schemas() -> dict[str, Any]:
                 "upstreams_healthy": {"type": "integer", "minimum": 0},
                 "upstreams_total": {"type": "integer", "minimum": 0},
                 "upstreams": {"type": "array", "items": _schema("UpstreamState")},
+            },
+            "additionalProperties": False,
+        },
+        "TabbyCompletion": {
+            "type": "object",
+            "required": ["id", "choices"],
+            "properties": {
+                "id": {"type": "string", "pattern": "^cmpl-"},
+                "choices": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["index", "text"],
+                        "properties": {
+                            "index": {"type": "integer", "minimum": 0},
+                            "text": {
+                                "type": "string",
+                                "description": "To insert at the cursor; empty when the "
+                                "model had nothing useful.",
+                            },
+                        },
+                    },
+                },
+                "debug_data": {
+                    "type": "object",
+                    "description": "With `debug_options`: the prompt and the snippets used.",
+                    "properties": {
+                        "prompt": {"type": "string"},
+                        "snippets": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
             },
             "additionalProperties": False,
         },
@@ -619,16 +750,57 @@ def _paths() -> dict[str, Any]:
             "ChatCompletionChunk",
             "OpenAI's chat completions, proxied to vLLM.",
         ),
-        "/v1/completions": _generation(
-            "Text completion (OpenAI)",
-            "createCompletion",
-            "CompletionRequest",
-            "Completion",
-            "CompletionChunk",
-            "OpenAI's (legacy) completions, proxied to vLLM: what code completion uses. "
-            "Tabby-shape requests (`segments.prefix`/`segments.suffix`) will be accepted "
-            "on this same path in a later release.",
+        "/v1/completions": _with_tabby_shape(
+            _generation(
+                "Text completion (OpenAI), or code completion (Tabby)",
+                "createCompletion",
+                "CompletionRequest",
+                "Completion",
+                "CompletionChunk",
+                "OpenAI's (legacy) completions, proxied to vLLM; or, with a Tabby body "
+                "(`segments`), a code completion answered in Tabby's shape (never streamed).",
+            )
         ),
+        "/v1beta/chat/completions": _generation(
+            "Chat completion (the path of Tabby clients before 0.20)",
+            "createTabbyChatCompletion",
+            "ChatCompletionRequest",
+            "ChatCompletion",
+            "ChatCompletionChunk",
+            "The same as `/v1/chat/completions`.",
+        ),
+        "/v1/events": {
+            "post": {
+                "tags": ["tabby"],
+                "operationId": "logEvent",
+                "summary": "A completion was shown, accepted or dismissed (Tabby)",
+                "description": "Answered at once with an empty 200; the event is stored "
+                "with the journal (when it is on) for acceptance statistics.",
+                "parameters": [
+                    {
+                        "name": "select_kind",
+                        "in": "query",
+                        "required": False,
+                        "description": "`line` when only a line of the completion was taken.",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _schema("TabbyEvent")}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "Taken (empty body).",
+                        "headers": {"X-Request-Id": _ref("headers", "XRequestId")},
+                    },
+                    "400": _ref("responses", "BadRequest"),
+                    "401": _ref("responses", "Unauthorized"),
+                    "405": _ref("responses", "MethodNotAllowed"),
+                    "413": _ref("responses", "PayloadTooLarge"),
+                },
+            }
+        },
         "/v1/openapi.json": {
             "get": {
                 "tags": ["meta"],

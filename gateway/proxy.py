@@ -133,6 +133,41 @@ async def relay(
             response.close()
 
 
+async def read_answer(
+    response: aiohttp.ClientResponse, upstream: Upstream, outcome: Outcome
+) -> bytes:
+    """The upstream's whole (non-streamed) answer, for the gateway to rework before sending.
+
+    Closes ``response`` in every case; an upstream error becomes the client's error.
+    """
+    try:
+        if response.status >= 400:
+            error_body = await response.content.read(MAX_ERROR_BODY)
+            raise from_upstream(response.status, error_body, upstream.display_url)
+        data = await _read_whole(response, upstream)
+        outcome.status = response.status
+        outcome.first_byte_at = time.perf_counter()
+        outcome.response_bytes = len(data)
+        outcome.completed = True
+        return data
+    finally:
+        if outcome.completed:
+            response.release()
+        else:
+            response.close()
+
+
+async def _read_whole(response: aiohttp.ClientResponse, upstream: Upstream) -> bytes:
+    try:
+        return await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise OpenAIError(
+            502 if not isinstance(exc, TimeoutError) else 504,
+            f"Upstream {upstream.display_url} broke off its answer ({type(exc).__name__}).",
+            code="upstream_error",
+        ) from None
+
+
 async def _relay_whole(
     response: aiohttp.ClientResponse,
     upstream: Upstream,
@@ -142,14 +177,7 @@ async def _relay_whole(
     extra_headers: list[tuple[bytes, bytes]],
     outcome: Outcome,
 ) -> None:
-    try:
-        data = await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise OpenAIError(
-            502 if not isinstance(exc, TimeoutError) else 504,
-            f"Upstream {upstream.display_url} broke off its answer ({type(exc).__name__}).",
-            code="upstream_error",
-        ) from None
+    data = await _read_whole(response, upstream)
     outcome.status = response.status
     outcome.first_byte_at = time.perf_counter()
     outcome.response_bytes = len(data)

@@ -14,6 +14,9 @@ http_urlpatterns = [
     re_path(r"^v1/models/?$", consumers.ModelsConsumer.as_asgi()),
     re_path(r"^v1/openapi\.json$", consumers.OpenAPIConsumer.as_asgi()),
     re_path(r"^v1/health/?$", consumers.TabbyHealthConsumer.as_asgi()),
+    re_path(r"^v1/events/?$", consumers.EventsConsumer.as_asgi()),
     re_path(r"^v1beta/server_setting/?$", consumers.ServerSettingConsumer.as_asgi()),
+    # Tabby clients before 0.20 send chat here; it is OpenAI's chat API all the same.
+    re_path(r"^v1beta/chat/completions/?$", consumers.ChatCompletionsConsumer.as_asgi()),
     re_path(r"^v1/", consumers.NotFoundConsumer.as_asgi()),
 ]

@@ -338,6 +338,8 @@ def _clean_card(card: dict[str, Any]) -> dict[str, Any]:
         "created": created if _is_int(created) else 0,
         "owned_by": owned_by if isinstance(owned_by, str) and owned_by else "kodify",
     }
+    if isinstance(card.get("root"), str):
+        clean["root"] = card["root"]  # the weights' path: tells the model family
     if _is_int(card.get("max_model_len")):
         clean["max_model_len"] = card["max_model_len"]
     return clean

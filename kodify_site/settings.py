@@ -392,6 +392,15 @@ MAX_N = env.int(
     minimum=1,
     help="Largest `n` (answers per request) a client may ask for.",
 )
+COMPLETIONS_PREPROCESSING_CONFIG = env.str(
+    "COMPLETIONS_PREPROCESSING_CONFIG",
+    None,
+    help="Fill-in-the-middle config for autocompletion: a path (relative ones from the "
+    "project directory) or a shipped config's name. Unset: chosen from the served "
+    "model's name (qwen, deepseek, codellama, starcoder, codestral), else generic. An "
+    "upstream's 'preprocessing' option in config.yml wins over it.",
+    example="preprocess_configs/qwen.json",
+)
 KODIFY_MAX_BODY_BYTES = env.int(
     "KODIFY_MAX_BODY_BYTES",
     8 * 1024 * 1024,

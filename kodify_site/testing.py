@@ -134,25 +134,46 @@ def journal_entry(
         time.sleep(0.05)  # polling a condition with a deadline, not a timed wait
 
 
+def journal_events(
+    server: KodifyServer, response_id: str, *, count: int, timeout: float = 15
+) -> list[dict[str, Any]]:
+    """The Tabby events stored for ``response_id``, once there are ``count`` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = _read_journal(
+            server, "SELECT * FROM journal_event WHERE response_id = ", response_id, None
+        )
+        if len(rows) >= count or time.monotonic() > deadline:
+            return sorted(rows, key=lambda row: row["id"])
+        time.sleep(0.05)  # polling a condition with a deadline, not a timed wait
+
+
 def _read_journal_entry(
     server: KodifyServer, request_id: str, database_url: str | None
 ) -> dict[str, Any] | None:
-    query = "SELECT * FROM journal_entry WHERE request_id = "
+    rows = _read_journal(
+        server, "SELECT * FROM journal_entry WHERE request_id = ", request_id, database_url
+    )
+    return rows[0] if rows else None
+
+
+def _read_journal(
+    server: KodifyServer, query: str, value: str, database_url: str | None
+) -> list[dict[str, Any]]:
     if database_url or os.environ.get("DB_URL"):
         import psycopg
         from psycopg.rows import dict_row
 
         with psycopg.connect(database_url or test_database_url(), row_factory=dict_row) as conn:
-            return conn.execute(query + "%s", (request_id,)).fetchone()
+            return conn.execute(query + "%s", (value,)).fetchall()
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(server.data_dir / "kodify.sqlite3")) as conn:
         conn.row_factory = sqlite3.Row
         try:
-            row = conn.execute(query + "?", (request_id,)).fetchone()
+            return [dict(row) for row in conn.execute(query + "?", (value,)).fetchall()]
         except sqlite3.OperationalError:  # locked by the writer this very moment
-            return None
-        return dict(row) if row is not None else None
+            return []
 
 
 _sqlite_template: list[Path] = []

@@ -6,7 +6,9 @@ with ``data: [DONE]``, ``stream_options.include_usage`` honoured, vLLM's error s
 
 A request can steer it with a ``"fake"`` object in its body (Kodify forwards unknown
 fields): ``{"fake": {"chunks": 5, "delay": 0.01, "first_byte_delay": 2, "status": 500,
-"error_shape": "old"|"new"|"plain"}}``.
+"error_shape": "old"|"new"|"plain", "text": "…"}}``.  ``completion_text`` (a function of
+the request body) answers ``/v1/completions`` with a chosen text instead of ``tok0 tok1 …``;
+either text is cut at the first of the request's ``stop`` strings, as vLLM does.
 
 It records requests, completed answers and clients that went away before the end, so a
 test can prove that Kodify closed the upstream connection.
@@ -47,6 +49,7 @@ class FakeUpstream:
     delay: float = 0.0
     api_key: str | None = None
     max_model_len: int = 4096
+    completion_text: Callable[[dict[str, Any]], str] | None = None
     records: list[Record] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -141,10 +144,14 @@ class FakeUpstream:
         model = body.get("model")
         if model not in self.models:
             return _error(404, f"The model `{model}` does not exist.", steer.get("error_shape"))
+        stop = body.get("stop")
+        if isinstance(stop, list) and len(stop) > 4:  # vLLM's (and OpenAI's) limit
+            return _error(400, "body.stop: List should have at most 4 items", "old")
         if steer.get("status"):
             return _error(int(steer["status"]), "fake failure", steer.get("error_shape"))
         chat = request.path.endswith("chat/completions")
-        chunks = int(steer.get("chunks", self.chunks))
+        pieces = self._pieces(chat, body, steer)
+        chunks = len(pieces)
         delay = float(steer.get("delay", self.delay))
         n = int(body.get("n") or 1)
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
@@ -156,7 +163,7 @@ class FakeUpstream:
         if not body.get("stream"):
             if delay:
                 await asyncio.sleep(delay * chunks)
-            text = "".join(_token(i) for i in range(chunks))
+            text = "".join(pieces)
             choices = [
                 {
                     "index": i,
@@ -191,14 +198,14 @@ class FakeUpstream:
             choice: dict[str, Any] = (
                 {
                     "index": 0,
-                    "delta": {"content": _token(i)},
+                    "delta": {"content": pieces[i]},
                     "logprobs": None,
                     "finish_reason": "stop" if last else None,
                 }
                 if chat
                 else {
                     "index": 0,
-                    "text": _token(i),
+                    "text": pieces[i],
                     "logprobs": None,
                     "finish_reason": "stop" if last else None,
                 }
@@ -224,6 +231,30 @@ class FakeUpstream:
         await response.write(_DONE)
         await response.write_eof()
         return response
+
+    def _pieces(self, chat: bool, body: dict[str, Any], steer: dict[str, Any]) -> list[str]:
+        """The answer's text in the pieces it is streamed in (one token each)."""
+        text = steer.get("text")
+        if text is None and not chat and self.completion_text is not None:
+            text = self.completion_text(body)
+        if text is None:
+            pieces = [_token(i) for i in range(int(steer.get("chunks", self.chunks)))]
+        else:
+            pieces = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
+        stop = body.get("stop") or []
+        whole = "".join(pieces)
+        cut = min(
+            (
+                whole.index(word)
+                for word in ([stop] if isinstance(stop, str) else stop)
+                if word and word in whole
+            ),
+            default=None,
+        )
+        if cut is None:
+            return pieces
+        whole = whole[:cut]
+        return [whole[i : i + 4] for i in range(0, len(whole), 4)] or [""]
 
 
 def _token(i: int) -> str:

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from gateway.tests.fake_upstream import FakeUpstream, FakeUpstreamServer
-from kodify_site.testing import KodifyServer, journal_entry, test_database_url
+from kodify_site.testing import KodifyServer, journal_entry, journal_events, test_database_url
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -260,3 +260,27 @@ def test_logs_db_settings_put_the_journal_in_a_database_of_its_own(
         server.stop()
         with psycopg.connect(test_database_url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.smoke
+def test_a_tabby_completion_and_its_events_are_recorded_and_linked(
+    server: KodifyServer, client: httpx.Client
+) -> None:
+    body = {
+        "language": "go",
+        "segments": {"prefix": "func add(a, b int) int {\n\t", "suffix": "\n}\n"},
+    }
+    response = client.post(COMPLETIONS, json=body, headers={"User-Agent": "tabby-agent/1.5.0"})
+    assert response.status_code == 200, response.text
+    completion = response.json()
+    row = row_for(server, response)
+    assert row["feature"] == "completion" and row["language"] == "go"
+    assert row["response_id"] == completion["id"]
+    assert row["response_text"] == completion["choices"][0]["text"]
+    assert row["completion_tokens"] is not None and row["completion_tokens"] > 0
+    assert orjson.loads(row["request_body"])["segments"]["prefix"].startswith("func add")
+    for kind in ("view", "select"):
+        event = {"type": kind, "completion_id": completion["id"], "choice_index": 0}
+        assert client.post("/v1/events", json=event).status_code == 200
+    events = journal_events(server, completion["id"], count=2)
+    assert [event["kind"] for event in events] == ["view", "select"]

@@ -18,8 +18,9 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from gateway.errors import OpenAIError
-from gateway.openai_api import Endpoint, parse_request
+from gateway.openai_api import Endpoint, is_tabby_body, parse_request
 from gateway.openapi import document
+from gateway.tabby import parse_completion
 from gateway.tests.fake_upstream import DEFAULT_MODEL, FakeUpstreamServer
 from kodify_site import __version__
 from kodify_site.testing import KodifyServer
@@ -132,6 +133,8 @@ def test_document_is_valid_openapi_31() -> None:
         "/v1/openapi.json",
         "/v1/health",
         "/v1beta/server_setting",
+        "/v1/events",
+        "/v1beta/chat/completions",
     }
     assert doc["security"] == [{"bearerAuth": []}]
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
@@ -191,7 +194,35 @@ REQUEST_CASES: list[tuple[Endpoint, dict[str, Any]]] = [
     (Endpoint.COMPLETIONS, {"prompt": [[1], ["a"]]}),
     (Endpoint.COMPLETIONS, {"prompt": "x", "suffix": 5}),
     (Endpoint.COMPLETIONS, {"prompt": "x", "n": _too_many()}),
+    (Endpoint.COMPLETIONS, {"segments": {"prefix": "def f(", "suffix": ")"}, "language": "py"}),
+    (
+        Endpoint.COMPLETIONS,
+        {
+            "segments": {
+                "prefix": "x",
+                "declarations": [{"filepath": "a.py", "body": "A = 1"}],
+                "clipboard": None,
+            },
+            "debug_options": {"return_prompt": True},
+            "temperature": 0.2,
+            "seed": 1,
+        },
+    ),
+    (Endpoint.COMPLETIONS, {"segments": {"suffix": "x"}}),
+    (Endpoint.COMPLETIONS, {"segments": {"prefix": 1}}),
+    (Endpoint.COMPLETIONS, {"segments": []}),
+    (Endpoint.COMPLETIONS, {"segments": {"prefix": "x", "declarations": [{"body": 2}]}}),
+    (Endpoint.COMPLETIONS, {"segments": {"prefix": "x"}, "temperature": 3}),
+    (Endpoint.COMPLETIONS, {"segments": {"prefix": "x"}, "debug_options": {"return_prompt": 1}}),
 ]
+
+
+def _gateway_accepts(endpoint: Endpoint, body: dict[str, Any]) -> None:
+    """Raise the gateway's error for ``body``, as the consumer would."""
+    if endpoint is Endpoint.COMPLETIONS and is_tabby_body(body):
+        parse_completion(body)
+    else:
+        parse_request(endpoint, json.dumps(body).encode(), max_n=settings.MAX_N)
 
 
 @pytest.mark.parametrize(("endpoint", "body"), REQUEST_CASES)
@@ -200,7 +231,7 @@ def test_request_schema_agrees_with_the_gateway(endpoint: Endpoint, body: dict[s
     path = CHAT if endpoint is Endpoint.CHAT else COMPLETIONS
     documented = not schema_errors(doc, request_schema(doc, path), body)
     try:
-        parse_request(endpoint, json.dumps(body).encode(), max_n=settings.MAX_N)
+        _gateway_accepts(endpoint, body)
     except OpenAIError as error:
         assert not documented, f"the document accepts a body the gateway refuses: {error}"
     else:
@@ -294,6 +325,23 @@ def test_successful_answers_match_the_document(client: httpx.Client) -> None:
         doc, client.get("/v1beta/server_setting", headers=AUTH), "/v1beta/server_setting"
     )
     assert setting == {"disable_client_side_telemetry": False}
+
+    body = {
+        "language": "python",
+        "segments": {"prefix": "def f(x):\n    ", "suffix": "\n"},
+        "debug_options": {"return_prompt": True, "return_snippets": True},
+    }
+    assert not schema_errors(doc, request_schema(doc, COMPLETIONS), body)
+    tabby = check(doc, client.post(COMPLETIONS, json=body, headers=AUTH), COMPLETIONS)
+    assert tabby["id"].startswith("cmpl-") and tabby["debug_data"]["prompt"]
+    event = {"type": "view", "completion_id": tabby["id"], "choice_index": 0, "elapsed": 1}
+    assert not schema_errors(doc, request_schema(doc, "/v1/events"), event)
+    assert check(doc, client.post("/v1/events", json=event, headers=AUTH), "/v1/events") is None
+    refused = client.post("/v1/events", json={"type": "launch"}, headers=AUTH)
+    assert check(doc, refused, "/v1/events")["error"]["param"] == "type"
+    path = "/v1beta/chat/completions"
+    chat = check(doc, client.post(path, json={"messages": MESSAGES}, headers=AUTH), path)
+    assert chat["object"] == "chat.completion"
 
     # By now the upstream has been checked: last_check is a date-time (format-checked).
     health = check(doc, client.get("/health"), "/health")

@@ -226,9 +226,11 @@ def test_completions_need_a_prompt(client: httpx.Client) -> None:
 
 def test_a_tabby_body_is_told_apart_from_an_openai_one(client: httpx.Client) -> None:
     body = {"language": "python", "segments": {"prefix": "def f(", "suffix": ")"}}
-    error = assert_openai_error(client.post(COMPLETIONS, json=body), 400)
-    assert error["code"] == "unsupported_request_shape"
-    assert error["param"] == "segments"
+    tabby = client.post(COMPLETIONS, json=body)
+    assert tabby.status_code == 200
+    assert set(tabby.json()) == {"id", "choices"}  # Tabby's shape, not OpenAI's
+    both = client.post(COMPLETIONS, json={**body, "prompt": "def f("})
+    assert both.json()["object"] == "text_completion"  # a prompt makes it OpenAI's
 
 
 def test_n_above_max_n_is_refused(client: httpx.Client) -> None:

@@ -236,6 +236,41 @@ def test_completions_non_stream(sdk: openai.OpenAI) -> None:
     assert completion.usage is not None and completion.usage.completion_tokens == 10
 
 
+def test_tabby_completion_gets_a_qwen_fim_prompt_and_a_tabby_answer(
+    kodify: KodifyServer,
+) -> None:
+    prefix = "".join(f"value_{i} = compute({i})\n" for i in range(400)) + "def add(a, b):\n    "
+    body = {
+        "language": "python",
+        "segments": {"prefix": prefix, "suffix": "\n\nprint(add(1, 2))\n"},
+        "debug_options": {"return_prompt": True},
+    }
+    response = httpx.post(kodify.url + "/v1/completions", json=body, headers=auth(), timeout=120)
+    # A prefix of ~10 000 characters fits the 512-token window: the budget shrank to it.
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["id"].startswith("cmpl-") and isinstance(answer["choices"][0]["text"], str)
+    prompt = answer["debug_data"]["prompt"]
+    assert prompt.startswith("<|fim_prefix|>") and prompt.endswith("<|fim_middle|>")
+    assert "def add(a, b):\n    <|fim_suffix|>" in prompt
+
+
+def test_openai_suffix_is_laid_out_for_vllm_which_refuses_suffix(
+    kodify: KodifyServer, vllm: VLLMServer
+) -> None:
+    body = {
+        "model": SERVED_MODEL_NAME,
+        "prompt": "def f(x):\n    ",
+        "suffix": "\n",
+        "max_tokens": 4,
+    }
+    direct = httpx.post(vllm.url + "/v1/completions", json=body, headers=auth(), timeout=120)
+    assert direct.status_code == 400  # what the gateway spares OpenAI-style FIM clients
+    through = httpx.post(kodify.url + "/v1/completions", json=body, headers=auth(), timeout=120)
+    assert through.status_code == 200, through.text
+    assert through.json()["object"] == "text_completion"
+
+
 def test_completions_stream(kodify: KodifyServer, sdk: openai.OpenAI) -> None:
     body = {
         "model": SERVED_MODEL_NAME,
