@@ -28,9 +28,19 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install-dev: $(VENV)/.installed-dev install-tabby-agent
 	@# The console's browser test drives Debian's chromium (Playwright's own download fails here).
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+## install-tabby-agent: the real Tabby client (npm's tabby-agent), for test_tabby_agent.py,
+## into $(VENV)/tabby-agent (`make clean` removes it); its stamp makes it run once per version
+.PHONY: install-tabby-agent
+install-tabby-agent:
+	@test -f $(VENV)/tabby-agent/.installed-1.5.0 -a -f $(VENV)/tabby-agent/node_modules/tabby-agent/dist/cli.js || { \
+		{ command -v npm >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm); } && \
+		npm install --prefix $(VENV)/tabby-agent --no-save --no-audit --no-fund --ignore-scripts \
+			--no-update-notifier --loglevel=error tabby-agent@1.5.0 </dev/null && \
+		touch $(VENV)/tabby-agent/.installed-1.5.0; }
 
 ## run: migrate, create the first administrator, serve on http://$(HOST):$(PORT)
 run: install
