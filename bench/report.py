@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -276,3 +277,81 @@ def auth_cost_record(row: AuthCost) -> dict[str, Any]:
         "dummy_cpu_us_per_request": row.dummy_cpu_us,
         "per_user_cpu_us_per_request": row.per_user_cpu_us,
     }
+
+
+# -- one target, two kinds of request (Tabby completions vs OpenAI ones) ------------------
+#
+# An :class:`AuthCost` row pairs any two measurements taken back to back; here ``dummy``
+# is the baseline request kind and ``per_user`` the other.
+
+_PAIRED_KEYS = (
+    "base_rps", "other_rps", "rps_cost_pct",
+    "base_p50_ms", "other_p50_ms", "added_p50_ms",
+    "base_p99_ms", "other_p99_ms", "added_p99_ms",
+    "base_cpu_us", "other_cpu_us", "added_cpu_us",
+)  # fmt: skip
+
+
+def paired_figures(row: AuthCost) -> dict[str, float | None]:
+    base, other = row.dummy, row.per_user
+    return {
+        "base_rps": base.rps,
+        "other_rps": other.rps,
+        "rps_cost_pct": row.rps_cost_pct,
+        "base_p50_ms": base.p50_ms,
+        "other_p50_ms": other.p50_ms,
+        "added_p50_ms": other.p50_ms - base.p50_ms,
+        "base_p99_ms": base.p99_ms,
+        "other_p99_ms": other.p99_ms,
+        "added_p99_ms": other.p99_ms - base.p99_ms,
+        "base_cpu_us": row.dummy_cpu_us,
+        "other_cpu_us": row.per_user_cpu_us,
+        "added_cpu_us": row.cpu_cost_us,
+    }
+
+
+def median_figures(rows: Sequence[AuthCost]) -> dict[str, float | None]:
+    """Each figure's median over paired rounds (None where no round has it)."""
+    figures = [paired_figures(row) for row in rows]
+    medians: dict[str, float | None] = {}
+    for key in _PAIRED_KEYS:
+        values = [value for value in (f[key] for f in figures) if value is not None]
+        medians[key] = statistics.median(values) if values else None
+    return medians
+
+
+def format_paired(
+    rows: Sequence[tuple[str, Mapping[str, float | None]]], base: str, other: str
+) -> str:
+    """One line per ``(label, paired_figures)``: RPS, p50, p99 and CPU per request of the
+    baseline and the other kind, and what the other adds."""
+    titles = [
+        "", f"RPS {base}", f"RPS {other}", "cost",
+        f"p50 {base}", f"p50 {other}", "+p50",
+        f"p99 {base}", f"p99 {other}", "+p99",
+        f"CPU/req {base}", other, "added",
+    ]  # fmt: skip
+    widths = [16] + [max(10, len(title) + 2) for title in titles[1:]]
+    lines = [_line(titles, widths)]
+    for label, f in rows:
+        cells = [
+            label,
+            _number(f["base_rps"]), _number(f["other_rps"]), _pct(f["rps_cost_pct"]),
+            _opt_ms(f["base_p50_ms"]), _opt_ms(f["other_p50_ms"]), _opt_ms(f["added_p50_ms"], True),
+            _opt_ms(f["base_p99_ms"]), _opt_ms(f["other_p99_ms"]), _opt_ms(f["added_p99_ms"], True),
+            _us(f["base_cpu_us"]), _us(f["other_cpu_us"]), _us(f["added_cpu_us"], sign=True),
+        ]  # fmt: skip
+        lines.append(_line(cells, widths))
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
+def _opt_ms(value: float | None, sign: bool = False) -> str:
+    return "n/a" if value is None else _ms(value, sign=sign)

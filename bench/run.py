@@ -19,15 +19,20 @@ import signal
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report, ttft, wrk
+import orjson
+
+from bench import fim, report, ttft, wrk
 from bench.servers import (
     BENCH_USER_LIMITS,
     REPO,
@@ -101,6 +106,41 @@ JOURNAL_COST_GOAL = report.Goal(
     "journal cost, c=32 (% of RPS, median of paired rounds)", "median", 10, higher_is_better=False
 )
 
+# -- Tabby completions -------------------------------------------------------------------
+#
+# The fake serves a Qwen-named model first: without config.yml's tabby.model_name Kodify
+# sends Tabby completions to the first model, and the name picks the shipped qwen config,
+# so the real FIM template, stop words and post-processing are what is measured.
+TABBY_MODEL = fim.MODEL
+FAKE_MODELS = (TABBY_MODEL, FAKE_MODEL)
+COMPLETIONS_PATH = "/v1/completions"
+TABBY_CONNECTIONS = (1, 32)
+TABBY_BASE, TABBY_OTHER = "openai", "tabby"
+
+
+@cache
+def tabby_pairs() -> tuple[tuple[Scenario, Scenario], ...]:
+    """(OpenAI completion, Tabby completion) at each concurrency, measured in pairs on
+    the same Kodify.
+
+    The Tabby body is a client's request from a big Python file (``bench.fim``: a 20 KB
+    prefix, a 3 KB suffix, 10 snippets).  The OpenAI body is the very request Kodify sends
+    upstream for it (the FIM prompt, stop words, max_tokens), as a client that builds its
+    own prompt would send it: the fake then does the same work for both, and what the
+    Tabby path adds is Kodify's: a bigger body to read, the prompt to build and the
+    answer to clean up."""
+    tabby = fim.build_workload("python")
+    _, upstream, _ = fim.one_request(tabby, fim.qwen_profile())
+    openai = {**orjson.loads(upstream), "model": TABBY_MODEL}
+    return tuple(
+        (
+            Scenario("completion", connections, openai, COMPLETIONS_PATH),
+            Scenario("tabby", connections, tabby.body, COMPLETIONS_PATH),
+        )
+        for connections in TABBY_CONNECTIONS
+    )
+
+
 GOALS: tuple[report.Goal, ...] = (
     report.Goal("non-stream RPS at c=32", "non-stream c=32 rps", 1500, higher_is_better=True),
     report.Goal("stream RPS at c=32", "stream c=32 rps", 1000, higher_is_better=True),
@@ -126,7 +166,7 @@ class Target:
 
 def direct_target(stack: ExitStack, workdir: Path, chunks: int) -> Target:
     """The baseline: the fake vLLM itself."""
-    server, url = start_fake_upstream(workdir / "fake", chunks)
+    server, url = start_fake_upstream(workdir / "fake", chunks, FAKE_MODELS)
     stack.callback(server.stop)
     return Target("direct", url, server)
 
@@ -204,6 +244,8 @@ class Settings:
     journal: bool = True
     journal_db_url: str | None = None
     journal_rounds: int = 3
+    tabby_rounds: int = 2
+    fim_iterations: int = 2000
 
 
 LoadAverage = tuple[float, float, float]
@@ -220,6 +262,9 @@ class Measured:
     servers: dict[str, str] = field(default_factory=dict)  # target -> its server's name
     auth_rounds: list[report.AuthCost] = field(default_factory=list)
     journal_rounds: list[report.AuthCost] = field(default_factory=list)
+    tabby_rounds: list[report.AuthCost] = field(default_factory=list)  # openai vs tabby
+    paired_warmup_failures: list[str] = field(default_factory=list)
+    fim: dict[str, Any] | None = None  # bench.fim's record
     loadavg_before: LoadAverage = (0.0, 0.0, 0.0)
     loadavg_after: LoadAverage = (0.0, 0.0, 0.0)
 
@@ -292,15 +337,23 @@ def measure_pair(
     measured: dict[str, tuple[wrk.WrkResult, float | None]] = {}
     for target in (other, base) if other_first else (base, other):
         script = scripts / f"{target.name}-{scenario.kind}.lua"
-        run_wrk(wrk_path, target, scenario, settings.warmup_s, script)
-        before = target.server.cpu_seconds()
-        result = run_wrk(wrk_path, target, scenario, settings.duration_s, script)
-        used = target.server.cpu_seconds() - before
-        measured[target.name] = (result, used * 1e6 / result.requests if used else None)
+        _, result, cpu_us = measure_once(wrk_path, target, scenario, settings, script)
+        measured[target.name] = (result, cpu_us)
     return report.AuthCost(
         label, measured[base.name][0], measured[other.name][0],
         measured[base.name][1], measured[other.name][1],
     )  # fmt: skip
+
+
+def measure_once(
+    wrk_path: str, target: Target, scenario: Scenario, settings: Settings, script: Path
+) -> tuple[wrk.WrkResult, wrk.WrkResult, float | None]:
+    """Warm-up, then the measurement: (warm-up, result, the server's CPU us per request)."""
+    warm = run_wrk(wrk_path, target, scenario, settings.warmup_s, script)
+    before = target.server.cpu_seconds()
+    result = run_wrk(wrk_path, target, scenario, settings.duration_s, script)
+    used = target.server.cpu_seconds() - before
+    return warm, result, used * 1e6 / result.requests if used and result.requests else None
 
 
 def measure_auth_rounds(
@@ -346,6 +399,81 @@ def measure_journal_rounds(
             )
 
 
+def measure_tabby_rounds(
+    wrk_path: str, targets: Sequence[Target], settings: Settings, scripts: Path, out: Measured
+) -> None:
+    """OpenAI and Tabby completions on the same Kodify, each pair back to back (in turns
+    first), at each of ``TABBY_CONNECTIONS``, ``tabby_rounds`` times."""
+    target = next((t for t in targets if t.name == DUMMY), None)
+    if target is None or settings.tabby_rounds <= 0:
+        return
+    check_tabby_path(target)
+    pairs = tabby_pairs()
+    for scenario in {s.kind: s for pair in pairs for s in pair}.values():
+        script = scripts / f"{target.name}-{scenario.kind}.lua"
+        script.write_text(wrk.lua_script(scenario.body_bytes().decode(), target.request_headers()))
+    for index in range(settings.tabby_rounds):
+        for base, other in pairs:
+            measured: dict[str, tuple[wrk.WrkResult, float | None]] = {}
+            for scenario in (other, base) if index % 2 else (base, other):
+                script = scripts / f"{target.name}-{scenario.kind}.lua"
+                warm, result, cpu_us = measure_once(wrk_path, target, scenario, settings, script)
+                if warm.failures:
+                    out.paired_warmup_failures.append(
+                        f"{target.name} {scenario.name} round {index + 1} warm-up: "
+                        f"{warm.failures} failed requests"
+                    )
+                measured[scenario.kind] = (result, cpu_us)
+            row = report.AuthCost(
+                f"c={base.connections} #{index + 1}",
+                measured[base.kind][0], measured[other.kind][0],
+                measured[base.kind][1], measured[other.kind][1],
+            )  # fmt: skip
+            out.tabby_rounds.append(row)
+            print(
+                f"  tabby round {index + 1} c={base.connections:<3} openai {row.dummy.rps:>8,.0f} "
+                f"req/s p50 {row.dummy.p50_ms:5.2f} ms   tabby {row.per_user.rps:>8,.0f} req/s "
+                f"p50 {row.per_user.p50_ms:5.2f} ms   cost {row.rps_cost_pct:5.1f}%",
+                flush=True,
+            )
+
+
+def check_tabby_path(target: Target) -> None:
+    """One Tabby completion before the load: it must answer 200 in Tabby's shape, from a
+    prompt in the qwen config's FIM layout (else the bench would measure something else)."""
+    tabby = tabby_pairs()[0][1]
+    body = {**tabby.body, "debug_options": {"return_prompt": True}}
+    request = urllib.request.Request(
+        target.url + tabby.path,
+        data=orjson.dumps(body),
+        headers=target.request_headers(),
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = orjson.loads(response.read())
+    except (urllib.error.URLError, OSError, orjson.JSONDecodeError) as exc:
+        raise BenchError(f"the Tabby completion before the load failed: {exc}") from None
+    debug = answer.get("debug_data") if isinstance(answer, dict) else None
+    prompt = debug.get("prompt") if isinstance(debug, dict) else None
+    if not isinstance(prompt, str) or not prompt.startswith("<|fim_prefix|>"):
+        raise BenchError(
+            "the Tabby completion before the load did not come from the qwen config's FIM "
+            f"prompt: {str(answer)[:300]}"
+        )
+
+
+def measure_fim_cpu(settings: Settings, out: Measured) -> None:
+    """``bench.fim`` in this process, before any server starts (the machine is quiet)."""
+    if settings.fim_iterations <= 0:
+        return
+    print("\n== FIM pre+post-processing in this process (bench.fim)", flush=True)
+    out.fim = fim.measure_all(
+        iterations=settings.fim_iterations, warmup=max(1, settings.fim_iterations // 10)
+    )
+    print(flush=True)
+
+
 def measure_ttft(targets: Sequence[Target], settings: Settings, out: Measured) -> None:
     stream = TTFT_SCENARIO
     for target in targets:
@@ -375,6 +503,7 @@ def run_bench(settings: Settings) -> int:
     started = datetime.now(UTC)
     measured = Measured(loadavg_before=os.getloadavg())
     warn_if_busy(measured.loadavg_before)
+    measure_fim_cpu(settings, measured)
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kodify-bench-")))
         direct = direct_target(stack, workdir, settings.chunks)
@@ -390,6 +519,7 @@ def run_bench(settings: Settings) -> int:
         measure_load(wrk_path, targets, settings, workdir, measured)
         measure_auth_rounds(wrk_path, targets, settings, workdir, measured)
         measure_journal_rounds(wrk_path, targets, settings, workdir, measured)
+        measure_tabby_rounds(wrk_path, targets, settings, workdir, measured)
         measure_ttft(targets, settings, measured)
         measured.logs = {t.name: t.server.lines_after_startup() for t in targets}
         measured.loadavg_after = os.getloadavg()
@@ -419,10 +549,18 @@ def _banner(targets: Sequence[Target], settings: Settings) -> str:
     runs = len(SCENARIOS) * len(targets)
     seconds = runs * (settings.warmup_s + settings.duration_s)
     where = ", ".join(f"{t.name} {t.url}" for t in targets)
+    tabby = ""
+    if settings.tabby_rounds > 0 and any(t.name == DUMMY for t in targets):
+        tabby_runs = settings.tabby_rounds * len(TABBY_CONNECTIONS) * 2
+        tabby = (
+            f", {tabby_runs} paired OpenAI/Tabby completion runs (about "
+            f"{tabby_runs * (settings.warmup_s + settings.duration_s)} s)"
+        )
     return (
         f"targets: {where}\n"
         f"{runs} wrk runs of {settings.warmup_s} s warm-up + {settings.duration_s} s "
-        f"(about {seconds} s), then {settings.ttft_requests} sequential streams per target"
+        f"(about {seconds} s){tabby}, then {settings.ttft_requests} sequential streams per "
+        "target"
     )
 
 
@@ -452,6 +590,20 @@ def failures(measured: Measured) -> list[str]:
     for target, streams in measured.first_chunk.items():
         if streams.failures:
             found.append(f"{target} TTFT: {streams.failures} streams not 200 or without [DONE]")
+    paired = (
+        ("auth", measured.auth_rounds, DUMMY, PER_USER),
+        ("journal", measured.journal_rounds, "journal off", "journal on"),
+        ("tabby", measured.tabby_rounds, TABBY_BASE, TABBY_OTHER),
+    )
+    for what, rows, base, other in paired:
+        for row in rows:
+            for name, result in ((base, row.dummy), (other, row.per_user)):
+                if result.failures:
+                    found.append(
+                        f"{what} {row.scenario} {name}: {result.non_2xx} non-2xx, "
+                        f"socket errors {result.socket_errors}"
+                    )
+    found += measured.paired_warmup_failures
     return found
 
 
@@ -493,6 +645,29 @@ def journal_cost_check(rounds: Sequence[report.AuthCost]) -> dict[str, Any] | No
     if median is None:
         return None
     return report.check_goals([JOURNAL_COST_GOAL], {"median": median})[0]
+
+
+def tabby_record(measured: Measured) -> dict[str, Any] | None:
+    if not measured.tabby_rounds:
+        return None
+    base, other = tabby_pairs()[0]
+    return {
+        "model": TABBY_MODEL,
+        "path": COMPLETIONS_PATH,
+        "openai_body_bytes": len(base.body_bytes()),
+        "tabby_body_bytes": len(other.body_bytes()),
+        "rounds": [
+            {"round": row.scenario, **report.paired_figures(row)} for row in measured.tabby_rounds
+        ],
+        "median": {
+            f"c={connections}": report.median_figures(tabby_rows(measured, connections))
+            for connections in TABBY_CONNECTIONS
+        },
+    }
+
+
+def tabby_rows(measured: Measured, connections: int) -> list[report.AuthCost]:
+    return [row for row in measured.tabby_rounds if row.scenario.startswith(f"c={connections} ")]
 
 
 def goal_checks(measured: Measured, candidate: str) -> list[dict[str, Any]]:
@@ -561,6 +736,8 @@ def build_record(
             "median_rps_cost_pct": report.median_cost_pct(measured.journal_rounds),
             "goal": journal_cost_check(measured.journal_rounds),
         },
+        "tabby": tabby_record(measured),
+        "fim_cpu": measured.fim,
         "server_log_problems": {
             target: report.summarise_log(lines) for target, lines in measured.logs.items()
         },
@@ -602,12 +779,34 @@ def print_report(measured: Measured, record: Mapping[str, Any], candidates: Sequ
         )
         print(report.format_auth_costs(measured.journal_rounds, label="journal"))
         print(report.format_goals([record["journal_cost"]["goal"]]))
+    if measured.tabby_rounds:
+        print_tabby(measured, record)
+    elif measured.fim:
+        print("\n== FIM pre+post-processing in process (bench.fim)")
+        print(fim.format_record(measured.fim))
     for target, problems in record["server_log_problems"].items():
         if problems:
             print("\n" + report.format_log_summary(target, problems))
     if record["failures"]:
         print("\nTHE FIGURES ARE NOT VALID: some requests failed", file=sys.stderr)
         print("\n".join("  " + line for line in record["failures"]), file=sys.stderr)
+
+
+def print_tabby(measured: Measured, record: Mapping[str, Any]) -> None:
+    tabby = record["tabby"]
+    print(
+        f"\n== Tabby completions vs OpenAI completions through {DUMMY}, "
+        f"{len(measured.tabby_rounds) // len(TABBY_CONNECTIONS)} rounds of pairs "
+        f"(Tabby: {tabby['tabby_body_bytes']:,} B, "
+        f"20 KB prefix + 10 snippets; OpenAI: the {tabby['openai_body_bytes']:,} B request "
+        "Kodify makes of it)"
+    )
+    rows = [(row.scenario, report.paired_figures(row)) for row in measured.tabby_rounds]
+    rows += [(f"median {name}", figures) for name, figures in tabby["median"].items()]
+    print(report.format_paired(rows, TABBY_BASE, TABBY_OTHER))
+    if measured.fim:
+        print("\nFIM pre+post-processing alone, in process (bench.fim, microseconds):")
+        print(fim.format_record(measured.fim))
 
 
 def _git_commit() -> str | None:
@@ -646,6 +845,18 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "postgresql://postgres@127.0.0.1:5432/kodify_bench); default: embedded SQLite",
     )
     parser.add_argument("--journal-rounds", type=int, default=3)
+    parser.add_argument(
+        "--tabby-rounds",
+        type=int,
+        default=2,
+        help="paired OpenAI/Tabby completion measurements at c=1 and c=32 (0 skips them)",
+    )
+    parser.add_argument(
+        "--fim-iterations",
+        type=int,
+        default=2000,
+        help="iterations of bench.fim's in-process FIM timing per workload (0 skips it)",
+    )
     args = parser.parse_args(argv)
     return Settings(
         duration_s=args.duration,
@@ -659,6 +870,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         journal=not args.no_journal,
         journal_db_url=args.journal_db_url,
         journal_rounds=args.journal_rounds,
+        tabby_rounds=args.tabby_rounds,
+        fim_iterations=args.fim_iterations,
     )
 
 

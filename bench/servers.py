@@ -153,12 +153,17 @@ def _in_order(markers: Sequence[str], lines: Iterable[str]) -> bool:
     return marker is None
 
 
-def start_fake_upstream(workdir: Path, chunks: int) -> tuple[ServerProcess, str]:
+def start_fake_upstream(
+    workdir: Path, chunks: int, models: Sequence[str] = ()
+) -> tuple[ServerProcess, str]:
+    """The fake vLLM, serving ``models`` in that order (its default model when empty)."""
     port = free_port()
     argv = [
         sys.executable, "-m", "gateway.tests.fake_upstream",
         "--host", "127.0.0.1", "--port", str(port), "--chunks", str(chunks),
     ]  # fmt: skip
+    for model in models:
+        argv += ["--model", model]
     server = ServerProcess("fake upstream", argv, workdir, child_environment({}))
     url = f"http://127.0.0.1:{port}"
     wait_for_health(server, url + "/health")

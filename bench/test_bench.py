@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from bench import report, run, servers, ttft, wrk
@@ -326,3 +328,161 @@ def test_journal_bench_table_fails_slow_pages_and_errors() -> None:
     lines = table.splitlines()
     assert lines[2].endswith("pass") and lines[3].endswith("FAIL")
     assert "12.0 ms" in lines[4] and lines[5].endswith("HTTP 500")
+
+
+# -- Tabby completions: bench.fim's workload and timing, the Tabby scenario ---------------
+
+
+@pytest.mark.parametrize("language", ["python", "csharp", "java", "go", "javascript"])
+def test_a_fim_workload_is_a_20_kb_file_with_10_snippets(language: str) -> None:
+    from bench import fim
+    from gateway.openai_api import is_tabby_body
+    from gateway.tabby import parse_completion
+
+    workload = fim.build_workload(language)
+    segments = workload.segments
+    assert fim.PREFIX_CHARS - 200 < len(segments["prefix"]) <= fim.PREFIX_CHARS
+    assert len(segments["suffix"]) >= fim.SUFFIX_CHARS
+    assert workload.snippet_count() == 10
+    bodies = [item["body"] for key, _ in fim.SNIPPET_KINDS for item in segments[key]]
+    assert all(200 <= len(body) <= 600 and body not in segments["prefix"] for body in bodies)
+    assert "$" not in segments["prefix"].replace("${", "").replace('$"', "")  # all filled in
+    assert is_tabby_body(orjson.loads(workload.request))
+    parsed = parse_completion(orjson.loads(workload.request))
+    assert len(parsed.segments.snippets) == 10
+    assert parsed.language == language
+
+
+def test_the_crlf_variant_has_only_crlf_line_endings() -> None:
+    from bench import fim
+
+    segments = fim.build_workload("go", crlf=True).segments
+    for text in (segments["prefix"], segments["suffix"], segments["declarations"][0]["body"]):
+        assert "\r\n" in text
+        assert text.count("\n") == text.count("\r\n")
+
+
+def test_fim_timing_goes_through_the_qwen_prompt_and_cleans_the_answer() -> None:
+    from bench import fim
+
+    ticks = iter(range(0, 10**9, 1000))
+    timing = fim.measure(
+        fim.build_workload("python"),
+        iterations=5,
+        warmup=1,
+        clock=lambda: next(ticks),
+        cpu_clock=lambda: 0,
+    )
+    # Each clock read is 1 us after the last: pre and post take one each.
+    assert timing.pre_ns == [1000] * 5 and timing.post_ns == [1000] * 5
+    assert timing.summary()["total_us"] == {"p50": 2.0, "p99": 2.0}
+    assert 9000 < timing.prompt_chars < 12000  # the qwen config's budget, not 20 KB
+    # The model's answer is cut at its blank line: no junk, no special token.
+    assert timing.answer.startswith("if record.value < threshold:")
+    assert "lorem" not in timing.answer and "<|" not in timing.answer
+    assert "def summarize_everything" not in timing.answer
+
+
+def test_fim_one_request_uses_the_fim_template_and_the_snippets() -> None:
+    from bench import fim
+
+    completion, body, answer = fim.one_request(fim.build_workload("csharp"), fim.qwen_profile())
+    upstream = orjson.loads(body)
+    assert upstream["model"] == fim.MODEL
+    assert upstream["prompt"].startswith("<|fim_prefix|>// Path: ")
+    assert upstream["prompt"].endswith("<|fim_middle|>")
+    assert "\n\n" in upstream["stop"] and "\npublic " in upstream["stop"]
+    assert completion.prompt is not None and len(completion.prompt.snippets) >= 5
+    assert orjson.loads(answer)["choices"][0]["text"].startswith("if (record.Value")
+
+
+def test_fim_measure_all_returns_a_record_with_a_verdict() -> None:
+    from bench import fim
+
+    lines: list[str] = []
+    record = fim.measure_all(iterations=3, warmup=1, languages=["go"], crlf=True, echo=lines.append)
+    assert set(record["workloads"]) == {"go", "go crlf"}
+    result = record["workloads"]["go crlf"]
+    assert result["snippets"] == 10 and result["iterations"] == 3
+    assert result["total_us"]["p50"] > 0 and result["total_cpu_us"]["p99"] >= 0
+    assert lines[-1].startswith(("PASS", "MISS")) and lines[-1] == fim.verdict_line(record)
+    assert "go crlf" in fim.format_record(record)
+
+
+def test_fim_verdict_is_judged_on_the_worst_median() -> None:
+    from bench import fim
+
+    def result(p50: float, cpu_p99: float) -> dict[str, Any]:
+        return {
+            "total_us": {"p50": p50, "p99": 4000.0},
+            "total_cpu_us": {"p50": p50, "p99": cpu_p99},
+        }
+
+    fine = fim.verdict({"python": result(150, 300), "go": result(210, 320)})
+    assert fine["passed"] and fine["worst_p50"] == "go"
+    assert fim.verdict_line({**fine, "budget_us": 500}).startswith("PASS: ")
+    slow = fim.verdict({"python": result(150, 300), "java": result(501, 900)})
+    assert not slow["passed"] and not slow["goals"][1]["holds"]
+    assert fim.verdict_line({**slow, "budget_us": 500}).startswith("MISS: ")
+
+
+def test_the_tabby_scenario_pairs_a_tabby_body_with_the_openai_request_made_of_it() -> None:
+    from gateway.fim.profiles import ProfileSet, load_shipped
+    from gateway.openai_api import Endpoint, check_request, is_tabby_body
+    from gateway.tabby import parse_completion
+
+    pairs = run.tabby_pairs()
+    assert [(a.connections, b.connections) for a, b in pairs] == [(1, 1), (32, 32)]
+    openai, tabby = pairs[0]
+    assert openai.path == tabby.path == "/v1/completions"
+    assert is_tabby_body(dict(tabby.body))
+    parse_completion(orjson.loads(tabby.body_bytes()))
+    request = check_request(
+        Endpoint.COMPLETIONS, orjson.loads(openai.body_bytes()), openai.body_bytes(), max_n=1
+    )
+    assert request.model == run.TABBY_MODEL and not request.stream
+    assert request.body["prompt"].startswith("<|fim_prefix|>")
+    # Kodify sends Tabby completions to the fake's first model, which picks the qwen config.
+    assert run.FAKE_MODELS[0] == run.TABBY_MODEL and run.FAKE_MODEL in run.FAKE_MODELS
+    assert ProfileSet(shipped=load_shipped()).matching(run.TABBY_MODEL).name == "qwen"
+    assert len(tabby.body_bytes()) > 20_000
+
+
+def test_paired_rounds_report_what_the_tabby_path_adds() -> None:
+    rows = [
+        report.AuthCost("c=1 #1", _result(1000, 1.0, 2.0), _result(900, 1.5, 3.0), 400, 600),
+        report.AuthCost("c=1 #2", _result(1100, 1.2, 2.0), _result(1000, 1.4, 2.5), 420, 580),
+    ]
+    figures = report.paired_figures(rows[0])
+    assert figures["added_p50_ms"] == pytest.approx(0.5)
+    assert figures["added_cpu_us"] == 200
+    assert figures["rps_cost_pct"] == pytest.approx(10.0)
+    medians = report.median_figures(rows)
+    assert medians["other_rps"] == pytest.approx(950)
+    assert medians["added_cpu_us"] == pytest.approx(180)
+    assert report.median_figures([])["base_rps"] is None
+    table = report.format_paired([("c=1 #1", figures), ("median c=1", medians)], "openai", "tabby")
+    header, first, median = table.splitlines()
+    assert "RPS tabby" in header and "CPU/req openai" in header
+    assert "+0.50 ms" in first and "+200 us" in first
+    assert median.startswith("median c=1")
+
+
+def test_a_failed_tabby_round_makes_the_run_invalid() -> None:
+    broken = wrk.WrkResult(1, 5, 100, {"50": 1, "99": 2}, non_2xx=4)
+    measured = run.Measured(
+        tabby_rounds=[report.AuthCost("c=32 #1", _result(100, 1, 2), broken)],
+        paired_warmup_failures=["kodify tabby c=32 round 1 warm-up: 2 failed requests"],
+    )
+    found = run.failures(measured)
+    assert found[0].startswith("tabby c=32 #1 tabby: 4 non-2xx")
+    assert found[1].endswith("2 failed requests")
+    assert run.tabby_rows(measured, 32) == measured.tabby_rounds
+    assert run.tabby_rows(measured, 1) == []
+
+
+def test_the_tabby_rounds_and_fim_timing_have_options() -> None:
+    settings = run.parse_args([])
+    assert (settings.tabby_rounds, settings.fim_iterations) == (2, 2000)
+    settings = run.parse_args(["--tabby-rounds", "0", "--fim-iterations", "0"])
+    assert (settings.tabby_rounds, settings.fim_iterations) == (0, 0)
