@@ -7,6 +7,7 @@ upstreams:
     api_key: secret      # optional options per upstream
     weight: 2
     preprocessing: qwen  # FIM config: a name from preprocess_configs/ or a path
+    max_concurrent: 64   # requests in flight from each worker; 0 (default): no limit
 tabby:
   model_name: tabby_model_name
 ```
@@ -27,7 +28,7 @@ import yaml
 
 from kodify_site.env import check_url
 
-UPSTREAM_OPTIONS = ("api_key", "weight", "enabled", "name", "preprocessing")
+UPSTREAM_OPTIONS = ("api_key", "weight", "enabled", "name", "preprocessing", "max_concurrent")
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,7 @@ class UpstreamSpec:
     enabled: bool = True
     name: str = ""
     preprocessing: str = ""  # a preprocess_configs name or path; "" = the usual choice
+    max_concurrent: int = 0  # requests in flight to it from one worker; 0 = no limit
     source: str = "config.yml"
 
 
@@ -168,6 +170,15 @@ def _upstream(url: str, options: Any, where: str) -> UpstreamSpec:
         raise ConfigError(f"{where}: upstream {url}: weight must be a positive number.")
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}: upstream {url}: enabled must be true or false.")
+    max_concurrent = options.get("max_concurrent", 0)
+    if (
+        isinstance(max_concurrent, bool)
+        or not isinstance(max_concurrent, int)
+        or max_concurrent < 0
+    ):
+        raise ConfigError(
+            f"{where}: upstream {url}: max_concurrent must be a whole number (0: no limit)."
+        )
     return UpstreamSpec(
         url=url,
         api_key=str(api_key) if api_key is not None else None,
@@ -175,5 +186,6 @@ def _upstream(url: str, options: Any, where: str) -> UpstreamSpec:
         enabled=enabled,
         name=str(name),
         preprocessing=preprocessing,
+        max_concurrent=max_concurrent,
         source=where,
     )

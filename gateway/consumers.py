@@ -275,6 +275,7 @@ class ProxyConsumer(GatewayConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.slot: Slot = NO_SLOT
+        self.last_failure: UpstreamUnavailable | None = None
 
     async def handle(self, body: bytes) -> None:
         request = parse_request(self.endpoint, body, max_n=settings.MAX_N)
@@ -300,10 +301,10 @@ class ProxyConsumer(GatewayConsumer):
     ) -> None:
         record = self.record
         withhold_usage = record is not None and request.ask_for_usage()
+        failed: list[Upstream] = []
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            if attempt > 1:
-                upstream, name = await table.resolve(model)
-                self.check_model(name)
+            if failed:
+                upstream, name = await self._another(table, model, failed)
             request.set_model(name)
             self.prepare(request, upstream, name)
             outcome = Outcome()
@@ -318,10 +319,12 @@ class ProxyConsumer(GatewayConsumer):
                     response = await open_upstream(
                         upstream, self.upstream_path, request.upstream_body()
                     )
-                except UpstreamUnavailable:
+                except UpstreamUnavailable as error:
                     if attempt == MAX_ATTEMPTS:
                         raise
-                    continue  # that replica is marked down now; try another
+                    failed.append(upstream)
+                    self.last_failure = error
+                    continue  # nothing reached the client yet: another replica may answer
                 await self.deliver(response, upstream, outcome)
                 return
             finally:
@@ -330,6 +333,23 @@ class ProxyConsumer(GatewayConsumer):
                     record.first_byte_at = outcome.first_byte_at
                     if outcome.error:
                         record.error = outcome.error
+
+    async def _another(
+        self, table: UpstreamTable, model: str | None, failed: list[Upstream]
+    ) -> tuple[Upstream, str]:
+        """A replica this request has not failed on; else the reason it cannot be served.
+
+        With one replica tried, the client gets that replica's own failure (a timeout is
+        a 504, not "every replica is down"); with several, the table's summary of them.
+        """
+        try:
+            upstream, name = await table.resolve(model, exclude=failed)
+        except OpenAIError:
+            if len(failed) == 1 and self.last_failure is not None:
+                raise self.last_failure from None
+            raise
+        self.check_model(name)
+        return upstream, name
 
     def prepare(self, request: Any, upstream: Upstream, model: str) -> None:
         """Adapt the request to the replica chosen (before each attempt)."""

@@ -66,9 +66,14 @@ class Outcome:
 
 
 async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.ClientResponse:
-    """Send the request; return the response once its headers are in."""
+    """Send the request; return the response once its headers are in.
+
+    Whatever fails before that (no connection, no answer in time, a 5xx) marks the
+    replica down and raises :class:`UpstreamUnavailable`: nothing reached the client yet,
+    so the request may go to another replica.
+    """
     try:
-        return await upstream_session().post(
+        response = await upstream_session().post(
             upstream.endpoint(path),
             data=body,
             headers={"Content-Type": "application/json", **upstream.auth_headers},
@@ -80,10 +85,11 @@ async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.C
             504, f"Upstream {upstream.display_url} {message}.", code="upstream_timeout"
         ) from None
     except aiohttp.ServerTimeoutError:
-        raise OpenAIError(
+        limit = settings.KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT
+        upstream.mark_down(f"no answer within {limit:g} s")
+        raise UpstreamUnavailable(
             504,
-            f"Upstream {upstream.display_url} sent no answer within "
-            f"{settings.KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT:g} s "
+            f"Upstream {upstream.display_url} sent no answer within {limit:g} s "
             "(KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT).",
             code="upstream_timeout",
         ) from None
@@ -96,12 +102,33 @@ async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.C
             headers=((b"retry-after", b"2"),),
         ) from None
     except aiohttp.ClientError as exc:
-        raise OpenAIError(
+        upstream.mark_down(f"broke the connection ({type(exc).__name__})")
+        raise UpstreamUnavailable(
             502,
             f"Upstream {upstream.display_url} broke the connection before answering "
             f"({type(exc).__name__}).",
             code="upstream_error",
         ) from None
+    if response.status >= 500 and response.status != 501:
+        try:
+            error_body = await response.content.read(MAX_ERROR_BODY)
+        except (aiohttp.ClientError, TimeoutError):
+            error_body = b""
+        finally:
+            response.close()
+        error = from_upstream(response.status, error_body, upstream.display_url)
+        upstream.mark_down(f"answered HTTP {response.status}", answering=True)
+        raise UpstreamUnavailable(
+            error.status,
+            error.message,
+            code=error.code,
+            param=error.param,
+            type=error.type,
+            headers=error.headers,
+        )
+    if upstream.healthy is False:  # a resting replica that answers is back
+        upstream.mark_up()
+    return response
 
 
 async def relay(

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -44,6 +45,14 @@ class Upstream:
     last_check: datetime | None = None
     last_error: str = ""
     outstanding: int = 0
+    # Passive health: after a failed request the replica rests until ``down_until``
+    # (monotonic), a rest that doubles with each failure in a row; then one request may
+    # try it again.  A successful health check or request ends the rest at once.
+    failures: int = 0
+    down_until: float = 0.0
+    # Down because it answered with an error (5xx), not because it could not be reached:
+    # it is alive, so when nothing better is left it still gets the request.
+    answering: bool = False
 
     def __post_init__(self) -> None:
         self.url = self.spec.url
@@ -57,12 +66,35 @@ class Upstream:
     def endpoint(self, path: str) -> str:
         return self.url + path
 
-    def mark_down(self, error: str) -> None:
+    def mark_down(self, error: str, *, answering: bool = False) -> None:
+        self.answering = answering
+        self.failures += 1
+        rest = min(
+            settings.KODIFY_UPSTREAM_COOLDOWN * 2 ** min(self.failures - 1, 16),
+            settings.KODIFY_UPSTREAM_COOLDOWN_MAX,
+        )
+        self.down_until = time.monotonic() + rest
         if self.healthy is not False:
-            logger.warning("upstream %s is down: %s", self.display_url, error)
+            logger.warning("upstream %s is down (%s); resting %g s", self.display_url, error, rest)
         self.healthy = False
         self.last_error = error
         self.last_check = datetime.now(UTC)
+
+    def mark_up(self) -> None:
+        if self.healthy is False:
+            logger.info("upstream %s is back", self.display_url)
+        self.healthy = True
+        self.failures = 0
+        self.down_until = 0.0
+        self.answering = False
+        self.last_error = ""
+
+    def usable(self, now: float) -> bool:
+        """Healthy, or down but rested enough to be tried again; and not at capacity."""
+        if self.healthy is None or (self.healthy is False and now < self.down_until):
+            return False
+        limit = self.spec.max_concurrent
+        return not limit or self.outstanding < limit
 
     def state(self) -> dict[str, Any]:
         return {
@@ -122,42 +154,75 @@ class UpstreamTable:
                 cards.setdefault(name, card)
         return list(cards.values())
 
-    def pick(self, model: str) -> Upstream | None:
-        """The least busy healthy replica of ``model`` (by outstanding/weight), or None."""
+    def pick(self, model: str, exclude: Collection[Upstream] = ()) -> Upstream | None:
+        """The least busy usable replica of ``model`` (by outstanding/weight), or None.
+
+        Healthy replicas first; a rested one is tried only when no healthy one can take
+        the request, and then by one request at a time (its rest starts again meanwhile),
+        so a replica that hangs costs one request a timeout, not every request.  Last, a
+        replica that is down only because it answered with errors: a request that made
+        one replica fail must not make every other request fail while it rests.
+        """
         replicas = self._by_model.get(model)
+        if replicas and exclude:
+            replicas = [u for u in replicas if u not in exclude]
         if not replicas:
             return None
+        now = time.monotonic()
+        self._turn += 1
+        best = self._least_busy(replicas, now, healthy=True)
+        if best is None:
+            best = self._least_busy(replicas, now, healthy=False)
+            if best is not None:
+                best.down_until = now + settings.KODIFY_UPSTREAM_COOLDOWN
+        if best is None:
+            answering = [u for u in replicas if u.answering and u.enabled]
+            best = self._least_busy(answering, float("inf"), healthy=False)
+        return best
+
+    def _least_busy(
+        self, replicas: list[Upstream], now: float, *, healthy: bool
+    ) -> Upstream | None:
         best: Upstream | None = None
         best_load = 0.0
         count = len(replicas)
-        self._turn += 1
         for i in range(count):  # rotate the start so ties take turns
             upstream = replicas[(self._turn + i) % count]
-            if not upstream.healthy:
+            if upstream.healthy is not healthy or not upstream.usable(now):
                 continue
             load = (upstream.outstanding + 1) / upstream.weight
             if best is None or load < best_load:
                 best, best_load = upstream, load
         return best
 
-    async def resolve(self, model: str | None) -> tuple[Upstream, str]:
+    async def resolve(
+        self, model: str | None, *, exclude: Collection[Upstream] = ()
+    ) -> tuple[Upstream, str]:
         """Where to send a request for ``model`` (None: the default model).
 
-        Raises OpenAIError 404 for a model nobody serves, 503 when its replicas are down.
+        ``exclude``: replicas this request failed on already.  Raises OpenAIError 404 for
+        a model nobody serves, 503 when its replicas are down.
         """
         self.ensure_background_refresh()
         for attempt in range(2):
             name = model or self.default_model()
             if name is not None:
-                upstream = self.pick(name)
+                upstream = self.pick(name, exclude)
                 if upstream is not None:
                     return upstream, name
             if attempt == 0 and not await self.refresh_on_demand():
                 break
         raise self._unroutable(model)
 
+    def retry_after(self, replicas: Iterable[Upstream]) -> int:
+        """Whole seconds until the first of ``replicas`` may be tried again (at least 1)."""
+        now = time.monotonic()
+        waits = [u.down_until - now for u in replicas if u.enabled and u.healthy is False]
+        soonest = min(waits, default=ON_DEMAND_REFRESH_INTERVAL)
+        return max(1, math.ceil(min(soonest, self.refresh_interval)))
+
     def _unroutable(self, model: str | None) -> OpenAIError:
-        retry = ((b"retry-after", str(int(ON_DEMAND_REFRESH_INTERVAL) + 1).encode()),)
+        retry = ((b"retry-after", str(self.retry_after(self.upstreams)).encode()),)
         if not self.upstreams:
             return OpenAIError(
                 503,
@@ -175,7 +240,16 @@ class UpstreamTable:
                 headers=retry,
             )
         replicas = self._by_model.get(name)
+        if replicas and any(u.healthy and u.spec.max_concurrent for u in replicas):
+            return OpenAIError(
+                503,
+                f"Every upstream serving model '{name}' is at its limit of concurrent "
+                "requests; try again in a moment.",
+                code="upstream_busy",
+                headers=((b"retry-after", b"1"),),
+            )
         if replicas:
+            retry = ((b"retry-after", str(self.retry_after(replicas)).encode()),)
             return OpenAIError(
                 503,
                 f"Every upstream serving model '{name}' is down: " + self._errors_summary(replicas),
@@ -282,8 +356,7 @@ class UpstreamTable:
                 ", ".join(models) or "no model",
             )
         upstream.models = models
-        upstream.healthy = True
-        upstream.last_error = ""
+        upstream.mark_up()
         upstream.last_check = datetime.now(UTC)
 
     def ensure_background_refresh(self) -> None:

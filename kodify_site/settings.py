@@ -359,6 +359,20 @@ KODIFY_UPSTREAM_IDLE_TIMEOUT = env.float(
     minimum=0.1,
     help="Seconds of silence allowed between two chunks of an upstream's answer.",
 )
+KODIFY_UPSTREAM_COOLDOWN = env.float(
+    "KODIFY_UPSTREAM_COOLDOWN",
+    2.0,
+    minimum=0.1,
+    help="Seconds a replica rests after it failed a request before the first byte "
+    "(refused, timed out, 5xx); doubled for each failure in a row. A successful health "
+    "check ends the rest.",
+)
+KODIFY_UPSTREAM_COOLDOWN_MAX = env.float(
+    "KODIFY_UPSTREAM_COOLDOWN_MAX",
+    60.0,
+    minimum=0.1,
+    help="The longest rest of a failing replica, in seconds.",
+)
 KODIFY_MODEL_REFRESH_INTERVAL = env.float(
     "KODIFY_MODEL_REFRESH_INTERVAL",
     30.0,

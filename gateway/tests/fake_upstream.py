@@ -50,6 +50,10 @@ class FakeUpstream:
     api_key: str | None = None
     max_model_len: int = 4096
     completion_text: Callable[[dict[str, Any]], str] | None = None
+    first_byte_delay: float = 0.0  # every generation waits this long before answering
+    # Counters, kept even when records are not (a benchmark or a separate process).
+    seen: int = 0
+    completed: int = 0
     records: list[Record] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -99,8 +103,8 @@ class FakeUpstream:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
             {
-                "requests": len(self.records),
-                "completed": self.count("completed"),
+                "requests": self.seen,
+                "completed": self.completed,
                 "disconnected": self.count("disconnected"),
             }
         )
@@ -125,6 +129,7 @@ class FakeUpstream:
             return _unauthorised()
         body = orjson.loads(await request.read())
         record = Record(path=request.path, headers=dict(request.headers), body=body)
+        self.seen += 1
         self.records.append(record)
         self._notify()
         steer = body.get("fake") or {}
@@ -133,14 +138,16 @@ class FakeUpstream:
         except (asyncio.CancelledError, ConnectionResetError):
             self._finish(record, "disconnected")
             raise
+        self.completed += 1
         self._finish(record, "completed")
         return response
 
     async def _answer(
         self, request: web.Request, body: dict[str, Any], steer: dict[str, Any]
     ) -> web.StreamResponse:
-        if steer.get("first_byte_delay"):
-            await asyncio.sleep(float(steer["first_byte_delay"]))
+        first_byte_delay = float(steer.get("first_byte_delay", self.first_byte_delay))
+        if first_byte_delay:
+            await asyncio.sleep(first_byte_delay)
         model = body.get("model")
         if model not in self.models:
             return _error(404, f"The model `{model}` does not exist.", steer.get("error_shape"))
@@ -324,6 +331,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=16)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--model", action="append", dest="models")
+    parser.add_argument("--first-byte-delay", type=float, default=0.0)
     parser.add_argument("--api-key")
     args = parser.parse_args()
     fake = FakeUpstream(
@@ -331,6 +339,7 @@ def main() -> None:
         chunks=args.chunks,
         delay=args.delay,
         api_key=args.api_key,
+        first_byte_delay=args.first_byte_delay,
     )
     # Records would grow without bound under benchmark load; keep none there.
     fake.records = _NoRecords()
