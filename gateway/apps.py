@@ -1,11 +1,70 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class GatewayConfig(AppConfig):
     """The public API: upstreams, routing, the streaming proxy, health."""
 
     name = "gateway"
+    verbose_name = "Gateway"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from gateway import checks  # noqa: F401 - registers the system checks
+        from gateway import checks, signals  # noqa: F401 - register checks and signals
+
+        post_migrate.connect(grant_gateway_roles, sender=self)
+
+
+# Administrators manage the upstreams, models and settings, and the schedules (the
+# health checks' among them); auditors get nothing here.
+ADMIN_GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "gateway": {
+        "upstreamserver": ("add", "change", "delete", "view"),
+        "servedmodel": ("change", "delete", "view"),
+        "gatewaysetting": ("change", "view"),
+    },
+    "django_celery_beat": {
+        model: ("add", "change", "delete", "view")
+        for model in (
+            "periodictask",
+            "intervalschedule",
+            "crontabschedule",
+            "solarschedule",
+            "clockedschedule",
+        )
+    },
+}
+
+
+def grant_gateway_roles(*, using: str, apps: Any = None, **kwargs: Any) -> None:
+    """After every migrate, and after ``flush`` (tests), which empties the groups.
+
+    A signal rather than only a data migration: the grants then also reach databases
+    migrated before these models existed, and django-celery-beat's permissions.
+    """
+    from accounts.roles import ADMINISTRATORS, grant
+
+    if using != "default":
+        return
+    if apps is None:
+        from django.apps import apps as installed
+
+        _grant_installed(installed, ADMINISTRATORS)
+        return
+    for app_label, models in ADMIN_GRANTS.items():
+        grant(apps, ADMINISTRATORS, app_label, models)
+
+
+def _grant_installed(apps: Any, group_name: str) -> None:
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    group, _ = group_model.objects.get_or_create(name=group_name)
+    for app_label, models in ADMIN_GRANTS.items():
+        codenames = [f"{action}_{model}" for model, actions in models.items() for action in actions]
+        group.permissions.add(
+            *permission_model.objects.filter(
+                content_type__app_label=app_label, codename__in=codenames
+            )
+        )

@@ -24,8 +24,8 @@ def upstream_configuration(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not config.upstreams:
         return [
             Warning(
-                "No upstream is configured: requests will get 503 until config.yml "
-                "(or KODIFY_UPSTREAMS) names a vLLM server.",
+                "No upstream in config.yml or KODIFY_UPSTREAMS: requests will get 503 "
+                "until one is named there or added in the console (Upstreams).",
                 id="kodify.W101",
             )
         ]

@@ -26,12 +26,19 @@ from django.conf import settings
 
 from accounts.auth import AuthenticationFailed, Principal, get_authenticator
 from accounts.limits import NO_SLOT, LimitExceeded, Slot, get_limiter
-from gateway import health, openapi, tabby
+from gateway import health, metrics, openapi, tabby
 from gateway.errors import OpenAIError
 from gateway.fim.completion import FimCompletion
 from gateway.fim.profiles import FimProfile, get_profiles
 from gateway.fim.suffix import SuffixRewrite
-from gateway.openai_api import Endpoint, check_request, decode_json, is_tabby_body, parse_request
+from gateway.openai_api import (
+    Endpoint,
+    ProxyRequest,
+    check_request,
+    decode_json,
+    is_tabby_body,
+    parse_request,
+)
 from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, read_answer, relay
 from gateway.upstreams import Upstream, UpstreamTable, get_table
 from journal import recorder
@@ -65,11 +72,17 @@ class GatewayConsumer(AsyncHttpConsumer):
         self.response_complete = False
         self.client_gone = False
         self.record: Record | None = None
+        self.status = 0
+        self.model = ""
+        self.streamed = False
+        self.first_byte_at: float | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.base_send = send
         self.request_id = secrets.token_hex(8)
+        started = time.perf_counter()
+        endpoint = metrics.request_started(scope["path"])
         if self.journaled and recorder.journal_on():
             self.record = self.new_record()
         try:
@@ -77,6 +90,14 @@ class GatewayConsumer(AsyncHttpConsumer):
         finally:
             if self.record is not None:
                 self.journal(self.record)
+            first_byte_at = self.first_byte_at
+            metrics.request_finished(
+                endpoint,
+                self.model,
+                self.status or (CLIENT_CLOSED_REQUEST if self.client_gone else 0),
+                time.perf_counter() - started,
+                first_byte_at - started if self.streamed and first_byte_at is not None else None,
+            )
 
     async def serve(self, receive: Any) -> None:
         try:
@@ -184,6 +205,7 @@ class GatewayConsumer(AsyncHttpConsumer):
                 self.header(b"authorization"), self.header(b"user-agent")
             )
         except AuthenticationFailed as exc:
+            metrics.auth_failure(exc.code)
             raise OpenAIError(
                 401,
                 str(exc),
@@ -220,6 +242,7 @@ class GatewayConsumer(AsyncHttpConsumer):
 
     async def send_headers(self, *, status: int = 200, headers: Any = None) -> None:
         self.headers_sent = True
+        self.status = status
         if self.record is not None:
             self.record.status = status
         await super().send_headers(status=status, headers=headers)
@@ -278,18 +301,23 @@ class ProxyConsumer(GatewayConsumer):
         self.last_failure: UpstreamUnavailable | None = None
 
     async def handle(self, body: bytes) -> None:
-        request = parse_request(self.endpoint, body, max_n=settings.MAX_N)
+        request = parse_request(self.endpoint, body, max_n=get_table().max_n)
         await self.forward(request.model, request)
 
     async def forward(self, model: str | None, request: Any) -> None:
         table = get_table()
+        self.model = model or ""
+        self.streamed = bool(getattr(request, "stream", False))
         if self.record is not None:
             self.record.model = model or ""
             self.record.stream = bool(getattr(request, "stream", False))
         if model is not None:  # refused before resolving: no hint whether it exists
             self.check_model(model)
         upstream, name = await table.resolve(model)
+        self.model = name
         self.check_model(name)  # the default model too
+        if table.default_max_tokens and isinstance(request, ProxyRequest):
+            request.default_max_tokens(table.default_max_tokens)
         await self.take_slot()
         try:
             await self._forward(table, model, upstream, name, request)
@@ -324,11 +352,13 @@ class ProxyConsumer(GatewayConsumer):
                         raise
                     failed.append(upstream)
                     self.last_failure = error
+                    metrics.retry(upstream, error)
                     continue  # nothing reached the client yet: another replica may answer
                 await self.deliver(response, upstream, outcome)
                 return
             finally:
                 upstream.outstanding -= 1
+                self.first_byte_at = outcome.first_byte_at
                 if record is not None:
                     record.first_byte_at = outcome.first_byte_at
                     if outcome.error:
@@ -433,7 +463,7 @@ class CompletionsConsumer(ProxyConsumer):
         if is_tabby_body(data):
             await self.complete(tabby.parse_completion(data))
             return
-        request = check_request(self.endpoint, data, body, max_n=settings.MAX_N)
+        request = check_request(self.endpoint, data, body, max_n=get_table().max_n)
         if SuffixRewrite.wanted(request.body):
             self.rewrite = SuffixRewrite(request.body)
         await self.forward(request.model, request)
@@ -453,7 +483,7 @@ class CompletionsConsumer(ProxyConsumer):
     def prepare(self, request: Any, upstream: Upstream, model: str) -> None:
         if self.fim is None and self.rewrite is None:
             return
-        profile = _profile(upstream, model)
+        profile = _profile(get_table(), upstream, model)
         if self.fim is not None:
             card = upstream.models.get(model) or {}
             self.fim.use_profile(profile, context_tokens=card.get("max_model_len"))
@@ -473,11 +503,14 @@ class CompletionsConsumer(ProxyConsumer):
         await self.send_json(200, answer)
 
 
-def _profile(upstream: Upstream, model: str) -> FimProfile:
+def _profile(table: UpstreamTable, upstream: Upstream, model: str) -> FimProfile:
     card = upstream.models.get(model) or {}
     root = card.get("root")
     return get_profiles().for_model(
-        model, upstream_url=upstream.url, root=root if isinstance(root, str) else ""
+        model,
+        upstream_url=upstream.url,
+        root=root if isinstance(root, str) else "",
+        choices=(upstream.spec.preprocessing, table.model_preprocessing.get(model, "")),
     )
 
 

@@ -50,6 +50,13 @@ class ProxyRequest:
         self.raw = None
         return True
 
+    def default_max_tokens(self, limit: int) -> None:
+        """The console's default ``max_tokens`` for a request that sets no limit itself."""
+        body = self.body
+        if body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
+            body["max_tokens"] = limit
+            self.raw = None
+
     def set_model(self, model: str) -> None:
         if self.model != model:
             self.body["model"] = model

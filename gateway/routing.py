@@ -6,9 +6,11 @@ A trailing slash is tolerated: some clients add one to every path.
 from django.urls import re_path
 
 from gateway import consumers
+from gateway.metrics_endpoint import MetricsConsumer
 
 http_urlpatterns = [
     re_path(r"^health/?$", consumers.HealthConsumer.as_asgi()),
+    re_path(r"^metrics/?$", MetricsConsumer.as_asgi()),
     re_path(r"^v1/chat/completions/?$", consumers.ChatCompletionsConsumer.as_asgi()),
     re_path(r"^v1/completions/?$", consumers.CompletionsConsumer.as_asgi()),
     re_path(r"^v1/models/?$", consumers.ModelsConsumer.as_asgi()),

@@ -27,6 +27,8 @@ from django.conf import settings
 
 from gateway.config_file import GatewayConfig, UpstreamSpec, load_config
 from gateway.errors import OpenAIError
+from gateway.following import DatabaseFollower
+from gateway.snapshot import GatewaySnapshot, UpstreamRow
 
 logger = logging.getLogger("kodify.upstreams")
 
@@ -65,6 +67,26 @@ class Upstream:
 
     def endpoint(self, path: str) -> str:
         return self.url + path
+
+    def configure(self, spec: UpstreamSpec, api_key: str | None) -> None:
+        """New settings from the console or config.yml; what was learnt about it stays."""
+        self.spec = spec
+        self.api_key = api_key
+        self.__post_init__()
+
+    def observe(self, row: UpstreamRow) -> None:
+        """Take the database's health check when it is newer than what this worker saw."""
+        if row.last_check is None or (
+            self.last_check is not None and row.last_check <= self.last_check
+        ):
+            return
+        if row.healthy:
+            self.models = dict(row.models)
+            self.mark_up()
+        elif row.healthy is False and self.healthy is not False:
+            self.mark_down(row.last_error or "the health check failed")
+        self.last_error = row.last_error
+        self.last_check = row.last_check
 
     def mark_down(self, error: str, *, answering: bool = False) -> None:
         self.answering = answering
@@ -121,10 +143,17 @@ class UpstreamTable:
         connect_timeout: float = 5.0,
         refresh_interval: float = 30.0,
     ) -> None:
+        self.file_specs = tuple(specs)
+        self.default_api_key = default_api_key
         self.upstreams = [
-            Upstream(spec=spec, api_key=spec.api_key or default_api_key) for spec in specs
+            Upstream(spec=spec, api_key=spec.api_key or default_api_key) for spec in self.file_specs
         ]
-        self.tabby_model_name = tabby_model_name
+        self.file_tabby_model_name = self.tabby_model_name = tabby_model_name
+        # The console's word, when the database has one (see apply_snapshot).
+        self.max_n: int = settings.MAX_N
+        self.default_max_tokens: int | None = None
+        self.model_preprocessing: dict[str, str] = {}
+        self.following = DatabaseFollower(self)
         self.connect_timeout = connect_timeout
         self.refresh_interval = refresh_interval
         self._by_model: dict[str, list[Upstream]] = {}
@@ -226,7 +255,8 @@ class UpstreamTable:
         if not self.upstreams:
             return OpenAIError(
                 503,
-                "No upstream is configured: add one to config.yml or KODIFY_UPSTREAMS.",
+                "No upstream is configured: add one to config.yml, KODIFY_UPSTREAMS or "
+                "the console (Upstreams).",
                 code="no_upstream",
                 headers=retry,
             )
@@ -282,6 +312,47 @@ class UpstreamTable:
 
     def health(self) -> list[dict[str, Any]]:
         return [upstream.state() for upstream in self.upstreams]
+
+    # -- the database's word (console and health checks) --------------------------------
+
+    def apply_snapshot(self, snapshot: GatewaySnapshot) -> None:
+        """Rebuild the table from the database and this process's config.yml.
+
+        config.yml's upstreams are this process's own: their database rows only mirror
+        them for the console, unless an administrator edited one there (source
+        "console"), which then wins.  Upstreams added in the console join them.  Health
+        checks stored in the database apply when newer than this worker's own view.
+        """
+        rows = {row.url: row for row in snapshot.upstreams}
+        specs: list[UpstreamSpec] = []
+        for spec in self.file_specs:
+            row = rows.get(spec.url)
+            specs.append(_spec_of(row) if row is not None and row.source == "console" else spec)
+        in_file = {spec.url for spec in self.file_specs}
+        specs += [
+            _spec_of(row)
+            for row in snapshot.upstreams
+            if row.source == "console" and row.url not in in_file
+        ]
+        known = {upstream.url: upstream for upstream in self.upstreams}
+        upstreams = []
+        for spec in specs:
+            api_key = spec.api_key or self.default_api_key
+            upstream = known.get(spec.url)
+            if upstream is None:
+                upstream = Upstream(spec=spec, api_key=api_key)
+            elif upstream.spec != spec or upstream.api_key != api_key:
+                upstream.configure(spec, api_key)
+            row = rows.get(spec.url)
+            if row is not None:
+                upstream.observe(row)
+            upstreams.append(upstream)
+        self.upstreams = upstreams
+        self.tabby_model_name = snapshot.tabby_model_name or self.file_tabby_model_name
+        self.max_n = snapshot.max_n or settings.MAX_N
+        self.default_max_tokens = snapshot.default_max_tokens
+        self.model_preprocessing = dict(snapshot.model_preprocessing)
+        self._reindex()
 
     # -- refreshing (off the hot path) ----------------------------------------------------
 
@@ -365,12 +436,20 @@ class UpstreamTable:
             self._background = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def _refresh_forever(self) -> None:
+        """Follow the database every few seconds; check the upstreams every interval."""
+        last_check = -math.inf
         while True:
             try:
-                await self.refresh()
+                await self.following.follow()
             except Exception:  # keep the loop alive whatever one round does
-                logger.exception("refreshing the upstream table failed")
-            await asyncio.sleep(self.refresh_interval)
+                logger.exception("reading the upstreams from the database failed")
+            if time.monotonic() - last_check >= self.refresh_interval:
+                last_check = time.monotonic()
+                try:
+                    await self.following.check(self.refresh)
+                except Exception:
+                    logger.exception("checking the upstreams failed")
+            await asyncio.sleep(min(settings.KODIFY_CONFIG_POLL_INTERVAL, self.refresh_interval))
 
     async def close(self) -> None:
         for task in (self._background, self._refreshing):
@@ -416,6 +495,19 @@ def _clean_card(card: dict[str, Any]) -> dict[str, Any]:
     if _is_int(card.get("max_model_len")):
         clean["max_model_len"] = card["max_model_len"]
     return clean
+
+
+def _spec_of(row: UpstreamRow) -> UpstreamSpec:
+    return UpstreamSpec(
+        url=row.url,
+        api_key=row.api_key,
+        weight=row.weight,
+        enabled=row.enabled,
+        name=row.name,
+        preprocessing=row.preprocessing,
+        max_concurrent=row.max_concurrent,
+        source="console",
+    )
 
 
 def _is_int(value: Any) -> bool:

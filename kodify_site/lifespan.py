@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from accounts.auth import get_token_usage
+from gateway import metrics
 from gateway.http_client import close_upstream_session
 from gateway.upstreams import get_table
 from journal.recorder import shutdown as shutdown_journal
@@ -22,11 +23,13 @@ class Lifespan:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 get_table().ensure_background_refresh()
+                metrics.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await get_table().close()
                 await close_upstream_session()
                 await get_token_usage().flush()
                 await asyncio.to_thread(shutdown_journal, JOURNAL_SHUTDOWN_TIMEOUT)
+                metrics.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

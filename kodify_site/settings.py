@@ -8,6 +8,7 @@ production services.  Bad values are reported by system checks (``kodify_site/ch
 
 from __future__ import annotations
 
+import os
 import secrets
 import warnings
 from datetime import timedelta
@@ -379,6 +380,13 @@ KODIFY_MODEL_REFRESH_INTERVAL = env.float(
     minimum=1.0,
     help="Seconds between two readings of each upstream's /health and /v1/models.",
 )
+KODIFY_CONFIG_POLL_INTERVAL = env.float(
+    "KODIFY_CONFIG_POLL_INTERVAL",
+    2.0,
+    minimum=0.1,
+    help="Seconds between two looks of each worker at the console's changes and the "
+    "stored health checks (a cache read; the database is read only when they changed).",
+)
 WAIT_VLLM = env.bool(
     "WAIT_VLLM",
     False,
@@ -422,6 +430,42 @@ KODIFY_MAX_BODY_BYTES = env.int(
     help="Largest request body accepted, in bytes; larger ones get 413.",
     example="16777216",
 )
+
+# ---------------------------------------------------------------------------------------
+env.group = "Metrics"
+
+KODIFY_METRICS_TOKEN = env.str(
+    "KODIFY_METRICS_TOKEN",
+    None,
+    secret=True,
+    help="Token for GET /metrics (Prometheus), sent as 'Authorization: Bearer <token>' "
+    "(the scrape job's authorization credentials). When set, every client needs it, "
+    "local ones too. Unset: see KODIFY_METRICS_PUBLIC.",
+    example="(a long random string)",
+)
+KODIFY_METRICS_PUBLIC = env.bool(
+    "KODIFY_METRICS_PUBLIC",
+    False,
+    help="Without KODIFY_METRICS_TOKEN: true serves /metrics to anyone who can reach "
+    "the server; false serves it only to clients on this machine (127.0.0.1 or ::1, "
+    "with no X-Forwarded-For, Forwarded or X-Real-IP header) and answers 403 to the "
+    "others. A reverse proxy on this machine that adds none of those headers makes "
+    "every client look local: give /metrics a token then.",
+)
+KODIFY_METRICS_DIR: Path = env.path(
+    "KODIFY_METRICS_DIR",
+    None,
+    base=BASE_DIR,
+    help="Folder where each server process keeps its metric values "
+    "(prometheus-client's multiprocess files), so that /metrics adds up every worker; "
+    "emptied when the first process of a server starts. Unset: metrics/ in "
+    "KODIFY_DATA_DIR. A local disk (tmpfs is best) and one per server: never shared "
+    "between machines or servers. PROMETHEUS_MULTIPROC_DIR is set from it.",
+    example="/run/kodify/metrics",
+) or (KODIFY_DATA_DIR / "metrics")
+# prometheus-client reads this when it creates a metric's file (and decides at import
+# whether to run in multiprocess mode): it must be set before gateway.metrics runs.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(KODIFY_METRICS_DIR)
 
 # ---------------------------------------------------------------------------------------
 # Django machinery (not configurable from the environment).

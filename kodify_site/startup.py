@@ -45,11 +45,31 @@ def _prepare() -> None:
     if problem:
         print(f"Kodify cannot start: {problem} (kodify.E022)", file=sys.stderr)
         raise SystemExit(1)
+    import_config_upstreams()
     # Requests open their own connections (CONN_MAX_AGE 0); without this, the one opened
     # here would stay open, idle, for the life of every worker.
     connections.close_all()
     if settings.WAIT_VLLM:
         wait_for_first_upstream()
+
+
+def import_config_upstreams() -> None:
+    """config.yml's upstreams into the database, where the console shows and edits them.
+
+    A failure does not stop the start: the gateway serves with what the database has.
+    """
+    try:
+        from gateway import services  # the project may know its apps
+        from gateway.upstreams import gateway_config
+
+        services.import_config_upstreams(config=gateway_config())
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        logger.warning(
+            "config.yml's upstreams could not be imported into the database (%s); serving "
+            "with the upstreams the database has",
+            first_line,
+        )
 
 
 def exit_on_bad_settings() -> None:

@@ -21,12 +21,15 @@ one sentence); requests only look configs up in dictionaries.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+
+logger = logging.getLogger("kodify.fim")
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "preprocess_configs"
 SCHEMA_FILE = SHIPPED_DIR / "schema.json"
@@ -198,13 +201,43 @@ class ProfileSet:
     explicit: FimProfile | None = None  # COMPLETIONS_PREPROCESSING_CONFIG
     by_upstream: dict[str, FimProfile] = field(default_factory=dict)  # url → config.yml's
 
-    def for_model(self, model: str, *, upstream_url: str = "", root: str = "") -> FimProfile:
+    loaded: dict[str, FimProfile | None] = field(default_factory=dict)  # by reference
+
+    def for_model(
+        self,
+        model: str,
+        *,
+        upstream_url: str = "",
+        root: str = "",
+        choices: tuple[str, ...] = (),
+    ) -> FimProfile:
+        """The config for ``model``: the first of ``choices`` that loads (the upstream's
+        and the model's own, from the console or config.yml), else the setting, else by
+        the model's name."""
+        for reference in choices:
+            chosen = self.reference(reference) if reference else None
+            if chosen is not None:
+                return chosen
         chosen = self.by_upstream.get(upstream_url) if upstream_url else None
         if chosen is not None:
             return chosen
         if self.explicit is not None:
             return self.explicit
         return self.matching(model, root)
+
+    def reference(self, reference: str) -> FimProfile | None:
+        """``named(reference)`` read once; None (logged) when it cannot be used.
+
+        The console refuses a bad reference when it is saved; this guards against a file
+        that disappeared since.
+        """
+        if reference not in self.loaded:
+            try:
+                self.loaded[reference] = self.named(reference)
+            except ProfileError as exc:
+                logger.error("preprocessing config %r is unusable: %s", reference, exc)
+                self.loaded[reference] = None
+        return self.loaded[reference]
 
     def matching(self, model: str, root: str = "") -> FimProfile:
         names = f"{model}\n{root}".lower()

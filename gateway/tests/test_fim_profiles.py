@@ -122,3 +122,11 @@ def test_the_start_up_check_names_a_missing_or_broken_config(tmp_path: Path) -> 
         errors = upstream_configuration()
     assert [error.id for error in errors] == ["kodify.E102"]
     assert "template" in errors[0].msg
+
+
+def test_console_choices_come_first_and_an_unusable_one_falls_back() -> None:
+    chosen = build_profile_set("codestral", {})
+    assert chosen.for_model("qwen-coder", choices=("", "deepseek")).name == "deepseek"
+    assert chosen.for_model("qwen-coder", choices=("starcoder2", "deepseek")).name == "starcoder2"
+    assert chosen.for_model("qwen-coder", choices=("/gone/config.json",)).name == "codestral"
+    assert chosen.loaded["/gone/config.json"] is None  # read once, not at every request

@@ -1,0 +1,216 @@
+"""Upstreams, served models and the gateway's console settings (SPEC §5, §6).
+
+The hot path never reads these tables: each worker rebuilds its in-memory table from
+:func:`gateway.selectors.gateway_snapshot` when a version stamp in the cache changes
+(:mod:`gateway.snapshot`).  Writes go through :mod:`gateway.services`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import JSONField, Q
+
+from gateway.config_file import normalise_upstream_url
+from kodify_site.env import check_url
+
+SOURCE_CONFIG = "config.yml"
+SOURCE_CONSOLE = "console"
+SOURCE_CHOICES = (
+    (SOURCE_CONFIG, "config.yml (follows the file)"),
+    (SOURCE_CONSOLE, "console (the console wins)"),
+)
+
+SETTING_PK = 1
+
+
+def validate_upstream_url(value: str) -> None:
+    try:
+        check_url(value.strip(), ("http", "https"))
+    except ValueError as exc:
+        raise ValidationError(f"{exc} (such as http://vllm:8000).") from None
+
+
+def validate_positive(value: float) -> None:
+    if value is None or value <= 0:
+        raise ValidationError("Must be a positive number.")
+
+
+def validate_preprocessing(value: str) -> None:
+    """A shipped config's name or a path to one that loads: a typo is a form error here,
+    not a failed completion later."""
+    if not value:
+        return
+    from gateway.fim.profiles import ProfileError, ProfileSet, load_shipped
+
+    try:
+        ProfileSet(shipped=load_shipped()).named(value)
+    except ProfileError as exc:
+        names = ", ".join(load_shipped())
+        raise ValidationError(
+            f"{exc} Shipped configs: {names}; or a path to a JSON file."
+        ) from None
+
+
+PREPROCESSING_HELP = (
+    "Fill-in-the-middle config for autocompletion: a shipped config's name (qwen, "
+    "deepseek…) or a path to a JSON file (relative paths start at the project directory). "
+    "Blank: automatic (COMPLETIONS_PREPROCESSING_CONFIG, else chosen from the model's name)."
+)
+
+
+class UpstreamServer(models.Model):
+    """One vLLM (or other OpenAI-compatible) server the gateway relays requests to."""
+
+    url = models.CharField(
+        "URL",
+        max_length=500,
+        unique=True,
+        validators=[validate_upstream_url],
+        help_text="Base URL of the server, such as http://vllm:8000 (a trailing /v1 is dropped).",
+    )
+    name = models.CharField(
+        max_length=200, blank=True, help_text="A label for the console and /health."
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Disabled upstreams get no requests and are not checked."
+    )
+    position = models.PositiveIntegerField(
+        "order",
+        default=0,
+        help_text="Lower first. Requests that name no model go to the first enabled "
+        "upstream's first model.",
+    )
+    weight = models.FloatField(
+        default=1.0,
+        validators=[validate_positive],
+        help_text="Share of the load among the replicas of a model (2 takes twice as many "
+        "requests as 1).",
+    )
+    max_concurrent = models.PositiveIntegerField(
+        "max concurrent",
+        default=0,
+        help_text="Requests in flight to it from each server process; 0: no limit.",
+    )
+    # Kept in clear: it is sent to the upstream with every request.  The console never
+    # shows it back (admin.UpstreamServerForm).
+    api_key = models.CharField(
+        "API key",
+        max_length=500,
+        blank=True,
+        help_text="Key vLLM was started with. Blank: KODIFY_UPSTREAM_API_KEY, else VLLM_API_KEY.",
+    )
+    preprocessing = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_preprocessing],
+        help_text=PREPROCESSING_HELP,
+    )
+    source = models.CharField(
+        max_length=20,
+        choices=SOURCE_CHOICES,
+        default=SOURCE_CONSOLE,
+        help_text="config.yml: the values follow the file at every start. console: edited "
+        "here; the file no longer changes this upstream.",
+    )
+
+    # Written by the health checks only (services.check_upstreams).
+    healthy = models.BooleanField(
+        null=True, blank=True, default=None, help_text="Empty: never checked."
+    )
+    last_check = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # A list of OpenAI model cards, in the upstream's order (a JSON object would lose it
+    # in PostgreSQL's jsonb, and the first model is the default one).  Last: from here
+    # on ``models`` in this class body is the field, not django.db.models.
+    models = JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name = "upstream"
+        ordering = ("position", "id")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(weight__gt=0), name="gateway_upstream_weight_positive"
+            )
+        ]
+
+    def __str__(self) -> str:
+        from gateway.upstreams import _without_credentials  # upstreams may import models
+
+        return self.name or _without_credentials(self.url)
+
+    def clean(self) -> None:
+        if self.url:
+            self.url = normalise_upstream_url(self.url)
+
+    @property
+    def model_cards(self) -> dict[str, dict[str, Any]]:
+        cards = self.models if isinstance(self.models, list) else []
+        return {card["id"]: card for card in cards if isinstance(card, dict) and "id" in card}
+
+
+class ServedModel(models.Model):
+    """A model some upstream serves (found by the health checks), and its settings."""
+
+    name = models.CharField(max_length=300, unique=True, help_text="The served model name.")
+    preprocessing = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_preprocessing],
+        help_text=PREPROCESSING_HELP,
+    )
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "model"
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GatewaySetting(models.Model):
+    """The console's overrides of the environment and config.yml (one row, pk=1)."""
+
+    max_n = models.PositiveIntegerField(
+        "MAX_N",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Largest n (answers per request). Empty: the environment's MAX_N.",
+    )
+    default_max_tokens = models.PositiveIntegerField(
+        "default max_tokens",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="max_tokens for chat and completion requests that give none. Empty: "
+        "none is added (the upstream's default).",
+    )
+    tabby_model_name = models.CharField(
+        "Tabby model",
+        max_length=300,
+        blank=True,
+        help_text="Model for Tabby code completion. Empty: config.yml's tabby.model_name, "
+        "else the first upstream's first model.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "gateway settings"
+        verbose_name_plural = "gateway settings"
+
+    def __str__(self) -> str:
+        return "Gateway settings"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.pk = SETTING_PK
+        super().save(*args, **kwargs)

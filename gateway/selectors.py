@@ -1,0 +1,214 @@
+"""Reads on upstreams, served models and the gateway's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError
+from django.db.models import Max
+
+from gateway.config_file import GatewayConfig, load_config
+from gateway.models import SETTING_PK, GatewaySetting, ServedModel, UpstreamServer
+from gateway.snapshot import (
+    CONFIG_VERSION_KEY,
+    HEALTH_VERSION_KEY,
+    GatewaySnapshot,
+    UpstreamRow,
+)
+
+
+class SnapshotUnavailable(Exception):
+    """The database cannot give a snapshot (its tables are missing, it is unreachable)."""
+
+
+def config_version() -> str:
+    return str(cache.get(CONFIG_VERSION_KEY) or "")
+
+
+def health_version() -> str:
+    return str(cache.get(HEALTH_VERSION_KEY) or "")
+
+
+def gateway_snapshot() -> GatewaySnapshot:
+    """Everything a worker's upstream table needs, in three queries (sync: call it in a
+    thread).  Raises :class:`SnapshotUnavailable` when the database cannot answer."""
+    # Read before the rows: a write that lands in between bumps the stamp past these, so
+    # the worker reloads once more rather than keeping a stale table under a new stamp.
+    versions = cache.get_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
+    try:
+        upstreams = tuple(
+            upstream_row(u) for u in UpstreamServer.objects.order_by("position", "id")
+        )
+        preprocessing = dict(
+            ServedModel.objects.exclude(preprocessing="").values_list("name", "preprocessing")
+        )
+        setting = GatewaySetting.objects.filter(pk=SETTING_PK).first()
+    except DatabaseError as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SnapshotUnavailable(
+            f"cannot read the upstreams from the database: {first_line}"
+        ) from exc
+    return GatewaySnapshot(
+        upstreams=upstreams,
+        model_preprocessing=preprocessing,
+        max_n=setting.max_n if setting else None,
+        default_max_tokens=setting.default_max_tokens if setting else None,
+        tabby_model_name=(setting.tabby_model_name or None) if setting else None,
+        config_version=str(versions.get(CONFIG_VERSION_KEY) or ""),
+        health_version=str(versions.get(HEALTH_VERSION_KEY) or ""),
+    )
+
+
+def upstream_row(upstream: UpstreamServer) -> UpstreamRow:
+    return UpstreamRow(
+        url=upstream.url,
+        name=upstream.name,
+        enabled=upstream.enabled,
+        weight=upstream.weight,
+        max_concurrent=upstream.max_concurrent,
+        api_key=upstream.api_key or None,
+        preprocessing=upstream.preprocessing,
+        source=upstream.source,
+        healthy=upstream.healthy,
+        last_check=upstream.last_check,
+        last_error=upstream.last_error,
+        models=upstream.model_cards,
+    )
+
+
+def next_position() -> int:
+    """The order that puts a new upstream after every other."""
+    last = UpstreamServer.objects.aggregate(last=Max("position"))["last"]
+    return 0 if last is None else last + 1
+
+
+def file_config() -> GatewayConfig:
+    """config.yml and KODIFY_UPSTREAMS as they are now (read afresh, unlike the cached
+    ``gateway.upstreams.gateway_config``).  Raises ``ConfigError``."""
+    return load_config(
+        settings.KODIFY_CONFIG, settings.KODIFY_CONFIG_SEARCH_PATH, settings.KODIFY_UPSTREAMS
+    )
+
+
+def gateway_setting() -> GatewaySetting:
+    """The console's settings row; an unsaved one with nothing overridden when absent."""
+    return GatewaySetting.objects.filter(pk=SETTING_PK).first() or GatewaySetting(pk=SETTING_PK)
+
+
+@dataclass(frozen=True)
+class EffectiveSetting:
+    label: str
+    value: str
+    source: str  # where ``value`` comes from, in words
+
+
+def effective_settings(
+    setting: GatewaySetting | None = None, *, config: GatewayConfig | None = None
+) -> list[EffectiveSetting]:
+    """Each console setting's value in force and where it comes from.
+
+    ``config``: config.yml as this process read it at start (the default), which is what
+    the gateway applies.
+    """
+    setting = setting or gateway_setting()
+    found: list[EffectiveSetting] = []
+
+    if setting.max_n is not None:
+        found.append(EffectiveSetting("MAX_N", str(setting.max_n), "console"))
+    else:
+        declared = settings.ENV_VARIABLES.get("MAX_N")
+        default = declared.default if declared else ""
+        where = "default" if str(settings.MAX_N) == default else "environment"
+        found.append(
+            EffectiveSetting("MAX_N", str(settings.MAX_N), f"{where} MAX_N={settings.MAX_N}")
+        )
+
+    if setting.default_max_tokens is not None:
+        found.append(
+            EffectiveSetting("default max_tokens", str(setting.default_max_tokens), "console")
+        )
+    else:
+        found.append(
+            EffectiveSetting(
+                "default max_tokens",
+                "none",
+                "default: requests without max_tokens get the upstream's default",
+            )
+        )
+
+    if setting.tabby_model_name:
+        found.append(EffectiveSetting("Tabby model", setting.tabby_model_name, "console"))
+    else:
+        found.append(_tabby_from_file(config))
+    return found
+
+
+def _tabby_from_file(config: GatewayConfig | None) -> EffectiveSetting:
+    label = "Tabby model"
+    if config is None:
+        from gateway.upstreams import gateway_config
+
+        try:
+            config = gateway_config()
+        except ValueError as exc:  # ConfigError; the start-up checks report it in full
+            return EffectiveSetting(label, "unknown", f"config.yml cannot be read: {exc}")
+    if config.tabby_model_name:
+        where = f" in {config.path}" if config.path else ""
+        return EffectiveSetting(
+            label, config.tabby_model_name, f"config.yml tabby.model_name{where}"
+        )
+    return EffectiveSetting(
+        label,
+        "the first upstream's first model",
+        "default: config.yml sets no tabby.model_name",
+    )
+
+
+@dataclass(frozen=True)
+class Serving:
+    """One upstream serving a model, as the model list shows it."""
+
+    upstream: str
+    healthy: bool | None
+    enabled: bool
+    max_model_len: int | None
+    root: str  # the weights' path, "" when the upstream did not say
+
+
+def serving_upstreams() -> dict[str, list[Serving]]:
+    """Per model name, the upstreams that reported it in their last good check."""
+    found: dict[str, list[Serving]] = {}
+    rows = UpstreamServer.objects.order_by("position", "id").only(
+        "url", "name", "healthy", "enabled", "models"
+    )
+    for upstream in rows:
+        for name, card in upstream.model_cards.items():
+            length: Any = card.get("max_model_len")
+            root: Any = card.get("root")
+            found.setdefault(name, []).append(
+                Serving(
+                    upstream=str(upstream),
+                    healthy=upstream.healthy,
+                    enabled=upstream.enabled,
+                    max_model_len=length if isinstance(length, int) else None,
+                    root=root if isinstance(root, str) else "",
+                )
+            )
+    return found
+
+
+def health_schedule() -> Any:
+    """The beat schedule of the health checks (a django-celery-beat PeriodicTask), or None
+    when an administrator deleted it."""
+    from django_celery_beat.models import PeriodicTask
+
+    from gateway.tasks import CHECK_UPSTREAMS_SCHEDULE
+
+    return (
+        PeriodicTask.objects.select_related("interval", "crontab")
+        .filter(name=CHECK_UPSTREAMS_SCHEDULE)
+        .first()
+    )
