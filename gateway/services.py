@@ -41,8 +41,8 @@ from gateway.snapshot import CONFIG_VERSION_KEY, HEALTH_VERSION_KEY
 from gateway.upstreams import (
     UpstreamProbeError,
     _describe,
-    _model_cards,
     _without_credentials,
+    read_probe,
 )
 
 logger = logging.getLogger("kodify.upstreams")
@@ -404,15 +404,7 @@ def _judge(
             raise health
         if isinstance(listing, Exception):
             raise listing
-        if health.status_code not in (200, 404):  # 404: an OpenAI server without /health
-            raise UpstreamProbeError(f"/health answered HTTP {health.status_code}")
-        if listing.status_code in (401, 403):
-            raise UpstreamProbeError(
-                f"/v1/models refused Kodify's API key (HTTP {listing.status_code})"
-            )
-        if listing.status_code != 200:
-            raise UpstreamProbeError(f"/v1/models answered HTTP {listing.status_code}")
-        models = _model_cards(listing.json())
+        models = read_probe(health, listing)
     except (httpx.HTTPError, UpstreamProbeError, ValueError) as exc:
         return CheckResult(
             upstream_id=upstream.pk,

@@ -408,15 +408,7 @@ class UpstreamTable:
                 client.get(upstream.endpoint("/health"), headers=upstream.auth_headers),
                 client.get(upstream.endpoint("/v1/models"), headers=upstream.auth_headers),
             )
-            if health.status_code not in (200, 404):  # 404: an OpenAI server without /health
-                raise UpstreamProbeError(f"/health answered HTTP {health.status_code}")
-            if listing.status_code in (401, 403):
-                raise UpstreamProbeError(
-                    f"/v1/models refused Kodify's API key (HTTP {listing.status_code})"
-                )
-            if listing.status_code != 200:
-                raise UpstreamProbeError(f"/v1/models answered HTTP {listing.status_code}")
-            models = _model_cards(listing.json())
+            models = read_probe(health, listing)
         except (httpx.HTTPError, UpstreamProbeError, ValueError) as exc:
             upstream.mark_down(_describe(exc))
             return
@@ -469,6 +461,23 @@ def _alive_here(task: asyncio.Task[None] | None) -> bool:
 
 class UpstreamProbeError(Exception):
     pass
+
+
+def read_probe(health: httpx.Response, listing: httpx.Response) -> dict[str, dict[str, Any]]:
+    """The models an upstream serves, from its ``/health`` and ``/v1/models`` answers.
+
+    Raises :class:`UpstreamProbeError` (or ValueError for a malformed list) saying why the
+    upstream is not usable; the workers' probes and the stored health checks share it.
+    """
+    if health.status_code not in (200, 404):  # 404: an OpenAI server without /health
+        raise UpstreamProbeError(f"/health answered HTTP {health.status_code}")
+    if listing.status_code in (401, 403):
+        raise UpstreamProbeError(
+            f"/v1/models refused Kodify's API key (HTTP {listing.status_code})"
+        )
+    if listing.status_code != 200:
+        raise UpstreamProbeError(f"/v1/models answered HTTP {listing.status_code}")
+    return _model_cards(listing.json())
 
 
 def _model_cards(payload: Any) -> dict[str, dict[str, Any]]:
