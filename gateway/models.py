@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxLengthValidator, MinValueValidator
 from django.db import models
 from django.db.models import JSONField, Q
 
 from gateway.config_file import normalise_upstream_url
+from gateway.sealing import SealedTextField
 from kodify_site.env import check_url
 
 SOURCE_CONFIG = "config.yml"
@@ -95,12 +96,12 @@ class UpstreamServer(models.Model):
         default=0,
         help_text="Requests in flight to it from each server process; 0: no limit.",
     )
-    # Kept in clear: it is sent to the upstream with every request.  The console never
-    # shows it back (admin.UpstreamServerForm).
-    api_key = models.CharField(
+    # Sealed in the database (gateway/sealing.py), plain here: it is sent to the upstream
+    # with every request.  The console never shows it back (admin.UpstreamServerForm).
+    api_key = SealedTextField(
         "API key",
-        max_length=500,
         blank=True,
+        validators=[MaxLengthValidator(500)],
         help_text="Key vLLM was started with. Blank: KODIFY_UPSTREAM_API_KEY, else VLLM_API_KEY.",
     )
     preprocessing = models.CharField(

@@ -2,6 +2,7 @@
 
 import django.core.validators
 import gateway.models
+import gateway.sealing
 from django.db import migrations, models
 
 
@@ -51,7 +52,7 @@ class Migration(migrations.Migration):
                 ('position', models.PositiveIntegerField(default=0, help_text="Lower first. Requests that name no model go to the first enabled upstream's first model.", verbose_name='order')),
                 ('weight', models.FloatField(default=1.0, help_text='Share of the load among the replicas of a model (2 takes twice as many requests as 1).', validators=[gateway.models.validate_positive])),
                 ('max_concurrent', models.PositiveIntegerField(default=0, help_text='Requests in flight to it from each server process; 0: no limit.', verbose_name='max concurrent')),
-                ('api_key', models.CharField(blank=True, help_text='Key vLLM was started with. Blank: KODIFY_UPSTREAM_API_KEY, else VLLM_API_KEY.', max_length=500, verbose_name='API key')),
+                ('api_key', gateway.sealing.SealedTextField(blank=True, help_text='Key vLLM was started with. Blank: KODIFY_UPSTREAM_API_KEY, else VLLM_API_KEY.', validators=[django.core.validators.MaxLengthValidator(500)], verbose_name='API key')),
                 ('preprocessing', models.CharField(blank=True, help_text="Fill-in-the-middle config for autocompletion: a shipped config's name (qwen, deepseek…) or a path to a JSON file (relative paths start at the project directory). Blank: automatic (COMPLETIONS_PREPROCESSING_CONFIG, else chosen from the model's name).", max_length=500, validators=[gateway.models.validate_preprocessing])),
                 ('source', models.CharField(choices=[('config.yml', 'config.yml (follows the file)'), ('console', 'console (the console wins)')], default='console', help_text='config.yml: the values follow the file at every start. console: edited here; the file no longer changes this upstream.', max_length=20)),
                 ('healthy', models.BooleanField(blank=True, default=None, help_text='Empty: never checked.', null=True)),

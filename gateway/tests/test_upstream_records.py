@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.test import override_settings
 
-from gateway import selectors, services
+from gateway import sealing, selectors, services
 from gateway.config_file import GatewayConfig, UpstreamSpec
 from gateway.models import (
     SOURCE_CONFIG,
@@ -319,3 +320,16 @@ def test_a_failed_import_does_not_stop_the_start(
     startup.import_config_upstreams()  # no exception
 
     assert "could not be imported into the database (the database went away)" in caplog.text
+
+
+@pytest.mark.django_db
+def test_an_upstream_api_key_is_sealed_in_the_database() -> None:
+    upstream = UpstreamServer.objects.create(url="http://sealed:8000", api_key="vllm-key-123")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT api_key FROM gateway_upstreamserver WHERE id = %s", [upstream.pk])
+        stored = cursor.fetchone()[0]
+    assert stored.startswith(sealing.PREFIX) and "vllm-key-123" not in stored
+    assert UpstreamServer.objects.get(pk=upstream.pk).api_key == "vllm-key-123"
+    assert sealing.unseal("written-in-clear") == "written-in-clear"  # before sealing existed
+    with override_settings(KODIFY_TOKEN_HASH_KEY="another-secret-altogether"):
+        assert UpstreamServer.objects.get(pk=upstream.pk).api_key == ""  # unreadable
