@@ -601,7 +601,7 @@ class OpenAPIConsumer(GatewayConsumer):
     needs_token = False
 
     async def handle(self, body: bytes) -> None:
-        await self.send_json(200, openapi.document())
+        await self.send_json(200, openapi.document(get_table().max_n))
 
 
 class NotFoundConsumer(GatewayConsumer):

@@ -134,9 +134,8 @@ def _with_tabby_shape(path: dict[str, Any]) -> dict[str, Any]:
     return path
 
 
-def _common_request_fields() -> dict[str, Any]:
+def _common_request_fields(max_n: int) -> dict[str, Any]:
     """The fields both generation endpoints check (gateway/openai_api.py)."""
-    max_n = settings.MAX_N
     return {
         "model": _nullable(
             "string",
@@ -170,7 +169,7 @@ def _common_request_fields() -> dict[str, Any]:
     }
 
 
-def _request_schemas() -> dict[str, Any]:
+def _request_schemas(max_n: int) -> dict[str, Any]:
     token_ids = {"type": "array", "minItems": 1, "items": {"type": "integer"}}
     passthrough = (
         "Fields not listed here (sampling options, `tools`, vLLM's extra parameters…) "
@@ -182,7 +181,7 @@ def _request_schemas() -> dict[str, Any]:
             "description": "An OpenAI chat completion request. " + passthrough,
             "required": ["messages"],
             "properties": {
-                **_common_request_fields(),
+                **_common_request_fields(max_n),
                 "messages": {
                     "type": "array",
                     "minItems": 1,
@@ -216,7 +215,7 @@ def _request_schemas() -> dict[str, Any]:
             "fill-in-the-middle template and adds its FIM tokens to `stop`.",
             "required": ["prompt"],
             "properties": {
-                **_common_request_fields(),
+                **_common_request_fields(max_n),
                 "prompt": {
                     "anyOf": [
                         {"type": "string"},
@@ -819,8 +818,13 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def document(max_n: int | None = None) -> dict[str, Any]:
+    """The document for this server; ``max_n``: the limit in force (the console's, if set)."""
+    return _document(max_n or settings.MAX_N)
+
+
 @cache
-def document() -> dict[str, Any]:
+def _document(max_n: int) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
@@ -859,7 +863,7 @@ def document() -> dict[str, Any]:
                     "schema": {"type": "string"},
                 }
             },
-            "schemas": {**_request_schemas(), **_answer_schemas(), **_gateway_schemas()},
+            "schemas": {**_request_schemas(max_n), **_answer_schemas(), **_gateway_schemas()},
             "responses": _responses(),
         },
     }

@@ -116,6 +116,14 @@ def test_console_settings_apply_on_every_worker(
     assert not refused_everywhere(3)
     services.update_gateway_setting(max_n=2, default_max_tokens=7)
     assert until(lambda: refused_everywhere(3))
+
+    def documented_n() -> int:
+        document = httpx.get(server.url + "/v1/openapi.json").json()
+        return int(
+            document["components"]["schemas"]["ChatCompletionRequest"]["properties"]["n"]["maximum"]
+        )
+
+    assert until(lambda: documented_n() == 2)  # the API description follows the console
     response = httpx.post(server.url + "/v1/chat/completions", json=BODY)
     assert response.status_code == 200
     assert first.fake.records[-1].body["max_tokens"] == 7  # the console's default
