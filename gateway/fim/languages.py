@@ -38,6 +38,21 @@ class Language:
         text = f"{self.comment_start} {line}" if line else self.comment_start
         return f"{text} {self.comment_end}" if self.comment_end else text
 
+    def comment_lines(self, text: str) -> str:
+        """Every line of ``text`` as a comment, as :meth:`comment` would make each (but
+        for a trailing space after a line's own comment marker, which may go).
+
+        In whole-string operations rather than a call per line: a prompt's context is
+        hundreds of lines, rendered on every keystroke-triggered request.
+        """
+        if self.comment_end:
+            return "\n".join(self.comment(line) for line in text.split("\n"))
+        lead = self.comment_start + " "
+        block = lead + text.replace("\n", "\n" + lead)
+        if lead + "\n" in block:  # empty lines: no trailing space
+            block = block.replace(lead + "\n", self.comment_start + "\n")
+        return block[:-1] if block.endswith(lead) else block  # an empty last line
+
 
 PYTHON = Language(
     "python",

@@ -159,7 +159,4 @@ def _render_one(filepath: str, body: str, *, profile: FimProfile, language: Lang
     if style.style == "template":
         return style.snippet_template.replace("{filepath}", filepath).replace("{body}", body)
     header = style.header.replace("{filepath}", filepath) if filepath else "Clipboard:"
-    lines = [language.comment(header)]
-    lines.extend(language.comment(line) for line in body.split("\n"))
-    lines.append(language.comment(""))
-    return "\n".join(lines) + "\n"
+    return language.comment_lines(f"{header}\n{body}\n") + "\n"

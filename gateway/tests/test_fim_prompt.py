@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -319,3 +320,12 @@ def test_a_short_context_window_shrinks_every_part_of_the_prompt() -> None:
     )
     assert narrow.prefix.endswith("total += item_1999\n") and narrow.suffix.startswith("print(0)\n")
     assert narrow.snippets == [snippet]
+
+
+@pytest.mark.parametrize("language", [PYTHON, JAVA, language_for("html"), language_for("sql")])
+def test_a_block_of_comment_lines_is_each_line_commented(language: object) -> None:
+    lang: Any = language
+    for text in ("", "one", "one\ntwo", "a\n\n\nb", "trailing\n", "\n\nlead", "  indented\n\tx"):
+        assert lang.comment_lines(text) == "\n".join(
+            lang.comment(line) for line in text.split("\n")
+        )
