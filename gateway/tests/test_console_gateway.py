@@ -3,8 +3,7 @@ and "run migrations now" — for administrators only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,17 +29,15 @@ from gateway.models import (
     ServedModel,
     UpstreamServer,
 )
-from gateway.snapshot import CONFIG_VERSION_KEY, HEALTH_VERSION_KEY
+from gateway.snapshot import CONFIG_VERSION_KEY
 from gateway.tests.fake_upstream import FakeUpstream, FakeUpstreamServer
 from kodify_site.testing import free_port
 
-pytestmark = [pytest.mark.smoke, pytest.mark.django_db]
+pytestmark = [pytest.mark.smoke, pytest.mark.django_db, pytest.mark.usefixtures("fresh_stamps")]
 
 PASSWORD = "a-long-console-password-7"
 SECRET_KEY_VALUE = "sk-upstream-secret-4242"
 A, B = "http://upstream-a:8000", "http://upstream-b:8000"
-
-Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
 
 
 @pytest.fixture(autouse=True)
@@ -48,22 +45,10 @@ def fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture(autouse=True)
-def fresh_stamps() -> Iterator[None]:
-    cache.delete_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
-    yield
-    cache.delete_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
-
-
 @pytest.fixture
 def eager(settings: Any) -> None:
     """Embedded defaults: Celery tasks run in the console's own process."""
     settings.CELERY_TASK_ALWAYS_EAGER = True
-
-
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks: Capture) -> Callable[[], Any]:
-    return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
 def console(username: str, group: str) -> Client:

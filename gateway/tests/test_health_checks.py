@@ -8,36 +8,19 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django_celery_beat.models import PeriodicTask
 
 from gateway import selectors, services, tasks
 from gateway.models import SOURCE_CONFIG, ServedModel, UpstreamServer
-from gateway.snapshot import CONFIG_VERSION_KEY, HEALTH_VERSION_KEY
 from gateway.tests.fake_upstream import FakeUpstream, FakeUpstreamServer
 from kodify_site.testing import free_port, server_environment
 
-pytestmark = [pytest.mark.smoke, pytest.mark.django_db]
-
-Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
-
-
-@pytest.fixture(autouse=True)
-def fresh_stamps() -> Iterator[None]:
-    cache.delete_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
-    yield
-    cache.delete_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
-
-
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks: Capture) -> Callable[[], Any]:
-    return lambda: django_capture_on_commit_callbacks(execute=True)
+pytestmark = [pytest.mark.smoke, pytest.mark.django_db, pytest.mark.usefixtures("fresh_stamps")]
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import math
 import os
 import socket
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +21,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,7 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway import metrics
 from gateway.errors import OpenAIError
 from gateway.metrics_endpoint import MetricsConsumer, _is_loopback
-from gateway.tests.fake_upstream import FakeUpstream, FakeUpstreamServer
+from gateway.tests.fake_upstream import FakeUpstreamServer
+from gateway.tests.test_per_user import hold_request
 from kodify_site.testing import KodifyServer
 
 pytestmark = pytest.mark.smoke
@@ -398,29 +397,6 @@ def per_worker(
     return found
 
 
-def hold_request(server: KodifyServer, fake: FakeUpstream, token: str) -> socket.socket:
-    """A chat request in flight (the fake answers after 30 s) until the socket is closed."""
-    tag = uuid.uuid4().hex
-    body = {
-        "model": "fake-model",
-        "messages": [{"role": "user", "content": "hi"}],
-        "user": tag,
-        "fake": {"first_byte_delay": 30},
-    }
-    payload = orjson.dumps(body)
-    port = int(server.url.rsplit(":", 1)[1])
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Authorization: Bearer {token}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
-        + payload
-    )
-    if not fake.wait_for(lambda f: any(r.body.get("user") == tag for r in f.records)):
-        sock.close()
-        raise AssertionError("the held request never reached the upstream")
-    return sock
-
-
 API_KEY = "api-key-for-the-metrics-tests"
 
 
@@ -458,7 +434,7 @@ def test_the_metrics_of_two_workers_add_up(
     sample = "kodify_upstream_outstanding_requests"
     try:
         for _ in range(20):
-            held.append(hold_request(two_workers, module_fake_upstream.fake, API_KEY))
+            held.append(hold_request(two_workers, API_KEY, module_fake_upstream.fake, 30))
             counts = wait_for(
                 lambda: (
                     (c := per_worker(two_workers, "gauge_livesum", sample))

@@ -3,12 +3,9 @@ wins), the version stamps every worker watches, and the snapshot workers load.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.test import override_settings
 
@@ -22,31 +19,15 @@ from gateway.models import (
     UpstreamServer,
 )
 from gateway.selectors import SnapshotUnavailable
-from gateway.snapshot import CONFIG_VERSION_KEY, HEALTH_VERSION_KEY, GatewaySnapshot
+from gateway.snapshot import GatewaySnapshot
 
-pytestmark = [pytest.mark.smoke, pytest.mark.django_db]
+pytestmark = [pytest.mark.smoke, pytest.mark.django_db, pytest.mark.usefixtures("fresh_stamps")]
 
 A, B, C = "http://upstream-a:8000", "http://upstream-b:8000", "http://upstream-c:8000"
-
-Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
 
 
 def config(*specs: UpstreamSpec, tabby: str | None = None) -> GatewayConfig:
     return GatewayConfig(upstreams=specs, tabby_model_name=tabby)
-
-
-@pytest.fixture(autouse=True)
-def fresh_stamps() -> Iterator[None]:
-    # Redis is shared between runs (and with a gateway under test); start from nothing.
-    cache.delete_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
-    yield
-    cache.delete_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
-
-
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks: Capture) -> Callable[[], Any]:
-    """Run a block as if its transaction committed (the test's own never does)."""
-    return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
 def row(url: str) -> UpstreamServer:

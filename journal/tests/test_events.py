@@ -26,7 +26,7 @@ from journal.record import EventRecord, Record
 from journal.tests.conftest import PrivateCluster
 from journal.tests.entries import console_account, make_entry, make_event
 from journal.tests.test_outage import private_alias  # noqa: F401 - a fixture
-from journal.tests.test_writer import new_record, simple_row
+from journal.tests.test_writer import new_record, simple_row, writers
 from journal.writer import EVENT_PAYLOAD_MAX_BYTES, JournalWriter, event_row
 
 WAIT_S = 10.0
@@ -141,22 +141,9 @@ def journal_on(settings: Any, spool_dir: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def make_writer(spool_dir: Path) -> Iterator[Callable[..., JournalWriter]]:
-    writers: list[JournalWriter] = []
-
-    def factory(*, start: bool = True, **options: Any) -> JournalWriter:
-        options.setdefault("spool_dir", spool_dir)
-        options.setdefault("build_row", simple_row)
-        options.setdefault("flush_seconds", 60.0)
-        writer = JournalWriter(**options)
-        writers.append(writer)
-        if start:
-            writer.start()
-        return writer
-
-    yield factory
-    for writer in writers:
-        writer.stop(WAIT_S)
-        assert not writer.is_alive()
+    # No timed flush: these tests say when the writer stores.
+    with writers(spool_dir, flush_seconds=60.0) as factory:
+        yield factory
 
 
 class Outage:

@@ -8,6 +8,7 @@ The writers here turn records into rows with a small converter of their own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -103,25 +104,31 @@ def spool_dir(tmp_path: Path) -> Path:
     return tmp_path / "spool"
 
 
-@pytest.fixture
-def make_writer(spool_dir: Path) -> Iterator[Callable[..., JournalWriter]]:
-    """Factory of writers on the test database; ``start=False`` leaves the thread off."""
-    writers: list[JournalWriter] = []
+@contextlib.contextmanager
+def writers(spool_dir: Path, **defaults: Any) -> Iterator[Callable[..., JournalWriter]]:
+    """Factory of writers on the test database, all stopped at the end; ``start=False``
+    leaves the thread off.  ``defaults``: options every writer gets unless told otherwise."""
+    made: list[JournalWriter] = []
 
     def factory(*, start: bool = True, **options: Any) -> JournalWriter:
         options.setdefault("spool_dir", spool_dir)
         options.setdefault("build_row", simple_row)
-        options.setdefault("flush_seconds", 0.05)
-        writer = JournalWriter(**options)
-        writers.append(writer)
+        writer = JournalWriter(**{**defaults, **options})
+        made.append(writer)
         if start:
             writer.start()
         return writer
 
     yield factory
-    for writer in writers:
+    for writer in made:
         writer.stop(WAIT_S)
         assert not writer.is_alive()
+
+
+@pytest.fixture
+def make_writer(spool_dir: Path) -> Iterator[Callable[..., JournalWriter]]:
+    with writers(spool_dir, flush_seconds=0.05) as factory:
+        yield factory
 
 
 class Outage:
