@@ -52,12 +52,10 @@ def _setting_changed(*, setting: str, **kwargs: Any) -> None:
 def record(rec: Record) -> None:
     """Queue one request's record for the journal; never blocks, never raises."""
     try:
-        if not (journal_on() if _logs is None else _logs):
+        writer = _writer_here()
+        if writer is None:
             return
-        writer = _writer
-        if writer is None or _writer_pid != os.getpid():
-            writer = _start()
-        elif writer.loop is None or writer.loop.is_closed():
+        if writer.loop is None or writer.loop.is_closed():
             writer.loop = _running_loop()
         writer.submit(rec)
     except Exception:
@@ -72,12 +70,9 @@ def record_event(event: EventRecord) -> None:
     an event is worth neither a disk write on the event loop nor a wait.
     """
     try:
-        if not (journal_on() if _logs is None else _logs):
-            return
-        writer = _writer
-        if writer is None or _writer_pid != os.getpid():
-            writer = _start()
-        writer.submit_event(event)
+        writer = _writer_here()
+        if writer is not None:
+            writer.submit_event(event)
     except Exception:
         logger.exception("Journal: a completion event could not be recorded")
 
@@ -116,6 +111,16 @@ def current_writer() -> JournalWriter | None:
 
 def _current() -> JournalWriter | None:
     return _writer if _writer_pid == os.getpid() else None
+
+
+def _writer_here() -> JournalWriter | None:
+    """This process's writer (started on first use), or None while the journal is off."""
+    if not (journal_on() if _logs is None else _logs):
+        return None
+    writer = _writer
+    if writer is None or _writer_pid != os.getpid():
+        return _start()
+    return writer
 
 
 def _start() -> JournalWriter:
