@@ -508,7 +508,6 @@ def _profile(table: UpstreamTable, upstream: Upstream, model: str) -> FimProfile
     root = card.get("root")
     return get_profiles().for_model(
         model,
-        upstream_url=upstream.url,
         root=root if isinstance(root, str) else "",
         choices=(upstream.spec.preprocessing, table.model_preprocessing.get(model, "")),
     )

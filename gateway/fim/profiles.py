@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -199,15 +199,12 @@ class ProfileSet:
 
     shipped: dict[str, FimProfile]
     explicit: FimProfile | None = None  # COMPLETIONS_PREPROCESSING_CONFIG
-    by_upstream: dict[str, FimProfile] = field(default_factory=dict)  # url → config.yml's
-
     loaded: dict[str, FimProfile | None] = field(default_factory=dict)  # by reference
 
     def for_model(
         self,
         model: str,
         *,
-        upstream_url: str = "",
         root: str = "",
         choices: tuple[str, ...] = (),
     ) -> FimProfile:
@@ -218,9 +215,6 @@ class ProfileSet:
             chosen = self.reference(reference) if reference else None
             if chosen is not None:
                 return chosen
-        chosen = self.by_upstream.get(upstream_url) if upstream_url else None
-        if chosen is not None:
-            return chosen
         if self.explicit is not None:
             return self.explicit
         return self.matching(model, root)
@@ -268,17 +262,19 @@ def load_shipped(directory: Path = SHIPPED_DIR) -> dict[str, FimProfile]:
 
 
 def build_profile_set(explicit: str | Path | None, upstream_choices: dict[str, str]) -> ProfileSet:
-    """Load everything; :class:`ProfileError` on the first problem."""
-    shipped = load_shipped()
-    base = ProfileSet(shipped=shipped)
-    chosen = base.named(str(explicit)) if explicit else None
-    by_upstream: dict[str, FimProfile] = {}
+    """Load everything; :class:`ProfileError` on the first problem.
+
+    ``upstream_choices`` (config.yml's ``preprocessing`` by upstream URL) are checked here
+    and kept loaded, so the first request for them reads no file.
+    """
+    profiles = ProfileSet(shipped=load_shipped())
+    chosen = profiles.named(str(explicit)) if explicit else None
     for url, reference in upstream_choices.items():
         try:
-            by_upstream[url] = base.named(reference)
+            profiles.loaded[reference] = profiles.named(reference)
         except ProfileError as exc:
             raise ProfileError(f"config.yml, upstream {url}, preprocessing: {exc}") from None
-    return ProfileSet(shipped=shipped, explicit=chosen, by_upstream=by_upstream)
+    return replace(profiles, explicit=chosen)
 
 
 @cache

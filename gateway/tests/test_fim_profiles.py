@@ -100,8 +100,9 @@ def test_the_choice_order_upstream_then_setting_then_model_name_then_generic(
 
     chosen = build_profile_set(str(custom), {"http://b:8000": "starcoder2"})
     assert chosen.for_model("qwen2.5-coder").name == "house"  # the setting beats the name
-    assert chosen.for_model("qwen2.5-coder", upstream_url="http://b:8000").name == "starcoder2"
-    assert chosen.for_model("qwen2.5-coder", upstream_url="http://a:8000").name == "house"
+    # What the gateway passes: the upstream's own preprocessing, then the model's.
+    assert chosen.for_model("qwen2.5-coder", choices=("starcoder2", "")).name == "starcoder2"
+    assert chosen.for_model("qwen2.5-coder", choices=("", "")).name == "house"
 
 
 def test_the_guides_relative_path_is_taken_from_the_project_directory() -> None:
