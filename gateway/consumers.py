@@ -298,7 +298,6 @@ class ProxyConsumer(GatewayConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.slot: Slot = NO_SLOT
-        self.last_failure: UpstreamUnavailable | None = None
 
     async def handle(self, body: bytes) -> None:
         request = parse_request(self.endpoint, body, max_n=get_table().max_n)
@@ -309,8 +308,7 @@ class ProxyConsumer(GatewayConsumer):
         self.model = model or ""
         self.streamed = bool(getattr(request, "stream", False))
         if self.record is not None:
-            self.record.model = model or ""
-            self.record.stream = bool(getattr(request, "stream", False))
+            self.record.model, self.record.stream = self.model, self.streamed
         if model is not None:  # refused before resolving: no hint whether it exists
             self.check_model(model)
         upstream, name = await table.resolve(model)
@@ -330,9 +328,10 @@ class ProxyConsumer(GatewayConsumer):
         record = self.record
         withhold_usage = record is not None and request.ask_for_usage()
         failed: list[Upstream] = []
+        last_failure: UpstreamUnavailable | None = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            if failed:
-                upstream, name = await self._another(table, model, failed)
+            if last_failure is not None:
+                upstream, name = await self._another(table, model, failed, last_failure)
             request.set_model(name)
             self.prepare(request, upstream, name)
             outcome = Outcome()
@@ -351,7 +350,7 @@ class ProxyConsumer(GatewayConsumer):
                     if attempt == MAX_ATTEMPTS:
                         raise
                     failed.append(upstream)
-                    self.last_failure = error
+                    last_failure = error
                     metrics.retry(upstream, error)
                     continue  # nothing reached the client yet: another replica may answer
                 await self.deliver(response, upstream, outcome)
@@ -365,7 +364,11 @@ class ProxyConsumer(GatewayConsumer):
                         record.error = outcome.error
 
     async def _another(
-        self, table: UpstreamTable, model: str | None, failed: list[Upstream]
+        self,
+        table: UpstreamTable,
+        model: str | None,
+        failed: list[Upstream],
+        last_failure: UpstreamUnavailable,
     ) -> tuple[Upstream, str]:
         """A replica this request has not failed on; else the reason it cannot be served.
 
@@ -375,8 +378,8 @@ class ProxyConsumer(GatewayConsumer):
         try:
             upstream, name = await table.resolve(model, exclude=failed)
         except OpenAIError:
-            if len(failed) == 1 and self.last_failure is not None:
-                raise self.last_failure from None
+            if len(failed) == 1:
+                raise last_failure from None
             raise
         self.check_model(name)
         return upstream, name
@@ -483,9 +486,9 @@ class CompletionsConsumer(ProxyConsumer):
     def prepare(self, request: Any, upstream: Upstream, model: str) -> None:
         if self.fim is None and self.rewrite is None:
             return
-        profile = _profile(get_table(), upstream, model)
+        card = upstream.models.get(model) or {}
+        profile = _profile(get_table(), upstream, model, card)
         if self.fim is not None:
-            card = upstream.models.get(model) or {}
             self.fim.use_profile(profile, context_tokens=card.get("max_model_len"))
         elif self.rewrite is not None and self.rewrite.apply(request.body, profile):
             request.raw = None
@@ -503,8 +506,9 @@ class CompletionsConsumer(ProxyConsumer):
         await self.send_json(200, answer)
 
 
-def _profile(table: UpstreamTable, upstream: Upstream, model: str) -> FimProfile:
-    card = upstream.models.get(model) or {}
+def _profile(
+    table: UpstreamTable, upstream: Upstream, model: str, card: dict[str, Any]
+) -> FimProfile:
     root = card.get("root")
     return get_profiles().for_model(
         model,
