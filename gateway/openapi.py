@@ -509,6 +509,17 @@ def _gateway_schemas() -> dict[str, Any]:
                 "upstreams_healthy": {"type": "integer", "minimum": 0},
                 "upstreams_total": {"type": "integer", "minimum": 0},
                 "upstreams": {"type": "array", "items": _schema("UpstreamState")},
+                "worker": {
+                    "type": "integer",
+                    "description": "Process id of the worker that answered: each worker "
+                    "keeps its own view of the upstreams.",
+                },
+                "console_version": {
+                    "type": "string",
+                    "description": "Stamp of the console's upstreams and settings this worker "
+                    "has applied; it changes with every change in the console (empty before "
+                    "the first reading).",
+                },
             },
             "additionalProperties": False,
         },

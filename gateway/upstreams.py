@@ -153,6 +153,7 @@ class UpstreamTable:
         self.max_n: int = settings.MAX_N
         self.default_max_tokens: int | None = None
         self.model_preprocessing: dict[str, str] = {}
+        self.console_version = ""  # the stamp of the console's state applied last
         self.following = DatabaseFollower(self)
         self.connect_timeout = connect_timeout
         self.refresh_interval = refresh_interval
@@ -352,6 +353,7 @@ class UpstreamTable:
         self.max_n = snapshot.max_n or settings.MAX_N
         self.default_max_tokens = snapshot.default_max_tokens
         self.model_preprocessing = dict(snapshot.model_preprocessing)
+        self.console_version = snapshot.config_version
         self._reindex()
 
     # -- refreshing (off the hot path) ----------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins  # Env.str, Env.bool… hide the built-in names inside the class body
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,10 +126,15 @@ class Env:
         help: str,
         example: str | None = None,
         choices: tuple[str, ...] | None = None,
+        pattern: tuple[builtins.str, builtins.str] | None = None,
         secret: bool = False,
         aliases: tuple[str, ...] = (),
     ) -> Any:
+        """``pattern``: (regular expression the whole value must match, what it allows)."""
+
         def convert(value: str) -> str:
+            if pattern is not None and not re.fullmatch(pattern[0], value):
+                raise ValueError("expected " + pattern[1])
             if choices is not None:
                 for choice in choices:
                     if value.lower() == choice.lower():

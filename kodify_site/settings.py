@@ -206,6 +206,14 @@ REDIS_URL = env.url(
     "in-process cache and channel layer, Celery tasks run eagerly.",
     example="redis://redis:6379/0",
 )
+REDIS_PREFIX = env.str(
+    "KODIFY_REDIS_PREFIX",
+    "kodify",
+    pattern=(r"[A-Za-z0-9_.-]{1,64}", "up to 64 letters, digits, '_', '.' or '-'"),
+    help="Starts the name of everything Kodify keeps in Redis (cache, channel layer, "
+    "Celery queues), so that several deployments can share one Redis.",
+    example="kodify-staging",
+)
 
 # ---------------------------------------------------------------------------------------
 env.group = "Journal"
@@ -555,13 +563,13 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "kodify",
+            "KEY_PREFIX": REDIS_PREFIX,
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "kodify:asgi"},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi"},
         }
     }
 else:
@@ -573,6 +581,8 @@ CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if REDIS_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_PREFIX}:"}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "journal-retention": {

@@ -22,15 +22,36 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from gateway.tests.fake_upstream import FakeUpstream, FakeUpstreamServer
+if TYPE_CHECKING:
+    from gateway.tests.fake_upstream import FakeUpstreamServer
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 60.0
+# How long a test waits for what another thread or process does: generous enough for a
+# 2-core machine whose cores are both busy with other work.  Waits return as soon as
+# their condition holds, so a quiet machine never waits this long.
+WAIT_S = 60.0
+_POLL_S = 0.05
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = WAIT_S) -> T:
+    """Poll ``condition`` until it answers something true or ``timeout`` seconds pass;
+    its last answer (so ``assert wait_until(...)`` fails with a false one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = condition()
+        if answer or time.monotonic() > deadline:
+            return answer
+        time.sleep(_POLL_S)  # polling a condition with a deadline, not a timed wait
+
 
 # Variables of the environment a server under test must not inherit from the runner.
 _SCRUB_PREFIXES = (
@@ -53,8 +74,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def pytest_report_header() -> str:
+    # Runs with a shifted clock (make test-future) say so at the top.
+    return f"clock: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove what this run left in a shared Redis under its own prefix (the Makefile
+    names it ``kodify-test-<pid>``): version stamps, queues, channel groups."""
+    prefix = os.environ.get("KODIFY_REDIS_PREFIX", "")
+    url = os.environ.get("REDIS_URL")
+    if not url or not prefix.startswith("kodify-test-"):
+        return
+    import redis
+
+    with contextlib.suppress(redis.RedisError), redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+
+
 @pytest.fixture
 def fake_upstream() -> Iterator[FakeUpstreamServer]:
+    # Imported here: the fake waits as long as this module says (WAIT_S).
+    from gateway.tests.fake_upstream import FakeUpstream, FakeUpstreamServer
+
     server = FakeUpstreamServer(FakeUpstream()).start()
     yield server
     server.stop()
@@ -85,6 +129,54 @@ class KodifyServer:
             self.process.stdout.close()
 
 
+class WorkerReports:
+    """The ``/health`` report each worker of a server gave last, asked on new connections.
+
+    Each worker follows the console on its own: one that has caught up says nothing of
+    the others, and which worker takes a connection is the kernel's choice.
+    """
+
+    def __init__(self, server: KodifyServer, workers: int) -> None:
+        self.server = server
+        self.workers = workers
+        self.latest: dict[int, dict[str, Any]] = {}
+
+    def all_meet(self, condition: Callable[[dict[str, Any]], bool]) -> bool:
+        """Ask once more; whether every worker has answered and its last report meets
+        ``condition``."""
+        import httpx
+
+        report = httpx.get(self.server.url + "/health", timeout=WAIT_S).json()
+        self.latest[report["worker"]] = report
+        return len(self.latest) == self.workers and all(map(condition, self.latest.values()))
+
+
+def every_worker(
+    server: KodifyServer, workers: int, condition: Callable[[dict[str, Any]], bool]
+) -> bool:
+    """Whether all ``workers`` of the server come to meet ``condition`` within ``WAIT_S``."""
+    reports = WorkerReports(server, workers)
+    return wait_until(lambda: reports.all_meet(condition))
+
+
+def console_version(server: KodifyServer, workers: int) -> str:
+    """The state of the console that every worker has applied, once they agree on one."""
+    reports = WorkerReports(server, workers)
+
+    def agreed() -> bool:
+        heard = reports.all_meet(lambda report: True)
+        return heard and len({r["console_version"] for r in reports.latest.values()}) == 1
+
+    assert wait_until(agreed), f"the workers never agreed on the console: {reports.latest}"
+    return str(next(iter(reports.latest.values()))["console_version"])
+
+
+def console_applied(server: KodifyServer, workers: int, *, after: str) -> bool:
+    """Whether every worker comes to apply a state of the console newer than ``after``
+    (what :func:`console_version` said before a change in the console)."""
+    return every_worker(server, workers, lambda report: report["console_version"] != after)
+
+
 def server_environment(tmp_dir: Path, overrides: dict[str, str]) -> dict[str, str]:
     env = {
         key: value
@@ -99,6 +191,8 @@ def server_environment(tmp_dir: Path, overrides: dict[str, str]) -> dict[str, st
         env["DB_URL"] = test_database_url()
     if os.environ.get("REDIS_URL"):
         env["REDIS_URL"] = os.environ["REDIS_URL"]
+    if os.environ.get("KODIFY_REDIS_PREFIX"):  # the run's own names in a shared Redis
+        env["KODIFY_REDIS_PREFIX"] = os.environ["KODIFY_REDIS_PREFIX"]
     env.update(overrides)
     return {key: value for key, value in env.items() if value is not None}
 
@@ -118,7 +212,11 @@ test_database_url.__test__ = False  # type: ignore[attr-defined]  # a helper, no
 
 
 def journal_entry(
-    server: KodifyServer, request_id: str, *, database_url: str | None = None, timeout: float = 15
+    server: KodifyServer,
+    request_id: str,
+    *,
+    database_url: str | None = None,
+    timeout: float = WAIT_S,
 ) -> dict[str, Any] | None:
     """The journal row a server under test wrote for ``request_id``, once it is there.
 
@@ -126,26 +224,23 @@ def journal_entry(
     Reads the test run's PostgreSQL database (or ``database_url``), else the server's
     own SQLite file.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        row = _read_journal_entry(server, request_id, database_url)
-        if row is not None or time.monotonic() > deadline:
-            return row
-        time.sleep(0.05)  # polling a condition with a deadline, not a timed wait
+    return wait_until(lambda: _read_journal_entry(server, request_id, database_url), timeout)
 
 
 def journal_events(
-    server: KodifyServer, response_id: str, *, count: int, timeout: float = 15
+    server: KodifyServer, response_id: str, *, count: int, timeout: float = WAIT_S
 ) -> list[dict[str, Any]]:
     """The Tabby events stored for ``response_id``, once there are ``count`` of them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = _read_journal(
+    rows: list[dict[str, Any]] = []
+
+    def enough() -> bool:
+        rows[:] = _read_journal(
             server, "SELECT * FROM journal_event WHERE response_id = ", response_id, None
         )
-        if len(rows) >= count or time.monotonic() > deadline:
-            return sorted(rows, key=lambda row: row["id"])
-        time.sleep(0.05)  # polling a condition with a deadline, not a timed wait
+        return len(rows) >= count
+
+    wait_until(enough, timeout)
+    return sorted(rows, key=lambda row: row["id"])
 
 
 def _read_journal_entry(
@@ -318,6 +413,8 @@ def module_kodify_server(
 
 @pytest.fixture(scope="module")
 def module_fake_upstream() -> Iterator[FakeUpstreamServer]:
+    from gateway.tests.fake_upstream import FakeUpstream, FakeUpstreamServer
+
     server = FakeUpstreamServer(FakeUpstream()).start()
     yield server
     server.stop()
@@ -336,6 +433,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+def _browser_environment() -> dict[str, str | float | bool]:
+    """This process's environment, with the whole clock shifted under ``make test-future``.
+
+    There Python runs under libfaketime with the real monotonic clock (its timed waits
+    hang on a shifted one), while Chromium's processes stop talking to each other unless
+    their monotonic clock is shifted along with the wall clock: the browser gets both.
+    """
+    env: dict[str, str | float | bool] = dict(os.environ)
+    env.pop("FAKETIME_DONT_FAKE_MONOTONIC", None)
+    return env
+
+
 @contextlib.contextmanager
 def chromium() -> Iterator[Any]:
     """Headless Chromium under Playwright's sync API (a ``playwright`` ``Browser``).
@@ -346,7 +455,9 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=_browser_environment()
+        )
         try:
             yield browser
         finally:

@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from kodify_site.testing import WAIT_S
+
 DEFAULT_MODEL = "fake-model"
 _DONE = b"data: [DONE]\n\n"
 
@@ -59,7 +61,7 @@ class FakeUpstream:
 
     # -- observation (thread-safe, for tests) ----------------------------------------
 
-    def wait_for(self, predicate: Callable[[FakeUpstream], bool], timeout: float = 10.0) -> bool:
+    def wait_for(self, predicate: Callable[[FakeUpstream], bool], timeout: float = WAIT_S) -> bool:
         """Block until ``predicate(self)`` holds (checked on every change) or time runs out."""
         deadline = time.monotonic() + timeout
         with self._changed:

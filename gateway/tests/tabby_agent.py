@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from kodify_site.testing import WAIT_S
+
 log = logging.getLogger(__name__)
 
 VERSION = "1.5.0"
@@ -124,7 +126,7 @@ class LspClient:
 
     # -- sending -------------------------------------------------------------------------
 
-    def request(self, method: str, params: Any, *, timeout: float = 10.0) -> Any:
+    def request(self, method: str, params: Any, *, timeout: float = WAIT_S) -> Any:
         """Send a request and wait up to ``timeout`` seconds for its result."""
         with self._changed:
             self._next_id += 1
@@ -289,7 +291,7 @@ class TabbyAgent:
         self.client: LspClient | None = None
         self.server_info: dict[str, Any] = {}
 
-    def start(self, timeout: float = 30.0) -> TabbyAgent:
+    def start(self, timeout: float = WAIT_S) -> TabbyAgent:
         """Start the agent and do LSP's handshake.
 
         tabby-agent 1.5.0 answers ``initialize`` once it has read its config and called
@@ -359,7 +361,7 @@ class TabbyAgent:
         self.lsp.notify("textDocument/didOpen", {"textDocument": document})
 
     def complete(
-        self, uri: str, position: dict[str, int], *, timeout: float = 30.0, attempts: int = 3
+        self, uri: str, position: dict[str, int], *, timeout: float = WAIT_S, attempts: int = 3
     ) -> list[dict[str, Any]]:
         """The completion items at ``position``, asked again while the answer is empty.
 
@@ -407,7 +409,7 @@ class TabbyAgent:
         return entries
 
     def wait_for_log_entry(
-        self, message: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+        self, message: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT_S
     ) -> dict[str, Any] | None:
         """The first ``message`` entry that satisfies ``predicate``, once it is written."""
         deadline = time.monotonic() + timeout

@@ -8,8 +8,7 @@ and Redis of the full run: the server must see this process's writes and stamps.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +17,13 @@ import pytest
 from gateway import services
 from gateway.models import UpstreamServer
 from gateway.tests.fake_upstream import FakeUpstream, FakeUpstreamServer
-from kodify_site.testing import KodifyServer
+from kodify_site.testing import (
+    WAIT_S,
+    KodifyServer,
+    console_applied,
+    console_version,
+    every_worker,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -43,13 +48,11 @@ def fakes() -> Iterator[tuple[FakeUpstreamServer, FakeUpstreamServer]]:
     services.update_gateway_setting(max_n=None, default_max_tokens=None)
 
 
-def until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)  # polling a condition with a deadline
-    return False
+def chat(server: KodifyServer, **fields: Any) -> int:
+    """One chat request on a new connection (the kernel picks the worker)."""
+    return httpx.post(
+        server.url + "/v1/chat/completions", json={**BODY, **fields}, timeout=WAIT_S
+    ).status_code
 
 
 def test_an_upstream_added_in_the_console_takes_traffic_without_a_restart(
@@ -64,37 +67,32 @@ def test_an_upstream_added_in_the_console_takes_traffic_without_a_restart(
         },
         workers=2,
     )
-    client = httpx.Client(base_url=server.url, timeout=30)
-
-    def second_gets_requests() -> bool:
-        before = second.fake.seen
-        for _ in range(8):  # new connections: both workers take some
-            assert httpx.post(server.url + "/v1/chat/completions", json=BODY).status_code == 200
-        return second.fake.seen > before
-
-    assert client.post("/v1/chat/completions", json=BODY).status_code == 200
+    assert chat(server) == 200
     assert second.fake.seen == 0
-    services.save_upstream(upstream=UpstreamServer(url=second.url, name="added"))
-    assert until(second_gets_requests)
-    assert any(
-        u["url"] == second.url and u["healthy"] for u in client.get("/health").json()["upstreams"]
-    )
+    before = console_version(server, 2)
 
-    def quiet_for(seconds: float) -> bool:
-        # One quiet batch may all have gone to the worker that already reloaded.
-        start = time.monotonic()
-        while time.monotonic() - start < seconds:
-            if second_gets_requests():
-                return False
-        return True
+    services.save_upstream(upstream=UpstreamServer(url=second.url, name="added"))
+
+    def second_is_healthy(report: dict[str, Any]) -> bool:
+        return report["console_version"] != before and any(
+            u["url"] == second.url and u["healthy"] for u in report["upstreams"]
+        )
+
+    assert every_worker(server, 2, second_is_healthy)
+    # Every worker now alternates between the two on ties: eight requests in a row
+    # give the new upstream some, whichever workers take them.
+    for _ in range(8):
+        assert chat(server) == 200
+    assert second.fake.seen > 0
 
     upstream = UpstreamServer.objects.get(url=second.url)
+    before = console_version(server, 2)
     services.set_upstreams_enabled(upstreams=[upstream], enabled=False)
-    assert until(lambda: quiet_for(1.5))
-    first_before = first.fake.seen
+    assert console_applied(server, 2, after=before)
+    first_before, second_before = first.fake.seen, second.fake.seen
     for _ in range(8):
-        assert httpx.post(server.url + "/v1/chat/completions", json=BODY).status_code == 200
-    assert first.fake.seen == first_before + 8 and not second_gets_requests()
+        assert chat(server) == 200
+    assert (first.fake.seen, second.fake.seen) == (first_before + 8, second_before)
 
 
 def test_console_settings_apply_on_every_worker(
@@ -105,27 +103,20 @@ def test_console_settings_apply_on_every_worker(
         {"KODIFY_UPSTREAMS": first.url, "KODIFY_CONFIG_POLL_INTERVAL": "0.2", "MAX_N": "4"},
         workers=2,
     )
+    before = console_version(server, 2)
+    assert {chat(server, n=3) for _ in range(8)} == {200}
 
-    def refused_everywhere(n: int) -> bool:
-        statuses = {
-            httpx.post(server.url + "/v1/chat/completions", json={**BODY, "n": n}).status_code
-            for _ in range(8)
-        }
-        return statuses == {400}
-
-    assert not refused_everywhere(3)
     services.update_gateway_setting(max_n=2, default_max_tokens=7)
-    assert until(lambda: refused_everywhere(3))
-
-    def documented_n() -> int:
-        document = httpx.get(server.url + "/v1/openapi.json").json()
-        return int(
-            document["components"]["schemas"]["ChatCompletionRequest"]["properties"]["n"]["maximum"]
-        )
-
-    assert until(lambda: documented_n() == 2)  # the API description follows the console
-    response = httpx.post(server.url + "/v1/chat/completions", json=BODY)
-    assert response.status_code == 200
+    assert console_applied(server, 2, after=before)
+    assert {chat(server, n=3) for _ in range(8)} == {400}
+    for _ in range(4):  # the API description follows the console, on every worker
+        document = httpx.get(server.url + "/v1/openapi.json", timeout=WAIT_S).json()
+        request = document["components"]["schemas"]["ChatCompletionRequest"]
+        assert request["properties"]["n"]["maximum"] == 2
+    assert chat(server) == 200
     assert first.fake.records[-1].body["max_tokens"] == 7  # the console's default
+
+    before = console_version(server, 2)
     services.update_gateway_setting(max_n=None, default_max_tokens=None)
-    assert until(lambda: not refused_everywhere(3))
+    assert console_applied(server, 2, after=before)
+    assert {chat(server, n=3) for _ in range(8)} == {200}

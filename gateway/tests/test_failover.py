@@ -22,13 +22,13 @@ import httpx
 import pytest
 
 from gateway.tests.fake_upstream import DEFAULT_MODEL
-from kodify_site.testing import KodifyServer, journal_entry
+from kodify_site.testing import WAIT_S, KodifyServer, journal_entry, wait_until
 
 pytestmark = pytest.mark.smoke
 
 REPO = Path(__file__).resolve().parents[2]
 BODY = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hi"}]}
-START_TIMEOUT = 30.0
+START_TIMEOUT = WAIT_S
 
 
 def free_port() -> int:
@@ -98,15 +98,6 @@ def replicas() -> Iterator[Callable[..., Replica]]:
 def serve(kodify_server: Any, *urls: str, **env: str) -> KodifyServer:
     server: KodifyServer = kodify_server({"KODIFY_UPSTREAMS": ",".join(urls), **env})
     return server
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)  # polling a condition with a deadline
-    return False
 
 
 def healthy_count(server: KodifyServer) -> int:

@@ -13,9 +13,8 @@ import json
 import math
 import os
 import socket
-import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,7 +29,7 @@ from gateway.errors import OpenAIError
 from gateway.metrics_endpoint import MetricsConsumer, _is_loopback
 from gateway.tests.fake_upstream import FakeUpstreamServer
 from gateway.tests.test_per_user import hold_request
-from kodify_site.testing import KodifyServer
+from kodify_site.testing import KodifyServer, wait_until
 
 pytestmark = pytest.mark.smoke
 
@@ -374,15 +373,6 @@ def metrics_of(server: KodifyServer, **headers: str) -> httpx.Response:
         return client.get("/metrics", headers=headers)
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)  # the workers publish once a second: polling with a deadline
-
-
 def per_worker(
     server: KodifyServer, prefix: str, sample: str, labels: dict[str, str] | None = None
 ) -> dict[str, float]:
@@ -423,7 +413,7 @@ def test_the_metrics_of_two_workers_add_up(
     assert response.headers["content-type"].startswith("text/plain")
     assert response.headers["x-request-id"]
     assert len(list((two_workers.data_dir / "metrics").glob(".pid-*"))) == 2
-    healthy = wait_for(
+    healthy = wait_until(
         lambda: value(parse(metrics_of(two_workers).text), "kodify_upstream_healthy", upstream=url)
     )
     assert healthy == 1  # both workers probed the fake
@@ -435,7 +425,7 @@ def test_the_metrics_of_two_workers_add_up(
     try:
         for _ in range(20):
             held.append(hold_request(two_workers, API_KEY, module_fake_upstream.fake, 30))
-            counts = wait_for(
+            counts = wait_until(
                 lambda: (
                     (c := per_worker(two_workers, "gauge_livesum", sample))
                     and sum(c.values()) == len(held)
@@ -452,7 +442,7 @@ def test_the_metrics_of_two_workers_add_up(
     finally:
         for sock in held:
             sock.close()
-    assert wait_for(lambda: value(parse(metrics_of(two_workers).text), sample, upstream=url) == 0)
+    assert wait_until(lambda: value(parse(metrics_of(two_workers).text), sample, upstream=url) == 0)
 
 
 def test_metrics_refuse_relayed_clients_and_other_methods(two_workers: KodifyServer) -> None:
@@ -493,7 +483,7 @@ def test_requests_of_both_workers_are_counted(
             found = per_worker(two_workers, "counter", "kodify_requests_total", labels)
             return found if sum(found.values()) == expected else None
 
-        per_pid = wait_for(flushed)
+        per_pid = wait_until(flushed)
         assert per_pid, f"the workers' files never counted {expected} requests"
         if sent >= 5 and sum(1 for count in per_pid.values() if count) >= 2:
             break
@@ -502,7 +492,7 @@ def test_requests_of_both_workers_are_counted(
     with httpx.Client(base_url=two_workers.url, timeout=30) as client:
         wrong = client.post(CHAT, json=body, headers={"Authorization": "Bearer wrong"})
     assert wrong.status_code == 401
-    assert wait_for(
+    assert wait_until(
         lambda: value(scraped(), "kodify_requests_total", **labels) == counted + 2 * sent
     )
     after = scraped()

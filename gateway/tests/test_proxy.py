@@ -154,7 +154,7 @@ def test_client_leaving_a_stream_closes_the_upstream_request(
     with client.stream("POST", CHAT, json=body) as response:
         assert next(response.iter_lines()).startswith("data: ")
     # leaving the block closed the client connection mid-stream
-    assert fake.wait_for(lambda f: record_of(f, tag).outcome != "running", timeout=10)
+    assert fake.wait_for(lambda f: record_of(f, tag).outcome != "running")
     assert record_of(fake, tag).outcome == "disconnected"
 
 
@@ -171,7 +171,7 @@ def test_client_leaving_a_non_stream_request_closes_the_upstream_request(
             + payload
         )
         assert fake.wait_for(lambda f: any(r.body.get("user") == tag for r in f.records))
-    assert fake.wait_for(lambda f: record_of(f, tag).outcome != "running", timeout=10)
+    assert fake.wait_for(lambda f: record_of(f, tag).outcome != "running")
     assert record_of(fake, tag).outcome == "disconnected"
 
 

@@ -29,7 +29,7 @@ from gateway.tests.tabby_agent import (
     missing_reason,
     position_of,
 )
-from kodify_site.testing import KodifyServer
+from kodify_site.testing import WAIT_S, KodifyServer
 
 KEY = "tabby-agent-shared-token-0123456789"
 MODEL = "qwen2.5-coder-test"  # a Qwen name: Kodify picks Qwen's FIM template
@@ -221,7 +221,7 @@ def test_a_wrong_token_shows_as_unauthorized(server: KodifyServer, tmp_path: Pat
     agent = TabbyAgent(server.url, "not-the-token", tmp_path)
     try:
         agent.start()
-        assert agent.lsp.wait_for(lambda: bool(agent.warnings()), timeout=10)
+        assert agent.lsp.wait_for(lambda: bool(agent.warnings()), timeout=WAIT_S)
         assert agent.warnings() == ["Tabby agent status: unauthorized"]
     finally:
         agent.stop()

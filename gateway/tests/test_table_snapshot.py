@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.test import override_settings
 
 from gateway.config_file import UpstreamSpec
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.smoke
 
 A, B, C = "http://a:8000", "http://b:8000", "http://c:8000"
 CARD = {"id": "coder", "object": "model", "created": 0, "owned_by": "vllm"}
+# The clock is frozen here wherever a worker's own observations get a time stamp.
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
@@ -72,6 +74,7 @@ def test_a_disabled_upstream_leaves_the_routing_and_keeps_what_it_learnt() -> No
     assert [u.url for u in upstreams._by_model["coder"]] == [B]
 
 
+@time_machine.travel(NOW, tick=False)
 def test_only_newer_health_checks_change_a_workers_view() -> None:
     upstreams = table()
     upstreams.apply_snapshot(GatewaySnapshot(upstreams=(checked(A), checked(B))))

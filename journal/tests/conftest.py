@@ -8,6 +8,7 @@ the ``postgres`` OS user (PostgreSQL refuses to run as root).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -18,8 +19,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import time_machine
 
+from journal.tests.entries import T0
 from kodify_site.testing import free_port
+
+
+@pytest.fixture
+def today_at_t0() -> Iterator[dt.date]:
+    """The clock set to ``T0`` (noon, UTC) and running: "today" is T0's day for the whole
+    test, whatever the real date, and no midnight passes between making rows and reading
+    them."""
+    with time_machine.travel(T0, tick=True):
+        yield T0.date()
+
 
 PG_BIN = Path(os.environ.get("KODIFY_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 JOURNAL_DB = "journal"

@@ -28,8 +28,8 @@ from journal.tests.entries import console_account, make_entry, make_event
 from journal.tests.test_outage import private_alias  # noqa: F401 - a fixture
 from journal.tests.test_writer import new_record, simple_row, writers
 from journal.writer import EVENT_PAYLOAD_MAX_BYTES, JournalWriter, event_row
+from kodify_site.testing import WAIT_S
 
-WAIT_S = 10.0
 DASH = "\N{EN DASH}"  # what the pages show for "none"
 TABBY_AGENT = "Node.js/v20.11.0 tabby-agent/1.7.0 Visual-Studio-Code/1.90.0"
 
@@ -411,13 +411,13 @@ def console(db: Any, fresh_numbers: None) -> Client:
 
 
 @pytest.fixture
-def week(db: Any, fresh_numbers: None) -> dt.date:
+def week(db: Any, fresh_numbers: None, today_at_t0: dt.date) -> dt.date:
     """Completions of the last days and their events, as Tabby sends them.
 
     Tabby's events name no language: the completion's row does.  A completion may be
     shown several times and accepted line by line; it counts once.
     """
-    today = dt.datetime.now(dt.UTC).date()
+    today = today_at_t0
     noon = dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC)
     yesterday = noon - dt.timedelta(days=1)
 
@@ -503,8 +503,8 @@ def test_the_acceptance_lists_keep_the_most_shown(
     assert [share.name for share in board.acceptance_by_language] == ["python", "go"]
 
 
-def test_no_events_no_rate(db: Any, fresh_numbers: None) -> None:
-    today = dt.datetime.now(dt.UTC).date()
+def test_no_events_no_rate(db: Any, fresh_numbers: None, today_at_t0: dt.date) -> None:
+    today = today_at_t0
     make_entry(created_at=dt.datetime.combine(today, dt.time(9), tzinfo=dt.UTC))
     board = dashboards.dashboard(7, today=today)
     assert (board.shown, board.accepted, board.dismissed, board.rate) == (0, 0, 0, None)
@@ -513,7 +513,9 @@ def test_no_events_no_rate(db: Any, fresh_numbers: None) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.usefixtures("week")
-def test_the_dashboard_page_has_an_acceptance_section(console: Client) -> None:
+def test_the_dashboard_page_has_an_acceptance_section(
+    console: Client, today_at_t0: dt.date
+) -> None:
     html = console.get(reverse("journal:dashboard"), {"days": "7"}).content.decode()
     section = html.split('id="acceptance"', 1)[1].split('id="by-models"', 1)[0]
     assert "Autocompletion acceptance" in section
@@ -524,7 +526,7 @@ def test_the_dashboard_page_has_an_acceptance_section(console: Client) -> None:
     assert cells[:5] == ["python", "3", "2", "1", "66.7%"]
     assert 'id="acceptance-by-user"' in section and ">cat<" in section
     per_day = html.split('id="per-day"', 1)[1]
-    row = per_day.split(f'data-day="{dt.datetime.now(dt.UTC).date():%Y-%m-%d}"', 1)[1]
+    row = per_day.split(f'data-day="{today_at_t0:%Y-%m-%d}"', 1)[1]
     assert re.findall(r'<td class="num">([^<]*)</td>', row.split("</tr>", 1)[0])[2:] == [
         "4",
         "3",

@@ -28,7 +28,7 @@ from journal.tests.conftest import JOURNAL_DB, PrivateCluster
 from journal.tests.test_writer import new_record, simple_row, spool_files
 from journal.writer import JournalWriter
 from kodify_site.databases import journal_database
-from kodify_site.testing import KodifyServer
+from kodify_site.testing import KodifyServer, wait_until
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("DB_URL"),
@@ -39,7 +39,7 @@ TOTAL = 300
 STOP_AT = 100  # records sent before the database stops
 START_AT = 200  # records sent before it starts again
 # Replay waits for the writer's probe (at most PROBE_MAX_SECONDS apart), then drains.
-SETTLE_S = 60.0
+
 ALIAS = "journal_outage"
 
 
@@ -58,15 +58,6 @@ def settled(cluster: PrivateCluster, spool_dir: Path, expected: int) -> Callable
         return journal_rows(cluster)[0] == expected and not spool_files(spool_dir)
 
     return check
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)  # polling a condition with a deadline, not a timed wait
-    return True
 
 
 class Load:
@@ -150,7 +141,7 @@ def test_an_in_process_writer_loses_and_doubles_nothing_across_an_outage(
     load = Load(lambda index: writer.submit(records[index]), pause_s=0.005).start()
     try:
         load.wait_sent(STOP_AT)
-        assert wait_until(lambda: journal_rows(private_postgres)[0] > 0, 10)
+        assert wait_until(lambda: journal_rows(private_postgres)[0] > 0)
         private_postgres.stop()
         load.wait_sent(START_AT)
         assert writer.flush(10)
@@ -158,7 +149,7 @@ def test_an_in_process_writer_loses_and_doubles_nothing_across_an_outage(
         private_postgres.start()
         load.wait_sent(TOTAL)
         assert writer.flush(10)
-        assert wait_until(settled(private_postgres, spool_dir, TOTAL), SETTLE_S), (
+        assert wait_until(settled(private_postgres, spool_dir, TOTAL)), (
             journal_rows(private_postgres)[0],
             spool_files(spool_dir),
         )
@@ -208,7 +199,7 @@ def test_a_server_loses_and_doubles_no_request_across_an_outage(
         # One request first, written before the load starts: the writer and its
         # conversion helper process are up, so the outage falls on a running journal.
         warm_up = client.post("/v1/chat/completions", json=body).headers["x-request-id"]
-        assert wait_until(lambda: journal_rows(private_postgres)[0] == 1, SETTLE_S)
+        assert wait_until(lambda: journal_rows(private_postgres)[0] == 1)
         load = Load(send, pause_s=0.002).start()
         load.wait_sent(STOP_AT)
         private_postgres.stop()
@@ -217,7 +208,7 @@ def test_a_server_loses_and_doubles_no_request_across_an_outage(
         load.wait_sent(TOTAL)
         load.thread.join(10)
 
-    assert wait_until(settled(private_postgres, spool_dir, TOTAL + 1), SETTLE_S), (
+    assert wait_until(settled(private_postgres, spool_dir, TOTAL + 1)), (
         journal_rows(private_postgres)[0],
         spool_files(spool_dir),
         server.log()[-3000:],
@@ -256,7 +247,7 @@ def test_a_server_starts_without_its_journal_database_and_creates_it_when_it_app
             client.post("/v1/chat/completions", json=body).headers["x-request-id"]
             for _ in range(20)
         }
-    assert wait_until(lambda: bool(spool_files(spool_dir)), 10), "nothing reached the spool"
+    assert wait_until(lambda: bool(spool_files(spool_dir))), "nothing reached the spool"
     private_postgres.start()
-    assert wait_until(settled(private_postgres, spool_dir, 20), SETTLE_S), server.log()[-3000:]
+    assert wait_until(settled(private_postgres, spool_dir, 20)), server.log()[-3000:]
     assert journal_rows(private_postgres)[1] == request_ids

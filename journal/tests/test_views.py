@@ -326,9 +326,9 @@ def test_an_export_with_a_wrong_filter_is_refused(console: Client) -> None:
 
 
 @pytest.fixture
-def fortnight() -> dt.date:
+def fortnight(today_at_t0: dt.date) -> dt.date:
     """Two days of traffic in the last fortnight, one before it; events on some answers."""
-    today = dt.datetime.now(dt.UTC).date()
+    today = today_at_t0
     noon = dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC)
     yesterday = noon - dt.timedelta(days=1)
     a1 = make_entry(created_at=noon, username="ann", model="m-a", ttft_ms=10, latency_ms=100)

@@ -13,7 +13,6 @@ import fcntl
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -31,10 +30,11 @@ from journal.models import Entry
 from journal.record import Record
 from journal.spool import Spool
 from journal.writer import JournalWriter
+from kodify_site import testing
+from kodify_site.testing import WAIT_S
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WAIT_S = 10.0
 POISON = "poison"  # a Record.error that simple_row turns into a row the database refuses
 
 
@@ -70,12 +70,7 @@ def new_record(**fields: Any) -> Record:
 
 def wait_until(condition: Callable[[], bool], timeout: float = WAIT_S) -> bool:
     """Poll a condition that another thread makes true (a database count, a file)."""
-    deadline = time.monotonic() + timeout
-    while not holds(condition):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return testing.wait_until(lambda: holds(condition), timeout)
 
 
 def holds(condition: Callable[[], bool]) -> bool:

@@ -7,6 +7,7 @@ administrator would, and asserts the one-line message that stops the start.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -44,6 +45,15 @@ def test_bool_false_words(word: str) -> None:
     env = env_of(FLAG=word.capitalize())
     assert env.bool("FLAG", True, help=HELP) is False
     assert env.problems == []
+
+
+@pytest.mark.smoke
+def test_a_string_outside_its_pattern_is_a_problem_and_keeps_the_default() -> None:
+    env = env_of(NAME="two words", OTHER="one-word")
+    allowed = (r"[a-z-]+", "lower-case letters or '-'")
+    assert env.str("NAME", "default", help=HELP, pattern=allowed) == "default"
+    assert env.str("OTHER", "default", help=HELP, pattern=allowed) == "one-word"
+    assert env.problems == ["NAME='two words' is not valid: expected lower-case letters or '-'."]
 
 
 @pytest.mark.smoke
@@ -356,6 +366,7 @@ SCENARIOS: dict[str, tuple[dict[str, str | None], tuple[str, ...]]] = {
     ),
     "logs_db_while_off": ({"LOGS_DB_HOST": "postgres-logs"}, ()),
     "logs_db_bad_port": ({"LOGS": "True", "LOGS_DB_PORT": "70000"}, ()),
+    "redis_prefix": ({"KODIFY_REDIS_PREFIX": "two words"}, ()),
 }
 
 
@@ -581,3 +592,38 @@ def test_logs_db_settings_are_not_needed_and_only_warned_about_when_logs_is_off(
 @pytest.mark.smoke
 def test_logs_db_port_out_of_range_stops_the_start(checked: dict[str, Checked]) -> None:
     assert_stops(checked["logs_db_bad_port"], "kodify.E001", "LOGS_DB_PORT='70000' is not valid")
+
+
+@pytest.mark.smoke
+def test_a_redis_prefix_outside_its_alphabet_stops_the_start(checked: dict[str, Checked]) -> None:
+    assert_stops(
+        checked["redis_prefix"], "kodify.E001", "KODIFY_REDIS_PREFIX='two words' is not valid"
+    )
+
+
+@pytest.mark.smoke
+def test_the_redis_prefix_names_every_key_kodify_keeps_in_redis(tmp_path: Path) -> None:
+    """Two deployments (or two test runs) sharing one Redis never meet: the cache, the
+    channel layer, the Celery queues and the limits all start with the prefix."""
+    environment = server_environment(tmp_path, {})
+    environment.pop("DB_URL", None)
+    environment.update(REDIS_URL="redis://127.0.0.1:1/0", KODIFY_REDIS_PREFIX="kodify-b")
+    script = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "from accounts.limits import key_prefix; print(json.dumps(["
+        "s.CACHES['default']['KEY_PREFIX'], s.CHANNEL_LAYERS['default']['CONFIG']['prefix'], "
+        "s.CELERY_BROKER_TRANSPORT_OPTIONS['global_keyprefix'], key_prefix()]))"
+    )
+    environment["DJANGO_SETTINGS_MODULE"] = "kodify_site.settings"
+    output = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=90,
+    ).stdout
+    cache, channels, celery, limits = json.loads(output.strip().splitlines()[-1])
+    assert (cache, channels, celery) == ("kodify-b", "kodify-b:asgi", "kodify-b:")
+    assert limits.startswith("kodify-b:limits:")
