@@ -1,4 +1,4 @@
-"""The console's pages for API users, their tokens and the audit trail (SPEC §6).
+"""The console's pages for API users, their tokens and the audit trail.
 
 Every write goes through :mod:`accounts.services`, so each one leaves an audit event; the
 admin's own saving is overridden for that.  Tokens are only issued through the issue-token

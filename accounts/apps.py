@@ -9,4 +9,13 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from accounts import checks  # noqa: F401 - registers the system checks
+        from accounts import auth, checks, selectors, services  # noqa: F401 - checks register
+
+        # Authentication reads and notes tokens through these, so that it imports no ORM
+        # module itself.
+        auth.use_token_store(
+            auth.TokenStore(
+                lookup=selectors.token_record,
+                record_uses=lambda uses: services.record_token_use(uses=uses),
+            )
+        )

@@ -2,7 +2,7 @@
 
 The gateway asks ``get_authenticator().authenticate(authorization_header)`` once per
 request and gets a :class:`Principal` or :class:`AuthenticationFailed`.  No mode queries
-the database per request.  Modes (SPEC §4):
+the database per request.  Modes:
 
 * dummy       MTSAI_AUTH false, no VLLM_API_KEY: anyone may call;
 * one-token   MTSAI_AUTH false, VLLM_API_KEY set: everyone sends that key;
@@ -25,8 +25,8 @@ from typing import Protocol
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from accounts import selectors, services, tokens
-from accounts.selectors import TokenRecord
+from accounts import tokens
+from accounts.tokens import TokenRecord
 
 logger = logging.getLogger("kodify.auth")
 
@@ -249,13 +249,39 @@ class TokenUsage:
         seen, self._seen = self._seen, {}
         uses = [(token_id, at, agent) for token_id, (at, agent) in seen.items()]
         try:
-            await database_sync_to_async(services.record_token_use)(uses=uses)
+            await database_sync_to_async(_token_store().record_uses)(uses)
         except Exception:
             logger.exception("could not record the last use of %d token(s)", len(uses))
 
 
+@dataclass(frozen=True)
+class TokenStore:
+    """Per-user mode's two ways into the database, both synchronous (run in a thread).
+
+    Given by the accounts app once Django is ready (``AccountsConfig.ready``), so that
+    authentication, on the hot path, imports no ORM module.
+    """
+
+    lookup: Callable[[str], TokenRecord | None]  # by the token's prefix
+    record_uses: Callable[[list[tuple[int, datetime, str]]], None]  # (token id, when, agent)
+
+
+_store: TokenStore | None = None
+
+
+def use_token_store(store: TokenStore) -> None:
+    global _store
+    _store = store
+
+
+def _token_store() -> TokenStore:
+    if _store is None:
+        raise RuntimeError("the accounts app has not given authentication its token store")
+    return _store
+
+
 async def _lookup_token(prefix: str) -> TokenRecord | None:
-    return await database_sync_to_async(selectors.token_record)(prefix)
+    return await database_sync_to_async(_token_store().lookup)(prefix)
 
 
 @cache
@@ -270,7 +296,7 @@ def get_authenticator() -> Authenticator:
         return OneTokenAuthenticator(settings.VLLM_API_KEY)
     if mode is AuthMode.PER_USER:
         return PerUserAuthenticator(
-            services.token_hash_key(),
+            tokens.token_hash_key(),
             settings.KODIFY_AUTH_CACHE_SECONDS,
             _lookup_token,
             get_token_usage(),

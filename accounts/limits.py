@@ -51,11 +51,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 
 from accounts.auth import AuthMode, Principal, auth_mode
+from accounts.redis_client import RedisClient, RedisError, script_sha
 
 logger = logging.getLogger("kodify.limits")
 
@@ -257,240 +258,12 @@ return #KEYS
 """
 
 _ADMITTED, _OVER_RATE, _OVER_CONCURRENCY = 0, 1, 2
-
-
-def _sha(script: str) -> bytes:
-    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest().encode()
-
-
-_ACQUIRE_SHA, _RENEW_SHA = _sha(_ACQUIRE), _sha(_RENEW)
-
-
-class RedisError(Exception):
-    """An error answer of Redis (``-ERR …``, ``-NOSCRIPT …``)."""
+_ACQUIRE_SHA, _RENEW_SHA = script_sha(_ACQUIRE), script_sha(_RENEW)
 
 
 # What makes the limiter fail open: the network, or Redis refusing (out of memory, a
 # read-only replica...).  Anything else is a bug and must not pass for an outage.
 _UNREACHABLE = (OSError, RedisError)
-
-
-class _Incomplete(Exception):
-    pass
-
-
-def _parse(buffer: bytearray, start: int) -> tuple[Any, int]:
-    """One RESP2 answer at ``start``: its value and where the next one begins.
-
-    Raises _Incomplete when the buffer ends first.
-    """
-    end = buffer.find(b"\r\n", start)
-    if end < 0:
-        raise _Incomplete
-    kind, line, after = buffer[start], bytes(buffer[start + 1 : end]), end + 2
-    if kind == 0x3A:  # ":" integer
-        return int(line), after
-    if kind == 0x2B:  # "+" simple string
-        return line, after
-    if kind == 0x2D:  # "-" error
-        return RedisError(line.decode("utf-8", "replace")), after
-    if kind == 0x24:  # "$" bulk string
-        size = int(line)
-        if size < 0:
-            return None, after
-        if len(buffer) < after + size + 2:
-            raise _Incomplete
-        return bytes(buffer[after : after + size]), after + size + 2
-    if kind == 0x2A:  # "*" array
-        count = int(line)
-        if count < 0:
-            return None, after
-        items = []
-        for _ in range(count):
-            item, after = _parse(buffer, after)
-            items.append(item)
-        return items, after
-    raise ValueError(f"not a RESP answer: {bytes(buffer[start : start + 20])!r}")
-
-
-def _pack(args: tuple[bytes, ...]) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-
-
-class _Connection(asyncio.Protocol):
-    """One connection to Redis with commands pipelined on it.
-
-    The commands of one turn of the event loop are written together; each gets a future,
-    and as Redis answers in order, the answers settle the futures in order.  An answer
-    late by ``timeout`` (or a lost connection) fails every pending command and closes the
-    connection.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.transport: asyncio.Transport | None = None
-        self.loop = asyncio.get_running_loop()
-        self.lost: BaseException | None = None
-        self._buffer = bytearray()
-        self._out: list[bytes] = []
-        self._waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()  # sent when, for whom
-        self._watchdog: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(exc or ConnectionError("Redis closed the connection"))
-
-    def _fail(self, exc: BaseException) -> None:
-        if self.lost is None:
-            self.lost = exc
-        waiting, self._waiting = self._waiting, deque()
-        for _, future in waiting:
-            if not future.done():
-                future.set_exception(ConnectionError(f"Redis connection lost: {exc}"))
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        done = 0
-        try:
-            while self._waiting and done < len(self._buffer):
-                value, done = _parse(self._buffer, done)
-                _, future = self._waiting.popleft()
-                if future.done():  # its caller was cancelled
-                    continue
-                if isinstance(value, RedisError):
-                    future.set_exception(value)
-                else:
-                    future.set_result(value)
-        except _Incomplete:
-            pass
-        except ValueError as exc:
-            self._fail(exc)
-            return
-        if done:
-            del self._buffer[:done]
-
-    def send(self, args: tuple[bytes, ...]) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = self.loop.create_future()
-        if self.lost is not None:
-            future.set_exception(ConnectionError(f"Redis connection lost: {self.lost}"))
-        else:
-            self._queue(args, future)
-        return future
-
-    def _queue(self, args: tuple[bytes, ...], future: asyncio.Future[Any]) -> None:
-        loop = self.loop
-        if not self._out:
-            loop.call_soon(self._flush)
-        self._out.append(_pack(args))
-        self._waiting.append((loop.time(), future))
-        if self._watchdog is None:
-            self._watchdog = loop.call_later(self.timeout, self._check)
-
-    def _flush(self) -> None:
-        # One write for all the commands of this turn of the event loop: a system call
-        # per command was most of this class's cost under load.
-        out, self._out = self._out, []
-        if out and self.transport is not None and self.lost is None:
-            self.transport.write(b"".join(out))
-
-    def _check(self) -> None:
-        self._watchdog = None
-        if not self._waiting:
-            return
-        loop = self.loop
-        late = loop.time() - self._waiting[0][0]
-        if late >= self.timeout:
-            self._fail(TimeoutError(f"no answer from Redis within {self.timeout:g} s"))
-        else:
-            self._watchdog = loop.call_later(self.timeout - late, self._check)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-class _Redis:
-    """This event loop's connection to Redis, opened on first use and again once lost."""
-
-    def __init__(self, url: str, timeout: float) -> None:
-        from redis.connection import parse_url
-
-        self.options = parse_url(url)
-        self.tls = url.startswith("rediss:")
-        self.timeout = timeout
-        self._connection: _Connection | None = None
-        self._opening: asyncio.Task[_Connection] | None = None
-
-    def send(self, *args: bytes) -> asyncio.Future[Any]:
-        connection = self._connection
-        if connection is not None and connection.lost is None:
-            return connection.send(args)
-        return asyncio.ensure_future(self._send_when_open(args))
-
-    async def _send_when_open(self, args: tuple[bytes, ...]) -> Any:
-        opening = self._opening
-        if opening is None:
-            opening = self._opening = asyncio.get_running_loop().create_task(self._open())
-        try:
-            connection = await asyncio.shield(opening)
-        finally:
-            if opening.done() and self._opening is opening:
-                self._opening = None
-        self._connection = connection
-        return await connection.send(args)
-
-    async def _open(self) -> _Connection:
-        loop = asyncio.get_running_loop()
-        options = self.options
-        async with asyncio.timeout(self.timeout):
-            if "path" in options:
-                _, connection = await loop.create_unix_connection(
-                    lambda: _Connection(self.timeout), options["path"]
-                )
-            else:
-                ssl_context = None
-                if self.tls:
-                    import ssl
-
-                    ssl_context = ssl.create_default_context()
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self.timeout),
-                    options.get("host", "localhost"),
-                    options.get("port", 6379),
-                    ssl=ssl_context,
-                )
-            try:
-                if options.get("password"):
-                    credentials = [options.get("username"), options["password"]]
-                    await connection.send(
-                        (b"AUTH", *(str(c).encode() for c in credentials if c is not None))
-                    )
-                if options.get("db"):
-                    await connection.send((b"SELECT", b"%d" % int(options["db"])))
-            except BaseException:
-                connection.close()
-                raise
-        return connection
-
-    async def eval(self, sha: bytes, script: str, *args: bytes) -> Any:
-        """EVALSHA, and EVAL when Redis does not know the script (new or flushed)."""
-        try:
-            return await self.send(b"EVALSHA", sha, *args)
-        except RedisError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        return await self.send(b"EVAL", script.encode(), *args)
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-        self._connection = None
 
 
 class _RedisSlot(Slot):
@@ -511,10 +284,11 @@ class RedisLimiter(Limiter):
     """Limits shared by every worker through Redis; fails open when Redis is unreachable.
 
     Each event loop keeps one connection to Redis and pipelines every request's command
-    on it (answers come back in order).  It is not redis-py's client: with 32 concurrent
-    requests on a busy 2-core machine, redis-py's pool, health checks and timeout tasks
-    cost 130 to 270 us of CPU per request (acquire and release), which halved a worker's
-    RPS in per-user mode; this connection cost 30 to 55 us in the same measurement.
+    on it (answers come back in order): :class:`accounts.redis_client.RedisClient`.  It
+    is not redis-py's client: with 32 concurrent requests on a busy 2-core machine,
+    redis-py's pool, health checks and timeout tasks cost 130 to 270 us of CPU per request
+    (acquire and release), which halved a worker's RPS in per-user mode; this connection
+    cost 30 to 55 us in the same measurement.
     """
 
     RETRY_REDIS_AFTER = 2.0
@@ -541,7 +315,7 @@ class RedisLimiter(Limiter):
         self._worker = secrets.token_hex(6).encode()  # slot ids must not collide across workers
         self._encoded_keys: dict[int, tuple[bytes, bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._redis: _Redis | None = None
+        self._redis: RedisClient | None = None
         self._held: dict[bytes, bytes] = {}  # slot id -> its key, for the lease renewal
         self._renewal: asyncio.Task[None] | None = None
         self._skip_until = 0.0
@@ -561,11 +335,11 @@ class RedisLimiter(Limiter):
             keys = self._encoded_keys[user_id] = (rate_key.encode(), slots_key.encode())
         return keys
 
-    def _connection(self) -> _Redis:
+    def _connection(self) -> RedisClient:
         # A connection belongs to the event loop it was opened on: one per loop.
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._redis is None:
-            self._redis = _Redis(self.url, self.timeout)
+            self._redis = RedisClient(self.url, self.timeout)
             self._loop = loop
             self._held = {}
             self._renewal = None

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.db.models import QuerySet
 
 from accounts.models import ApiToken, ApiUser
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    """What the hot path needs to know about one token, detached from the ORM."""
-
-    token_id: int
-    digest: str
-    user_id: int
-    username: str
-    revoked: bool
-    expires_at: float | None  # POSIX time
-    user_active: bool
-    allowed_models: frozenset[str]
-    requests_per_minute: int | None
-    max_concurrent: int | None
+from accounts.tokens import TokenRecord
 
 
 def token_record(prefix: str) -> TokenRecord | None:

@@ -10,18 +10,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import tokens
 from accounts.models import ApiToken, ApiUser, AuditEvent
+from accounts.tokens import token_hash_key
 
 TOKEN_ATTEMPTS = 5
-
-
-def token_hash_key() -> bytes:
-    return tokens.hash_key(settings.KODIFY_TOKEN_HASH_KEY or settings.SECRET_KEY)
 
 
 def audit(

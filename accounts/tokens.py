@@ -1,4 +1,5 @@
-"""API tokens: generation, keyed hashing and verification (pure functions).
+"""API tokens: generation, keyed hashing and verification, and what the hot path knows of
+a stored one (no ORM here: authentication imports this).
 
 A token looks like ``kdf_AbCd1234_<32 more characters>``.  Its first 12 characters (the
 *prefix*, ``kdf_`` and an 8-character lookup id) are stored in clear so the token can be
@@ -14,6 +15,8 @@ import hmac
 import secrets
 import string
 from dataclasses import dataclass
+
+from django.conf import settings
 
 SCHEME = "kdf_"
 LOOKUP_LENGTH = 8
@@ -67,3 +70,24 @@ def matches(key: bytes, plain: bytes, stored_digest: str) -> bool:
 def hash_key(secret_key: str) -> bytes:
     """The HMAC key, derived from a server secret so it never sits beside the digests."""
     return hmac.new(secret_key.encode(), b"kodify.api-tokens.v1", hashlib.sha256).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """What the hot path needs to know about one token, detached from the ORM."""
+
+    token_id: int
+    digest: str
+    user_id: int
+    username: str
+    revoked: bool
+    expires_at: float | None  # POSIX time
+    user_active: bool
+    allowed_models: frozenset[str]
+    requests_per_minute: int | None
+    max_concurrent: int | None
+
+
+def token_hash_key() -> bytes:
+    """The server's key for token digests (its own setting, else the secret key)."""
+    return hash_key(settings.KODIFY_TOKEN_HASH_KEY or settings.SECRET_KEY)

@@ -31,10 +31,10 @@ import orjson
 
 from bench import report
 from bench.ttft import percentile
-from gateway.fim.completion import FimCompletion
 from gateway.fim.profiles import FimProfile, load_shipped
 from gateway.openai_api import decode_json, is_tabby_body
 from gateway.tabby import parse_completion
+from gateway.tabby_completion import FimCompletion
 
 LANGUAGES = ("python", "csharp", "java", "go", "javascript")
 PREFIX_CHARS = 20 * 1024

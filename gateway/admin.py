@@ -1,4 +1,4 @@
-"""The console's pages for upstreams, served models and the gateway's settings (SPEC §6).
+"""The console's pages for upstreams, served models and the gateway's settings.
 
 Administrators only (auditors hold no permission on these models).  Writes go through
 :mod:`gateway.services`, which bump the version stamp every worker watches, so a change
@@ -30,7 +30,7 @@ from accounts.admin import ConsoleModelAdmin
 from gateway import selectors, services, tasks
 from gateway.config_file import ConfigError
 from gateway.models import SETTING_PK, SOURCE_CONFIG, GatewaySetting, ServedModel, UpstreamServer
-from gateway.upstreams import _without_credentials
+from gateway.probing import without_credentials
 
 SOURCE_RULE = (
     "Which source wins: config.yml (and KODIFY_UPSTREAMS) is imported at every start. An "
@@ -250,7 +250,7 @@ class UpstreamServerAdmin(ConsoleModelAdmin):
 
     @admin.display(description="URL", ordering="url")
     def address(self, upstream: UpstreamServer) -> str:
-        return _without_credentials(upstream.url)
+        return without_credentials(upstream.url)
 
     @admin.display(description="source", ordering="source")
     def source_shown(self, upstream: UpstreamServer) -> SafeString:

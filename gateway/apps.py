@@ -12,9 +12,18 @@ class GatewayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from gateway import checks, signals  # noqa: F401 - register checks and signals
+        from gateway import checks, selectors, services, signals  # noqa: F401 - registers
+        from gateway.following import DatabaseAccess, use_database
 
         post_migrate.connect(grant_gateway_roles, sender=self)
+        # The workers' upstream tables follow the database through these, so that the
+        # routing table itself imports no ORM module.
+        use_database(
+            DatabaseAccess(
+                load_snapshot=selectors.snapshot_or_none,
+                check_and_store=services.check_and_store_upstreams,
+            )
+        )
 
 
 # Administrators manage the upstreams, models and settings, and the schedules (the

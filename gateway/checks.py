@@ -9,7 +9,7 @@ from gateway.config_file import ConfigError
 
 @register()
 def upstream_configuration(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    from gateway.upstreams import gateway_config
+    from gateway.config_file import gateway_config
 
     try:
         config = gateway_config()

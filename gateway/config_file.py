@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from django.conf import settings
 
 from kodify_site.env import check_url
 
@@ -188,4 +190,14 @@ def _upstream(url: str, options: Any, where: str) -> UpstreamSpec:
         preprocessing=preprocessing,
         max_concurrent=max_concurrent,
         source=where,
+    )
+
+
+@cache
+def gateway_config() -> GatewayConfig:
+    """This process's configuration, read once from the settings' sources."""
+    return load_config(
+        settings.KODIFY_CONFIG,
+        settings.KODIFY_CONFIG_SEARCH_PATH,
+        settings.KODIFY_UPSTREAMS,
     )

@@ -1,7 +1,7 @@
 """The public API's ASGI handlers: Channels ``AsyncHttpConsumer``s, ahead of Django.
 
 These run without Django's request machinery: a Django async view costs about 5x the
-throughput (FACTS.md), and the hot path needs neither ORM nor middleware.
+throughput, and the hot path needs neither ORM nor middleware.
 
 :class:`GatewayConsumer` replaces Channels' dispatch loop for two measured reasons:
 Channels hands ``http.disconnect`` to the consumer only after ``handle()`` returns (so a
@@ -28,7 +28,6 @@ from accounts.auth import AuthenticationFailed, Principal, get_authenticator
 from accounts.limits import NO_SLOT, LimitExceeded, Slot, get_limiter
 from gateway import health, metrics, openapi, tabby
 from gateway.errors import OpenAIError
-from gateway.fim.completion import FimCompletion
 from gateway.fim.profiles import FimProfile, get_profiles
 from gateway.fim.suffix import SuffixRewrite
 from gateway.openai_api import (
@@ -40,9 +39,10 @@ from gateway.openai_api import (
     parse_request,
 )
 from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, read_answer, relay
+from gateway.tabby_completion import FimCompletion
 from gateway.upstreams import Upstream, UpstreamTable, get_table
 from journal import recorder
-from journal.models import Feature
+from journal.features import Feature
 from journal.record import EventRecord, Record
 
 logger = logging.getLogger("kodify.gateway")

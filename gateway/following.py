@@ -17,12 +17,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, close_old_connections, connections
 
 from gateway.snapshot import CONFIG_VERSION_KEY, HEALTH_VERSION_KEY, GatewaySnapshot
 
@@ -36,6 +36,26 @@ STALE_INTERVALS = 2
 _UNREAD = ("unread", "unread")
 
 
+@dataclass(frozen=True)
+class DatabaseAccess:
+    """The follower's two ways into the database, both synchronous (run in a thread).
+
+    Given by the gateway app once Django is ready (``GatewayConfig.ready``), so that the
+    routing table, on the hot path, imports no ORM module.
+    """
+
+    load_snapshot: Callable[[], GatewaySnapshot | None]  # None: the database cannot answer
+    check_and_store: Callable[[], bool]  # run the health checks; False: not stored
+
+
+_database: DatabaseAccess | None = None
+
+
+def use_database(access: DatabaseAccess) -> None:
+    global _database
+    _database = access
+
+
 class DatabaseFollower:
     def __init__(self, table: UpstreamTable) -> None:
         self.table = table
@@ -45,10 +65,13 @@ class DatabaseFollower:
 
     async def follow(self) -> bool:
         """Reload the table when a version stamp moved; True when it reloaded."""
+        database = _database
+        if database is None:  # no database to follow (a table used on its own)
+            return False
         versions = await sync_to_async(_read_versions, thread_sensitive=False)()
         if versions == self.versions:
             return False
-        snapshot = await sync_to_async(_load_snapshot, thread_sensitive=False)()
+        snapshot = await sync_to_async(database.load_snapshot, thread_sensitive=False)()
         if snapshot is None:
             self.available = False
             return False
@@ -60,10 +83,12 @@ class DatabaseFollower:
     async def check(self, probe: Callable[[], Awaitable[None]]) -> None:
         """One round of health checks, by whoever should run them here."""
         eager = settings.CELERY_TASK_ALWAYS_EAGER
+        database = _database
         if (
             self.available
             and eager
-            and await sync_to_async(_check_and_store, thread_sensitive=False)()
+            and database is not None
+            and await sync_to_async(database.check_and_store, thread_sensitive=False)()
         ):
             await self.follow()
         if self.available and not self._stored_checks_are_stale():
@@ -94,30 +119,3 @@ def _read_versions() -> tuple[Any, Any]:
         logger.warning("the cache cannot be read for the upstream versions", exc_info=True)
         return _UNREAD
     return found.get(CONFIG_VERSION_KEY, ""), found.get(HEALTH_VERSION_KEY, "")
-
-
-def _load_snapshot() -> GatewaySnapshot | None:
-    from gateway import selectors
-
-    close_old_connections()
-    try:
-        return selectors.gateway_snapshot()
-    except (DatabaseError, selectors.SnapshotUnavailable) as exc:
-        logger.debug("no upstream snapshot from the database: %s", exc)
-        return None
-    finally:
-        connections.close_all()  # this thread's: the pool's threads come and go
-
-
-def _check_and_store() -> bool:
-    from gateway import services
-
-    close_old_connections()
-    try:
-        services.check_upstreams()
-    except DatabaseError as exc:
-        logger.debug("health checks not stored: %s", exc)
-        return False
-    finally:
-        connections.close_all()
-    return True

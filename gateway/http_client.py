@@ -1,7 +1,7 @@
 """The one aiohttp ``ClientSession`` each worker uses to talk to its upstreams.
 
 aiohttp rather than httpx on the hot path: under 32 concurrent requests httpx's
-connection pool proxies about 12x fewer requests per second (measured, see FACTS.md).
+connection pool proxies about 12x fewer requests per second (measured).
 One session per event loop keeps keep-alive connections pooled across requests.
 """
 

@@ -1,4 +1,4 @@
-"""Upstreams, served models and the gateway's console settings (SPEC §5, §6).
+"""Upstreams, served models and the gateway's console settings.
 
 The hot path never reads these tables: each worker rebuilds its in-memory table from
 :func:`gateway.selectors.gateway_snapshot` when a version stamp in the cache changes
@@ -143,9 +143,9 @@ class UpstreamServer(models.Model):
         ]
 
     def __str__(self) -> str:
-        from gateway.upstreams import _without_credentials  # upstreams may import models
+        from gateway.probing import without_credentials
 
-        return self.name or _without_credentials(self.url)
+        return self.name or without_credentials(self.url)
 
     def clean(self) -> None:
         if self.url:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError
+from django.db import DatabaseError, close_old_connections, connections
 from django.db.models import Max
 
+from gateway import config_file
 from gateway.config_file import GatewayConfig, load_config
 from gateway.models import SETTING_PK, GatewaySetting, ServedModel, UpstreamServer
 from gateway.snapshot import (
@@ -18,6 +20,11 @@ from gateway.snapshot import (
     GatewaySnapshot,
     UpstreamRow,
 )
+
+logger = logging.getLogger("kodify.upstreams")
+
+# The django-celery-beat schedule created by migration 0002 (editable in the console).
+CHECK_UPSTREAMS_SCHEDULE = "Check upstream health"
 
 
 class SnapshotUnavailable(Exception):
@@ -62,6 +69,20 @@ def gateway_snapshot() -> GatewaySnapshot:
     )
 
 
+def snapshot_or_none() -> GatewaySnapshot | None:
+    """:func:`gateway_snapshot` for a worker's follower thread: None when the database
+    cannot answer (the worker keeps its table), and this thread's connection closed after
+    (the threads of the pool come and go)."""
+    close_old_connections()
+    try:
+        return gateway_snapshot()
+    except (DatabaseError, SnapshotUnavailable) as exc:
+        logger.debug("no upstream snapshot from the database: %s", exc)
+        return None
+    finally:
+        connections.close_all()
+
+
 def upstream_row(upstream: UpstreamServer) -> UpstreamRow:
     return UpstreamRow(
         url=upstream.url,
@@ -87,7 +108,7 @@ def next_position() -> int:
 
 def file_config() -> GatewayConfig:
     """config.yml and KODIFY_UPSTREAMS as they are now (read afresh, unlike the cached
-    ``gateway.upstreams.gateway_config``).  Raises ``ConfigError``."""
+    ``gateway.config_file.gateway_config``).  Raises ``ConfigError``."""
     return load_config(
         settings.KODIFY_CONFIG, settings.KODIFY_CONFIG_SEARCH_PATH, settings.KODIFY_UPSTREAMS
     )
@@ -149,10 +170,8 @@ def effective_settings(
 def _tabby_from_file(config: GatewayConfig | None) -> EffectiveSetting:
     label = "Tabby model"
     if config is None:
-        from gateway.upstreams import gateway_config
-
         try:
-            config = gateway_config()
+            config = config_file.gateway_config()
         except ValueError as exc:  # ConfigError; the start-up checks report it in full
             return EffectiveSetting(label, "unknown", f"config.yml cannot be read: {exc}")
     if config.tabby_model_name:
@@ -204,8 +223,6 @@ def health_schedule() -> Any:
     """The beat schedule of the health checks (a django-celery-beat PeriodicTask), or None
     when an administrator deleted it."""
     from django_celery_beat.models import PeriodicTask
-
-    from gateway.tasks import CHECK_UPSTREAMS_SCHEDULE
 
     return (
         PeriodicTask.objects.select_related("interval", "crontab")

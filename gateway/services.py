@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
 from gateway.config_file import GatewayConfig, UpstreamSpec
@@ -37,13 +37,13 @@ from gateway.models import (
     ServedModel,
     UpstreamServer,
 )
-from gateway.snapshot import CONFIG_VERSION_KEY, HEALTH_VERSION_KEY
-from gateway.upstreams import (
+from gateway.probing import (
     UpstreamProbeError,
-    _describe,
-    _without_credentials,
+    describe_failure,
     read_probe,
+    without_credentials,
 )
+from gateway.snapshot import CONFIG_VERSION_KEY, HEALTH_VERSION_KEY
 
 logger = logging.getLogger("kodify.upstreams")
 
@@ -296,7 +296,7 @@ def _shown(upstream: UpstreamServer, name: str) -> Any:
     if name == "api_key":
         return "set" if value else "cleared"
     if name == "url":
-        return _without_credentials(str(value))
+        return without_credentials(str(value))
     return value
 
 
@@ -328,6 +328,20 @@ class CheckResult:
             "models": list(self.models),
             "checked_at": self.checked_at.isoformat(),
         }
+
+
+def check_and_store_upstreams() -> bool:
+    """:func:`check_upstreams` for a worker's follower thread (embedded defaults, where no
+    Celery worker runs them): False when the results could not be stored."""
+    close_old_connections()
+    try:
+        check_upstreams()
+    except DatabaseError as exc:
+        logger.debug("health checks not stored: %s", exc)
+        return False
+    finally:
+        connections.close_all()
+    return True
 
 
 def check_upstreams(
@@ -397,7 +411,7 @@ def _judge(
     health: httpx.Response | Exception,
     listing: httpx.Response | Exception,
 ) -> CheckResult:
-    url = _without_credentials(upstream.url)
+    url = without_credentials(upstream.url)
     now = timezone.now()
     try:
         if isinstance(health, Exception):
@@ -410,7 +424,7 @@ def _judge(
             upstream_id=upstream.pk,
             url=url,
             healthy=False,
-            error=_describe(exc),
+            error=describe_failure(exc),
             models={},
             checked_at=now,
         )

@@ -9,8 +9,6 @@ from celery import shared_task
 from gateway import services
 
 CHECK_UPSTREAMS_TASK = "gateway.check_upstreams"
-# The django-celery-beat schedule created by migration 0002 (editable in the console).
-CHECK_UPSTREAMS_SCHEDULE = "Check upstream health"
 
 
 @shared_task(name=CHECK_UPSTREAMS_TASK, ignore_result=False)

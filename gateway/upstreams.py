@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
 
-from gateway.config_file import GatewayConfig, UpstreamSpec, load_config
+from gateway.config_file import GatewayConfig, UpstreamSpec, gateway_config
 from gateway.errors import OpenAIError
 from gateway.following import DatabaseFollower
+from gateway.probing import UpstreamProbeError, describe_failure, read_probe, without_credentials
 from gateway.snapshot import GatewaySnapshot, UpstreamRow
 
 logger = logging.getLogger("kodify.upstreams")
@@ -58,7 +58,7 @@ class Upstream:
 
     def __post_init__(self) -> None:
         self.url = self.spec.url
-        self.display_url = _without_credentials(self.url)
+        self.display_url = without_credentials(self.url)
         self.weight = self.spec.weight
         self.enabled = self.spec.enabled
         self.auth_headers: dict[str, str] = (
@@ -412,7 +412,7 @@ class UpstreamTable:
             )
             models = read_probe(health, listing)
         except (httpx.HTTPError, UpstreamProbeError, ValueError) as exc:
-            upstream.mark_down(_describe(exc))
+            upstream.mark_down(describe_failure(exc))
             return
         if upstream.healthy is not True:
             logger.info(
@@ -461,53 +461,6 @@ def _alive_here(task: asyncio.Task[None] | None) -> bool:
     return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
 
 
-class UpstreamProbeError(Exception):
-    pass
-
-
-def read_probe(health: httpx.Response, listing: httpx.Response) -> dict[str, dict[str, Any]]:
-    """The models an upstream serves, from its ``/health`` and ``/v1/models`` answers.
-
-    Raises :class:`UpstreamProbeError` (or ValueError for a malformed list) saying why the
-    upstream is not usable; the workers' probes and the stored health checks share it.
-    """
-    if health.status_code not in (200, 404):  # 404: an OpenAI server without /health
-        raise UpstreamProbeError(f"/health answered HTTP {health.status_code}")
-    if listing.status_code in (401, 403):
-        raise UpstreamProbeError(
-            f"/v1/models refused Kodify's API key (HTTP {listing.status_code})"
-        )
-    if listing.status_code != 200:
-        raise UpstreamProbeError(f"/v1/models answered HTTP {listing.status_code}")
-    return _model_cards(listing.json())
-
-
-def _model_cards(payload: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
-        raise ValueError("/v1/models did not answer an OpenAI model list")
-    cards: dict[str, dict[str, Any]] = {}
-    for card in payload["data"]:
-        if isinstance(card, dict) and isinstance(card.get("id"), str):
-            cards[card["id"]] = _clean_card(card)
-    return cards
-
-
-def _clean_card(card: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAI model card from an upstream's, whatever types the upstream used."""
-    created, owned_by = card.get("created"), card.get("owned_by")
-    clean: dict[str, Any] = {
-        "id": card["id"],
-        "object": "model",
-        "created": created if _is_int(created) else 0,
-        "owned_by": owned_by if isinstance(owned_by, str) and owned_by else "kodify",
-    }
-    if isinstance(card.get("root"), str):
-        clean["root"] = card["root"]  # the weights' path: tells the model family
-    if _is_int(card.get("max_model_len")):
-        clean["max_model_len"] = card["max_model_len"]
-    return clean
-
-
 def _spec_of(row: UpstreamRow) -> UpstreamSpec:
     return UpstreamSpec(
         url=row.url,
@@ -521,29 +474,6 @@ def _spec_of(row: UpstreamRow) -> UpstreamSpec:
     )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "connection refused or host unreachable"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    text = str(exc) or type(exc).__name__
-    return text[:300]
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def build_table(config: GatewayConfig) -> UpstreamTable:
     return UpstreamTable(
         config.upstreams,
@@ -551,15 +481,6 @@ def build_table(config: GatewayConfig) -> UpstreamTable:
         tabby_model_name=config.tabby_model_name,
         connect_timeout=settings.KODIFY_UPSTREAM_CONNECT_TIMEOUT,
         refresh_interval=settings.KODIFY_MODEL_REFRESH_INTERVAL,
-    )
-
-
-@cache
-def gateway_config() -> GatewayConfig:
-    return load_config(
-        settings.KODIFY_CONFIG,
-        settings.KODIFY_CONFIG_SEARCH_PATH,
-        settings.KODIFY_UPSTREAMS,
     )
 
 

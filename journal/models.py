@@ -13,14 +13,7 @@ from __future__ import annotations
 
 from django.db import models
 
-
-class Feature(models.TextChoices):
-    COMPLETION = "completion", "Code completion"
-    CHAT = "chat", "Chat"
-    DOCS = "docs", "Documentation"
-    FIX = "fix", "Bug fixing"
-    TESTS = "tests", "Unit tests"
-    EXPLAIN = "explain", "Explanation"
+from journal.features import Feature
 
 
 class Entry(models.Model):

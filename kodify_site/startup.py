@@ -60,7 +60,7 @@ def import_config_upstreams() -> None:
     """
     try:
         from gateway import services  # the project may know its apps
-        from gateway.upstreams import gateway_config
+        from gateway.config_file import gateway_config
 
         services.import_config_upstreams(config=gateway_config())
     except Exception as exc:

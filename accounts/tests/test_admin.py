@@ -1,4 +1,4 @@
-"""The console for API users and tokens (SPEC §6): what administrators do, what auditors
+"""The console for API users and tokens: what administrators do, what auditors
 may not, and the login's brute-force protection."""
 
 from __future__ import annotations

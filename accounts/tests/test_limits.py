@@ -1,8 +1,9 @@
 """Per-user limits (accounts/limits.py): the in-process backend and the Redis one.
 
 The Redis tests run against the real Redis at REDIS_URL, each under a key prefix of its
-own, and are skipped when REDIS_URL is unset.  End-to-end checks through a running
-server are in gateway/tests/test_per_user.py.
+own, and are skipped when REDIS_URL is unset.  The Redis client itself (the protocol, the
+connection) is tested without a Redis in test_redis_client.py.  End-to-end checks through
+a running server are in gateway/tests/test_per_user.py.
 """
 
 from __future__ import annotations
@@ -440,66 +441,7 @@ async def test_redis_without_the_script_loaded_sends_it(
     await limiter.aclose()
 
 
-# -- the Redis protocol ------------------------------------------------------------------
-
-
-class Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-        self.aborted = False
-
-    def write(self, data: Any) -> None:
-        self.written.append(bytes(data))
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def is_closing(self) -> bool:
-        return self.aborted
-
-    def close(self) -> None:
-        self.aborted = True
-
-
-async def test_answers_split_anyhow_settle_the_commands_in_order() -> None:
-    connection = limits._Connection(timeout=5)
-    transport = Transport()
-    connection.connection_made(transport)
-    futures = [connection.send((b"CMD", b"%d" % n)) for n in range(6)]
-    assert transport.written == []
-    connection._flush()  # at the end of this turn of the event loop: one write for all
-    assert transport.written == [b"".join(b"*2\r\n$3\r\nCMD\r\n$1\r\n%d\r\n" % n for n in range(6))]
-    answers = (
-        b"*2\r\n:0\r\n:0\r\n"  # the acquire script's verdict
-        b":1\r\n"
-        b"-NOSCRIPT No matching script.\r\n"
-        b"$5\r\nhe\r\no\r\n"  # a bulk string holding CRLF
-        b"$-1\r\n"
-        b"*2\r\n*1\r\n+OK\r\n:-7\r\n"
-    )
-    for index in range(len(answers)):  # one byte at a time: every split is met
-        connection.data_received(answers[index : index + 1])
-    assert futures[0].result() == [0, 0]
-    assert futures[1].result() == 1
-    error = futures[2].exception()
-    assert isinstance(error, limits.RedisError) and str(error).startswith("NOSCRIPT")
-    assert futures[3].result() == b"he\r\no"
-    assert futures[4].result() is None
-    assert futures[5].result() == [[b"OK"], -7]
-    assert not transport.aborted
-
-
-async def test_a_lost_connection_fails_every_pending_command() -> None:
-    connection = limits._Connection(timeout=5)
-    connection.connection_made(Transport())
-    pending = [connection.send((b"PING",)) for _ in range(3)]
-    connection.connection_lost(ConnectionResetError("reset"))
-    for future in pending:
-        with pytest.raises(ConnectionError):
-            future.result()
-    with pytest.raises(ConnectionError):
-        connection.send((b"PING",)).result()
+# -- the connection to Redis -----------------------------------------------------------
 
 
 async def test_a_redis_that_never_answers_fails_open_after_the_timeout(

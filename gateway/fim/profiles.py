@@ -29,6 +29,8 @@ from typing import Any
 
 from django.conf import settings
 
+from gateway import config_file
+
 logger = logging.getLogger("kodify.fim")
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "preprocess_configs"
@@ -280,9 +282,6 @@ def build_profile_set(explicit: str | Path | None, upstream_choices: dict[str, s
 @cache
 def get_profiles() -> ProfileSet:
     """This process's configs (checked at start-up by ``gateway.checks``)."""
-    from gateway.upstreams import gateway_config
-
-    choices = {
-        spec.url: spec.preprocessing for spec in gateway_config().upstreams if spec.preprocessing
-    }
+    upstreams = config_file.gateway_config().upstreams
+    choices = {spec.url: spec.preprocessing for spec in upstreams if spec.preprocessing}
     return build_profile_set(settings.COMPLETIONS_PREPROCESSING_CONFIG, choices)

@@ -1,4 +1,4 @@
-"""Dummy, one-token and per-user modes at the gateway (SPEC §4), and upstream keys."""
+"""Dummy, one-token and per-user modes at the gateway, and upstream keys."""
 
 from __future__ import annotations
 

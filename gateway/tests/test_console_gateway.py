@@ -1,4 +1,4 @@
-"""The console's gateway pages (SPEC §6): upstreams, served models, the gateway settings
+"""The console's gateway pages: upstreams, served models, the gateway settings
 and "run migrations now" — for administrators only."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-import gateway.upstreams
+import gateway.config_file
 from accounts.models import AuditEvent
 from accounts.roles import ADMINISTRATORS, AUDITORS
 from gateway import selectors, services
@@ -358,7 +358,7 @@ def test_the_model_list_and_a_models_preprocessing(
 @pytest.fixture
 def config_with_tabby(monkeypatch: pytest.MonkeyPatch) -> None:
     config = GatewayConfig(tabby_model_name="tabby-coder", path=Path("/etc/kodify/config.yml"))
-    monkeypatch.setattr(gateway.upstreams, "gateway_config", lambda: config)
+    monkeypatch.setattr(gateway.config_file, "gateway_config", lambda: config)
 
 
 def test_the_settings_page_shows_each_value_and_where_it_comes_from(

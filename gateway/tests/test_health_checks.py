@@ -1,5 +1,5 @@
 """The upstream health checks: what they store, what they bump, the Celery task and its
-beat schedule (SPEC §8)."""
+beat schedule."""
 
 from __future__ import annotations
 

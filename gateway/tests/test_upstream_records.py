@@ -277,11 +277,11 @@ def test_snapshot_raises_a_clear_error_when_the_tables_are_missing() -> None:
 
 
 def test_the_start_imports_config_yml(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gateway.upstreams
+    import gateway.config_file
     from kodify_site import startup
 
     file = config(UpstreamSpec(url=A, weight=2))
-    monkeypatch.setattr(gateway.upstreams, "gateway_config", lambda: file)
+    monkeypatch.setattr(gateway.config_file, "gateway_config", lambda: file)
 
     startup.import_config_upstreams()
 

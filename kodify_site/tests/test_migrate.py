@@ -1,4 +1,4 @@
-"""``manage.py kodify_migrate`` in real processes (SPEC §5, §8).
+"""``manage.py kodify_migrate`` in real processes.
 
 It creates a missing PostgreSQL database, migrates it once when replicas start together,
 and waits on its lock (a PostgreSQL advisory lock, or a file lock beside a SQLite file)

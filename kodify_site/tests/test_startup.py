@@ -1,4 +1,4 @@
-"""What a real server does before it serves (SPEC §5 start-up, §8): migrations on the first
+"""What a real server does before it serves: migrations on the first
 start and with RUN_MIGRATIONS, WAIT_VLLM, and serving under daphne as well as uvicorn.
 """
 
