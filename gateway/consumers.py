@@ -38,8 +38,9 @@ from gateway.openai_api import (
     is_tabby_body,
     parse_request,
 )
-from gateway.proxy import Outcome, UpstreamUnavailable, open_upstream, read_answer, relay
+from gateway.proxy import Outcome, open_upstream, read_answer, relay
 from gateway.tabby_completion import FimCompletion
+from gateway.upstream_failures import UpstreamUnavailable
 from gateway.upstreams import Upstream, UpstreamTable, get_table
 from journal import recorder
 from journal.features import Feature

@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 from django.conf import settings
 
-from gateway.errors import OpenAIError, from_upstream
+from gateway import upstream_failures as failures
 from gateway.http_client import upstream_session
 from gateway.upstreams import Upstream
 
@@ -31,19 +31,11 @@ logger = logging.getLogger("kodify.proxy")
 SendHeaders = Callable[[int, list[tuple[bytes, bytes]]], Awaitable[None]]
 SendBody = Callable[[bytes, bool], Awaitable[None]]
 
-MAX_ERROR_BODY = 64 * 1024
 _JSON = b"application/json"
 _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),  # tell nginx-style proxies not to buffer the stream
 ]
-
-
-class UpstreamUnavailable(OpenAIError):
-    """No answer could be had from this upstream before any byte reached the client.
-
-    Safe to retry on another replica.
-    """
 
 
 @dataclass(slots=True)
@@ -78,54 +70,25 @@ async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.C
             data=body,
             headers={"Content-Type": "application/json", **upstream.auth_headers},
         )
-    except aiohttp.ConnectionTimeoutError:
-        message = f"could not connect within {settings.KODIFY_UPSTREAM_CONNECT_TIMEOUT:g} s"
-        upstream.mark_down(message)
-        raise UpstreamUnavailable(
-            504, f"Upstream {upstream.display_url} {message}.", code="upstream_timeout"
-        ) from None
-    except aiohttp.ServerTimeoutError:
-        limit = settings.KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT
-        upstream.mark_down(f"no answer within {limit:g} s")
-        raise UpstreamUnavailable(
-            504,
-            f"Upstream {upstream.display_url} sent no answer within {limit:g} s "
-            "(KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT).",
-            code="upstream_timeout",
-        ) from None
-    except aiohttp.ClientConnectorError as exc:
-        upstream.mark_down(f"connection failed: {exc.os_error.strerror or exc}")
-        raise UpstreamUnavailable(
-            503,
-            f"Upstream {upstream.display_url} is unreachable (connection refused or host down).",
-            code="upstream_unavailable",
-            headers=((b"retry-after", b"2"),),
-        ) from None
     except aiohttp.ClientError as exc:
-        upstream.mark_down(f"broke the connection ({type(exc).__name__})")
-        raise UpstreamUnavailable(
-            502,
-            f"Upstream {upstream.display_url} broke the connection before answering "
-            f"({type(exc).__name__}).",
-            code="upstream_error",
-        ) from None
+        failed = failures.not_connected(
+            exc,
+            upstream.display_url,
+            connect_timeout=settings.KODIFY_UPSTREAM_CONNECT_TIMEOUT,
+            first_byte_timeout=settings.KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT,
+        )
+        upstream.mark_down(failed.rest_because)
+        raise failed.error from None
     if response.status >= 500 and response.status != 501:
         try:
-            error_body = await response.content.read(MAX_ERROR_BODY)
+            error_body = await response.content.read(failures.MAX_ERROR_BODY)
         except (aiohttp.ClientError, TimeoutError):
             error_body = b""
         finally:
             response.close()
-        error = from_upstream(response.status, error_body, upstream.display_url)
-        upstream.mark_down(f"answered HTTP {response.status}", answering=True)
-        raise UpstreamUnavailable(
-            error.status,
-            error.message,
-            code=error.code,
-            param=error.param,
-            type=error.type,
-            headers=error.headers,
-        )
+        failed = failures.server_error(response.status, error_body, upstream.display_url)
+        upstream.mark_down(failed.rest_because, answering=True)
+        raise failed.error
     if upstream.healthy is False:  # a resting replica that answers is back
         upstream.mark_up()
     return response
@@ -142,8 +105,8 @@ async def relay(
     """Pass the upstream's answer to the client. Closes ``response`` in every case."""
     try:
         if response.status >= 400:
-            error_body = await response.content.read(MAX_ERROR_BODY)
-            raise from_upstream(response.status, error_body, upstream.display_url)
+            error_body = await response.content.read(failures.MAX_ERROR_BODY)
+            raise failures.error_answer(response.status, error_body, upstream.display_url)
         _set_idle_timeout(response)
         content_type = response.headers.get("Content-Type", "application/json").encode()
         relay_answer = (
@@ -169,8 +132,8 @@ async def read_answer(
     """
     try:
         if response.status >= 400:
-            error_body = await response.content.read(MAX_ERROR_BODY)
-            raise from_upstream(response.status, error_body, upstream.display_url)
+            error_body = await response.content.read(failures.MAX_ERROR_BODY)
+            raise failures.error_answer(response.status, error_body, upstream.display_url)
         data = await _read_whole(response, upstream)
         outcome.status = response.status
         outcome.first_byte_at = time.perf_counter()
@@ -188,11 +151,7 @@ async def _read_whole(response: aiohttp.ClientResponse, upstream: Upstream) -> b
     try:
         return await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise OpenAIError(
-            502 if not isinstance(exc, TimeoutError) else 504,
-            f"Upstream {upstream.display_url} broke off its answer ({type(exc).__name__}).",
-            code="upstream_error",
-        ) from None
+        raise failures.broken_answer(exc, upstream.display_url) from None
 
 
 async def _relay_whole(
@@ -251,20 +210,11 @@ async def _relay_stream(
         if usage_filter is not None and usage_filter.pending:
             await send_body(usage_filter.pending, True)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        timed_out = isinstance(exc, TimeoutError)
-        reason = (
-            f"sent nothing for {settings.KODIFY_UPSTREAM_IDLE_TIMEOUT:g} s "
-            "(KODIFY_UPSTREAM_IDLE_TIMEOUT)"
-            if timed_out
-            else f"broke off the stream ({type(exc).__name__})"
+        error, reason = failures.broken_stream(
+            exc, upstream.display_url, idle_timeout=settings.KODIFY_UPSTREAM_IDLE_TIMEOUT
         )
         outcome.error = f"upstream {reason}"
         logger.warning("upstream %s %s", upstream.display_url, reason)
-        error = OpenAIError(
-            504 if timed_out else 502,
-            f"Upstream {upstream.display_url} {reason}.",
-            code="upstream_timeout" if timed_out else "upstream_error",
-        )
         # Headers are gone already: the error travels as a last SSE event, which the
         # OpenAI SDKs raise as an APIError.
         await send_body(b"data: " + orjson.dumps(error.as_dict()) + b"\n\n", False)

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from gateway import upstream_failures as failures
 from gateway.config_file import GatewayConfig, UpstreamSpec, gateway_config
-from gateway.errors import OpenAIError
 from gateway.following import DatabaseFollower
 from gateway.probing import UpstreamProbeError, describe_failure, read_probe, without_credentials
 from gateway.snapshot import GatewaySnapshot, UpstreamRow
@@ -242,7 +242,7 @@ class UpstreamTable:
                     return upstream, name
             if attempt == 0 and not await self.refresh_on_demand():
                 break
-        raise self._unroutable(model)
+        raise failures.unroutable(self, model)
 
     def retry_after(self, replicas: Iterable[Upstream]) -> int:
         """Whole seconds until the first of ``replicas`` may be tried again (at least 1)."""
@@ -251,65 +251,9 @@ class UpstreamTable:
         soonest = min(waits, default=ON_DEMAND_REFRESH_INTERVAL)
         return max(1, math.ceil(min(soonest, self.refresh_interval)))
 
-    def _unroutable(self, model: str | None) -> OpenAIError:
-        retry = ((b"retry-after", str(self.retry_after(self.upstreams)).encode()),)
-        if not self.upstreams:
-            return OpenAIError(
-                503,
-                "No upstream is configured: add one to config.yml, KODIFY_UPSTREAMS or "
-                "the console (Upstreams).",
-                code="no_upstream",
-                headers=retry,
-            )
-        name = model or self.default_model()
-        if name is None:
-            return OpenAIError(
-                503,
-                "No model is available yet: no upstream has answered "
-                + self._errors_summary(self.upstreams),
-                code="upstream_unavailable",
-                headers=retry,
-            )
-        replicas = self._by_model.get(name)
-        if replicas and any(u.healthy and u.spec.max_concurrent for u in replicas):
-            return OpenAIError(
-                503,
-                f"Every upstream serving model '{name}' is at its limit of concurrent "
-                "requests; try again in a moment.",
-                code="upstream_busy",
-                headers=((b"retry-after", b"1"),),
-            )
-        if replicas:
-            retry = ((b"retry-after", str(self.retry_after(replicas)).encode()),)
-            return OpenAIError(
-                503,
-                f"Every upstream serving model '{name}' is down: " + self._errors_summary(replicas),
-                code="upstream_unavailable",
-                headers=retry,
-            )
-        unknown = [u for u in self.upstreams if u.enabled and not u.healthy]
-        if unknown:
-            return OpenAIError(
-                503,
-                f"Model '{name}' is not served by any reachable upstream, and some "
-                "upstreams cannot be asked: " + self._errors_summary(unknown),
-                code="upstream_unavailable",
-                headers=retry,
-            )
-        available = ", ".join(card["id"] for card in self.served_models()) or "none"
-        return OpenAIError(
-            404,
-            f"The model '{name}' does not exist on this server. Available models: {available}.",
-            param="model",
-            code="model_not_found",
-        )
-
-    @staticmethod
-    def _errors_summary(upstreams: Iterable[Upstream]) -> str:
-        parts = [
-            f"{u.display_url} ({u.last_error or 'not checked yet'})" for u in upstreams if u.enabled
-        ]
-        return "; ".join(parts) + "."
+    def replicas(self, model: str) -> list[Upstream]:
+        """The enabled upstreams that serve ``model``, as last indexed."""
+        return list(self._by_model.get(model, ()))
 
     def health(self) -> list[dict[str, Any]]:
         return [upstream.state() for upstream in self.upstreams]
