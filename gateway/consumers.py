@@ -352,7 +352,7 @@ class ProxyConsumer(GatewayConsumer):
                         raise
                     failed.append(upstream)
                     last_failure = error
-                    metrics.retry(upstream, error)
+                    metrics.retry(upstream, error.reason)
                     continue  # nothing reached the client yet: another replica may answer
                 await self.deliver(response, upstream, outcome)
                 return

@@ -66,11 +66,9 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-from journal.spool import SPOOL_PREFIX, SPOOL_SUFFIX
-from journal.writer import EVENT_SPOOL_SUBDIR
+from journal.spool import EVENT_SPOOL_SUBDIR, SPOOL_PREFIX, SPOOL_SUFFIX
 
 if TYPE_CHECKING:
-    from gateway.errors import OpenAIError
     from gateway.upstreams import Upstream, UpstreamTable
 
 logger = logging.getLogger("kodify.metrics")
@@ -110,13 +108,9 @@ _ENDPOINT_LABELS = frozenset((*ENDPOINTS, OTHER))
 AUTH_CODES = frozenset(
     {"missing_api_key", "invalid_api_key", "token_revoked", "token_expired", "user_disabled"}
 )
-# UpstreamUnavailable's (gateway/proxy.py) for a replica that did not answer; one that
-# answered with a 5xx is "http_<status>".
-_RETRY_REASONS = {
-    ("upstream_timeout", 504): "timeout",
-    ("upstream_unavailable", 503): "unreachable",
-    ("upstream_error", 502): "connection_broken",
-}
+# UpstreamUnavailable.reason (gateway/upstream_failures.py) for a replica that did not
+# answer; one that answered with a 5xx is "http_<status>".  Anything else: "other".
+_RETRY_REASONS = frozenset({"timeout", "unreachable", "connection_broken"})
 
 _GUARD = ".lock"
 _PID_PREFIX = ".pid-"
@@ -356,14 +350,15 @@ def _model_label(m: _Metrics, model: str) -> str:
     return OTHER
 
 
-def retry(upstream: Upstream, error: OpenAIError) -> None:
-    """A replica failed before answering (``error``), and the request goes to another."""
+def retry(upstream: Upstream, reason: str) -> None:
+    """A replica failed before answering (``reason``: the failure's name), and the request
+    goes to another."""
     try:
-        status = error.status
-        reason = _RETRY_REASONS.get((error.code or "", status))
-        if reason is None:
-            reason = f"http_{status}" if 500 <= status <= 599 else OTHER
-        (_metrics or _start()).retries.labels(upstream.display_url, reason).inc()
+        known = reason in _RETRY_REASONS or (
+            reason.startswith("http_5") and len(reason) == 8 and reason[5:].isdigit()
+        )
+        label = reason if known else OTHER
+        (_metrics or _start()).retries.labels(upstream.display_url, label).inc()
     except Exception:
         _report("count a retry")
 
@@ -513,10 +508,7 @@ def _built_table() -> UpstreamTable | None:
 def _journal_queue() -> int:
     from journal import recorder
 
-    writer = recorder.current_writer()
-    if writer is None:
-        return 0
-    return len(writer._pending)
+    return recorder.queued_records()
 
 
 class _SpoolCollector(Collector):

@@ -13,7 +13,9 @@ as before: spool, probe, replay, isolate.
 
 The helper is started (spawned, not forked: the server runs threads) on the first batch.
 If it dies or cannot start, batches are converted in the writer's thread until a new one
-is up, so no record waits on it.
+is up, so no record waits on it: :func:`rows_here` does that, and :func:`rows_of` pairs
+the helper's answers with their records.  Either way a record that cannot become a row
+comes back with the reason, for the writer to set aside.
 """
 
 from __future__ import annotations
@@ -23,20 +25,22 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
 
 from journal.record import Record
+from journal.store import describe, is_duplicate, is_unavailable, store_for
 
 logger = logging.getLogger("kodify.journal")
 
 Row = dict[str, Any]
 # What a batch's conversion gives back per record: a row, or why it could not be made.
 Converted = tuple[bool, Any]
+BuildRow = Callable[[Record], Row]
 
 RESTART_AFTER_SECONDS = 30.0
 BATCH_TIMEOUT_SECONDS = 60.0
@@ -109,6 +113,62 @@ class ProcessConverter:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+# -- in the server process ------------------------------------------------------------
+
+
+def rows_here(
+    records: Sequence[Record], build_row: BuildRow | None = None
+) -> tuple[list[Row], list[Row]]:
+    """The rows of ``records``, made in the calling thread with ``build_row`` (by default
+    ``journal.rows.build_row``); and the records that could not become one, as
+    ``{"error": …, "record": fields}``."""
+    rows: list[Row] = []
+    failed: list[Row] = []
+    try:
+        build = build_row or _default_build_row()
+    except Exception as exc:  # journal/rows.py broken: keep the raw records at least
+        build = _failing(exc)
+    for rec in records:
+        try:
+            rows.append(build(rec))
+        except Exception as exc:
+            failed.append({"error": describe(exc), "record": record_fields(rec)})
+    return rows, failed
+
+
+def rows_of(records: Sequence[Record], converted: list[Converted]) -> tuple[list[Row], list[Row]]:
+    """:func:`rows_here` for a batch the helper converted: ``converted`` is its answer."""
+    rows: list[Row] = []
+    failed: list[Row] = []
+    for rec, (ok, result) in zip(records, converted, strict=True):
+        if ok:
+            rows.append(result)
+        else:
+            failed.append({"error": result, "record": record_fields(rec)})
+    return rows, failed
+
+
+def record_fields(rec: Record) -> Row:
+    """A record as JSON can hold it, for the file of records set aside."""
+    fields = asdict(rec)
+    fields["request_body"] = rec.request_body.decode("utf-8", "replace")
+    fields["response_chunks"] = [c.decode("utf-8", "replace") for c in rec.response_chunks]
+    return fields
+
+
+def _default_build_row() -> BuildRow:
+    from journal.rows import build_row
+
+    return build_row
+
+
+def _failing(error: Exception) -> BuildRow:
+    def build_row(rec: Record) -> Row:
+        raise error
+
+    return build_row
+
+
 def _database_settings(alias: str) -> dict[str, Any]:
     """The server's connection settings for ``alias``: the helper must write where the
     server would (under tests the database is renamed after start-up; a test may add an
@@ -152,27 +212,27 @@ class Stored:
 def convert_and_store(
     records: list[Record], row_settings: dict[str, Any], alias: str, database: dict[str, Any]
 ) -> Stored:
-    from journal import live, writer
+    from journal import live
 
     converted = convert_batch(records, row_settings)
     rows = [result for ok, result in converted if ok]
     failed = [(index, result) for index, (ok, result) in enumerate(converted) if not ok]
     if not _use_database(alias, database):
         return Stored("elsewhere", rows, failed)
-    store = writer.store_for(alias)
-    for ignore_conflicts in (False, True):
+    store = store_for(alias)
+    for skip_stored in (False, True):
         try:
-            store.insert(rows, ignore_conflicts=ignore_conflicts)
+            store.insert(rows, skip_stored=skip_stored)
             return Stored("stored", [live.summarize(row) for row in rows], failed)
         except Exception as exc:
             store.close()
-            if writer.is_duplicate(exc) and not ignore_conflicts:
+            if is_duplicate(exc) and not skip_stored:
                 continue  # rows sent again after a lost acknowledgement
-            if not writer.is_unavailable(exc):
-                return Stored("refused", rows, failed, writer.describe(exc))
-            error = writer.describe(exc)
+            if not is_unavailable(exc):
+                return Stored("refused", rows, failed, describe(exc))
+            error = describe(exc)
             # A stale connection fails once and then works; the failed try may have
-            # committed, hence conflict-ignoring.
+            # committed, hence row-skipping.
     return Stored("unavailable", rows, failed, error)
 
 

@@ -104,6 +104,13 @@ def reset_for_tests() -> None:
     shutdown()
 
 
+def queued_records() -> int:
+    """Records and events waiting in this process's writer queue (0 before it starts):
+    what the gateway's metrics report as the journal's backlog in memory."""
+    writer = current_writer()
+    return 0 if writer is None else writer.queued()
+
+
 def current_writer() -> JournalWriter | None:
     """This process's writer, if it has started (for tests and diagnostics)."""
     return _current()

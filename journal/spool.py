@@ -31,6 +31,10 @@ logger = logging.getLogger("kodify.journal")
 
 SPOOL_PREFIX = "spool-"
 SPOOL_SUFFIX = ".jsonl"
+# Completion events are spooled in a folder of their own under the requests' spool: a
+# writer of an older version, adopting a dead process's files, must not take events for
+# requests.
+EVENT_SPOOL_SUBDIR = "events"
 # Created under a name the replayers ignore and renamed once locked: otherwise another
 # process could lock (and replay, and delete) a new file before its owner had locked it.
 _CREATING_PREFIX = ".creating-"

@@ -1,68 +1,56 @@
 """The journal's background writer: records in, batches of rows into the database.
 
 The request path only appends a record to an in-memory queue (:meth:`JournalWriter.submit`);
-this thread turns records into rows (``journal.rows.build_row``) and stores them a batch
-at a time.  The queue is a ``deque`` rather than a ``queue.Queue``: ``Queue.put`` takes a
-lock and wakes a waiting consumer on every record, which at thousands of requests a
-second would pull this thread onto the GIL once per request.  Here the thread wakes once
-per ``KODIFY_JOURNAL_FLUSH_SECONDS`` or once per full batch.  The queue is bounded: past
-``KODIFY_JOURNAL_QUEUE_SIZE`` records go to the spool file at once (nothing is dropped).
+this thread turns records into rows (``journal/converter.py``) and stores them a batch
+at a time (``journal/store.py``).  The queue is a ``deque`` rather than a ``queue.Queue``:
+``Queue.put`` takes a lock and wakes a waiting consumer on every record, which at
+thousands of requests a second would pull this thread onto the GIL once per request.
+Here the thread wakes once per ``KODIFY_JOURNAL_FLUSH_SECONDS`` or once per full batch.
+The queue is bounded: past ``KODIFY_JOURNAL_QUEUE_SIZE`` records go to the spool file at
+once (nothing is dropped).
 
 When the database is unreachable, batches go to the spool (``journal/spool.py``) and the
 thread probes the database with a growing pause; once it answers, every spool file
-(ours and those of dead processes) is replayed with conflict-ignoring inserts, which is
-why a batch that committed but whose acknowledgement was lost is never stored twice.
+(ours and those of dead processes) is replayed with inserts that skip stored rows, which
+is why a batch that committed but whose acknowledgement was lost is never stored twice.
 A row the database refuses (too long, not null…) is set aside in ``rejected-<pid>.jsonl``
 so that it cannot hold the rest of the journal back.
 
 Tabby's completion events (:class:`~journal.record.EventRecord`) travel in the same queue
-and are stored by this thread too, with the ORM (a few per completion: not worth COPY or
-the helper process), in the turn that stores the requests queued beside them, so
-``flush`` covers them.  What is guaranteed for them:
-
-* A full queue drops them (counted in ``stats.events_dropped``, a warning at most once
-  a minute); requests are spooled instead.  An event is worth less than a request, and
-  spooling costs a disk write on the event loop.
-* Once queued, an outage does not lose them: they wait in a spool of their own
-  (``<spool>/events/``, same files, locks and adoption of dead processes' files as the
-  requests'), replayed when the database returns.  A process killed before its queue
-  reaches the spool loses that queue, as it does for requests.
-* Replay skips events already stored, recognised by (time to the microsecond, kind,
-  response id, choice), so a batch whose commit was acknowledged too late is not stored
-  twice.  Events have no unique key in the table: the same event sent twice by a client
-  is stored twice (the dashboards count distinct completions, so it moves no number).
-* An event the database refuses is set aside in ``rejected-<pid>.jsonl`` like a row.
+and are stored by this thread too, in the turn that stores the requests queued beside
+them, so ``flush`` covers them; ``journal/events.py`` says what is guaranteed for them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from functools import cache
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-import psycopg
-from django import db
 from django.conf import settings
-from django.core.management import call_command
-from django.db import connections, transaction
 
-from journal.clients import parse_user_agent
-from journal.converter import Converted, ProcessConverter
+from journal.converter import BuildRow, ProcessConverter, record_fields, rows_here, rows_of
+from journal.events import decode_event_rows, event_rows
+from journal.live_publish import publish_rows, publish_summaries
 from journal.record import EventRecord, Record
-from journal.router import JOURNAL_ALIAS, journal_database
-from journal.spool import Row, Spool, append_lines
+from journal.router import journal_database
+from journal.spool import EVENT_SPOOL_SUBDIR, Row, Spool, append_lines
+from journal.store import (
+    EventStore,
+    HelperReport,
+    Store,
+    decode_rows,
+    describe,
+    insert_batch,
+    store_for,
+)
 
 logger = logging.getLogger("kodify.journal")
 
@@ -74,27 +62,8 @@ ORPHAN_SCAN_SECONDS = 30.0
 # Batches replayed between two looks at the queue, so fresh records keep flowing while
 # a long outage's spool drains.
 REPLAY_BATCHES_PER_TURN = 20
-TABLE = "journal_entry"
-EVENT_SPOOL_SUBDIR = "events"
 # A full queue drops events; saying so once a minute is enough to be noticed.
 EVENT_DROP_WARNING_SECONDS = 60.0
-# Tabby's payload is a few short fields; the rest of a larger one is not kept.
-EVENT_PAYLOAD_MAX_BYTES = 4096
-EVENT_PAYLOAD_MAX_FIELDS = 32
-EVENT_PAYLOAD_MAX_TEXT = 256
-
-# Errors that mean "the database is not there (or not ready)", not "this row is bad":
-# the rows wait in the spool.  Besides lost connections: no such database, table or
-# column yet (a journal database created after the server started), refused login.
-_UNAVAILABLE_SQLSTATES = frozenset({"3D000", "42P01", "42703", "42501", "28000", "28P01"})
-_UNAVAILABLE_TYPES = (
-    db.OperationalError,
-    db.InterfaceError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-)
-
-BuildRow = Callable[[Record], Row]
 
 
 class _Flush:
@@ -142,8 +111,6 @@ class JournalWriter(threading.Thread):
         self.batch_size = batch_size or settings.KODIFY_JOURNAL_BATCH_SIZE
         self.flush_seconds = flush_seconds or settings.KODIFY_JOURNAL_FLUSH_SECONDS
         self.spool = Spool(spool_dir or settings.KODIFY_JOURNAL_SPOOL_DIR)
-        # A folder of its own: a writer of an older version, adopting a dead process's
-        # files, must not take events for requests.
         self.event_spool = Spool(self.spool.directory / EVENT_SPOOL_SUBDIR)
         self.loop = loop  # where the live view runs; set by the recorder
         self.stats = WriterStats()
@@ -159,7 +126,7 @@ class JournalWriter(threading.Thread):
         self._overflowing = False
         self._stop_requested = False
         self._store = store_for(self.alias)
-        self._event_store = _EventStore(self.alias)
+        self._event_store = EventStore(self.alias)
         self._next_drop_warning = 0.0
         self._down_since = 0.0
         self._outage_rows = 0
@@ -212,6 +179,10 @@ class JournalWriter(threading.Thread):
             )
         self.stats.overflowed += 1
         self._spool(self._convert([rec], inline=True), sync=False)
+
+    def queued(self) -> int:
+        """Records and events waiting in memory (a deque's len() is atomic: any thread)."""
+        return len(self._pending)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record submitted so far is in the database or the spool."""
@@ -325,13 +296,13 @@ class JournalWriter(threading.Thread):
         if stored.failed:
             self._reject(
                 [
-                    {"error": error, "record": _record_fields(records[i])}
+                    {"error": error, "record": record_fields(records[i])}
                     for i, error in stored.failed
                 ]
             )
         if stored.outcome == "stored":
             self.stats.written += len(stored.rows)
-            self._publish_summaries(stored.rows)
+            publish_summaries(self.loop, stored.rows)
         elif stored.outcome == "unavailable":
             self._go_down(HelperReport(stored.error))
             self._spool(stored.rows, sync=True)
@@ -344,13 +315,13 @@ class JournalWriter(threading.Thread):
         if self.down:
             self._spool(rows, sync=True)
             return
-        error = self._insert(rows, ignore_conflicts=False)
+        error = self._insert(self._store, rows, skip_stored=False, kind="row")
         if error is not None:
             self._go_down(error)
             self._spool(rows, sync=True)
             return
         self.stats.written += len(rows)
-        self._publish(rows)
+        publish_rows(self.loop, rows)
 
     def _store_events(self, events: list[EventRecord]) -> None:
         rows = self._event_rows(events)
@@ -359,7 +330,7 @@ class JournalWriter(threading.Thread):
             if self.down:
                 self._spool_events(batch)
                 continue
-            error = self._insert_events(batch, skip_stored=False)
+            error = self._insert(self._event_store, batch, skip_stored=False, kind="event")
             if error is not None:
                 self._go_down(error)
                 self._spool_events(batch)
@@ -435,100 +406,30 @@ class JournalWriter(threading.Thread):
         return True
 
     def _replay_rows_batch(self, rows: list[Row]) -> BaseException | None:
-        error = self._insert(self._decode(rows), ignore_conflicts=True)
+        decoded = self._kept(decode_rows(rows))
+        error = self._insert(self._store, decoded, skip_stored=True, kind="row")
         if error is None:
             self.stats.replayed += len(rows)
         return error
 
     def _replay_events_batch(self, rows: list[Row]) -> BaseException | None:
-        error = self._insert_events(self._decode_events(rows), skip_stored=True)
+        decoded = self._kept(decode_event_rows(rows))
+        error = self._insert(self._event_store, decoded, skip_stored=True, kind="event")
         if error is None:
             self.stats.events_replayed += len(rows)
         return error
 
     # -- the database -------------------------------------------------------------------
 
-    def _insert(self, rows: list[Row], *, ignore_conflicts: bool) -> BaseException | None:
-        """Store a batch; returns the error when the database is unavailable.
-
-        Refused rows do not count as an error: they are set aside (see ``_isolate``).
-        """
-        try:
-            self._store.insert(rows, ignore_conflicts=ignore_conflicts)
-            return None
-        except Exception as exc:
-            if is_duplicate(exc) and not ignore_conflicts:
-                # A request id already stored (rows sent again after a lost
-                # acknowledgement): the conflict-ignoring insert stores the others.
-                return self._insert(rows, ignore_conflicts=True)
-            if not is_unavailable(exc):
-                return self._isolate(rows)
-            self._store.close()
-            first = exc
-        # A connection that went stale (a restarted server, an idle timeout) fails once
-        # and then works: one more try on a fresh one before declaring an outage.  The
-        # failed try may have committed, hence conflict-ignoring.
-        try:
-            self._store.insert(rows, ignore_conflicts=True)
-            return None
-        except Exception as exc:
-            if is_unavailable(exc):
-                self._store.close()
-                return first
-            return self._isolate(rows)
-
-    def _isolate(self, rows: list[Row]) -> BaseException | None:
-        """A batch the database refused: store row by row, set aside the refused ones."""
-        rejected: list[Row] = []
-        for row in rows:
-            try:
-                self._store.insert([row], ignore_conflicts=True)
-            except Exception as exc:
-                if is_unavailable(exc):
-                    self._store.close()
-                    return exc
-                rejected.append({"error": describe(exc), "row": row})
-        if rejected:
-            self._reject(rejected)
-        return None
-
-    def _insert_events(self, rows: list[Row], *, skip_stored: bool) -> BaseException | None:
-        """:meth:`_insert` for events: the error when the database is unavailable."""
-        if not rows:
-            return None
-        store = self._event_store
-        try:
-            store.insert(rows, skip_stored=skip_stored)
-            return None
-        except Exception as exc:
-            if not is_unavailable(exc):
-                return self._isolate_events(rows)
-            store.close()
-            first = exc
-        # As in _insert: one more try on a fresh connection, skipping what the failed
-        # try may have committed.
-        try:
-            store.insert(rows, skip_stored=True)
-            return None
-        except Exception as exc:
-            if is_unavailable(exc):
-                store.close()
-                return first
-            return self._isolate_events(rows)
-
-    def _isolate_events(self, rows: list[Row]) -> BaseException | None:
-        rejected: list[Row] = []
-        for row in rows:
-            try:
-                self._event_store.insert([row], skip_stored=True)
-            except Exception as exc:
-                if is_unavailable(exc):
-                    self._event_store.close()
-                    return exc
-                rejected.append({"error": describe(exc), "event": row})
-        if rejected:
-            self._reject(rejected)
-        return None
+    def _insert(
+        self, store: Store, rows: list[Row], *, skip_stored: bool, kind: str
+    ) -> BaseException | None:
+        """Store a batch; the error when the database is unavailable, the refused rows
+        set aside."""
+        inserted = insert_batch(store, rows, skip_stored=skip_stored, kind=kind)
+        if inserted.refused:
+            self._reject(inserted.refused)
+        return inserted.unavailable
 
     def _probe(self) -> bool:
         try:
@@ -551,7 +452,7 @@ class JournalWriter(threading.Thread):
             self.spool.directory,
         )
 
-    # -- rows, spool, live view ---------------------------------------------------------
+    # -- rows, spool, rejected rows -----------------------------------------------------
 
     def _convert(self, records: Sequence[Record], *, inline: bool = False) -> list[Row]:
         """Rows of ``records``; in the helper process unless ``inline`` (the caller may be
@@ -559,101 +460,28 @@ class JournalWriter(threading.Thread):
         if self._converter is not None and not inline and records:
             converted = self._converter.convert(list(records))
             if converted is not None:
-                return self._converted(records, converted)
-        rows: list[Row] = []
-        failed: list[Row] = []
-        try:
-            build_row = self._build_row or _default_build_row()
-        except Exception as exc:  # journal/rows.py broken: keep the raw records at least
-            build_row = _failing(exc)
-        for rec in records:
-            try:
-                rows.append(build_row(rec))
-            except Exception as exc:
-                failed.append({"error": describe(exc), "record": _record_fields(rec)})
-        if failed:
-            self._reject(failed)
-        return rows
-
-    def _converted(self, records: Sequence[Record], converted: list[Converted]) -> list[Row]:
-        rows: list[Row] = []
-        failed: list[Row] = []
-        for rec, (ok, result) in zip(records, converted, strict=True):
-            if ok:
-                rows.append(result)
-            else:
-                failed.append({"error": result, "record": _record_fields(rec)})
-        if failed:
-            self._reject(failed)
-        return rows
+                return self._kept(rows_of(records, converted))
+        return self._kept(rows_here(records, self._build_row))
 
     def _event_rows(self, events: Sequence[EventRecord]) -> list[Row]:
-        rows: list[Row] = []
-        failed: list[Row] = []
-        for event in events:
-            try:
-                rows.append(event_row(event))
-            except Exception as exc:
-                failed.append({"error": describe(exc), "event": asdict(event)})
+        return self._kept(event_rows(events))
+
+    def _kept(self, made: tuple[list[Row], list[Row]]) -> list[Row]:
+        """The rows of a (rows, failures) pair; the failures are set aside."""
+        rows, failed = made
         if failed:
             self._reject(failed)
         return rows
 
-    def _decode_events(self, rows: list[Row]) -> list[Row]:
-        decoded: list[Row] = []
-        failed: list[Row] = []
-        for row in rows:
-            try:
-                created_at = row.get("created_at")
-                if isinstance(created_at, str):
-                    row["created_at"] = datetime.fromisoformat(created_at)
-                decoded.append(row)
-            except (TypeError, ValueError) as exc:
-                failed.append({"error": describe(exc), "event": row})
-        if failed:
-            self._reject(failed)
-        return decoded
-
-    def _spool_events(self, rows: Sequence[Row]) -> None:
-        try:
-            count = self.event_spool.append(rows, sync=True)
-        except OSError as exc:
-            logger.error(
-                "Journal spool %s is not writable (%s): %d completion events lost.",
-                self.event_spool.directory,
-                exc.strerror,
-                len(rows),
-            )
-            return
-        self.stats.events_spooled += count
-
-    def _decode(self, rows: list[Row]) -> list[Row]:
-        """Rows read back from the spool; one that does not decode is set aside."""
-        decoded: list[Row] = []
-        failed: list[Row] = []
-        for row in rows:
-            try:
-                decoded.append(_decode_row(row))
-            except (TypeError, ValueError) as exc:
-                failed.append({"error": describe(exc), "row": row})
-        if failed:
-            self._reject(failed)
-        return decoded
-
     def _spool(self, rows: Sequence[Row], *, sync: bool) -> None:
-        try:
-            count = self.spool.append(rows, sync=sync)
-        except OSError as exc:
-            logger.error(
-                "Journal spool %s is not writable (%s): %d records lost.",
-                self.spool.directory,
-                exc.strerror,
-                len(rows),
-            )
-            return
+        count = _append(self.spool, rows, sync=sync, what="records")
         self.stats.spooled += count
         if self.down:
             self._outage_rows += count
+
+    def _spool_events(self, rows: Sequence[Row]) -> None:
+        count = _append(self.event_spool, rows, sync=True, what="completion events")
+        self.stats.events_spooled += count
 
     def _reject(self, entries: list[Row]) -> None:
         path = self.spool.directory / f"rejected-{os.getpid()}.jsonl"
@@ -665,26 +493,6 @@ class JournalWriter(threading.Thread):
             return
         logger.error("Journal: %d row(s) refused (not storable), kept in %s.", len(entries), path)
 
-    def _publish(self, rows: list[Row]) -> None:
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            return
-        live = _live_view()
-        if live is None:
-            return
-        self._publish_summaries([live.summarize(row) for row in rows])  # not in the loop
-
-    def _publish_summaries(self, summaries: list[Row]) -> None:
-        loop = self.loop
-        live = _live_view()
-        if loop is None or loop.is_closed() or live is None or not summaries:
-            return
-        try:
-            future = asyncio.run_coroutine_threadsafe(live.broadcast_summaries(summaries), loop)
-        except RuntimeError:  # the loop closed in between
-            return
-        future.add_done_callback(_log_publish_failure)
-
     def _close(self) -> None:
         self._store.close()
         self.spool.close()
@@ -693,351 +501,16 @@ class JournalWriter(threading.Thread):
             self._converter.close()
 
 
-# -- storing rows ---------------------------------------------------------------------
-
-
-class _Store:
-    """Rows into the journal table of one database alias, on this thread's connection."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-
-    def insert(self, rows: list[Row], *, ignore_conflicts: bool) -> None:
-        from journal.models import Entry
-
-        names = set(_columns())
-        objects = Entry.objects.using(self.alias)
-        with transaction.atomic(using=self.alias):
-            if ignore_conflicts:
-                # Not bulk_create(ignore_conflicts=True): SQLite's INSERT OR IGNORE also
-                # skips NOT NULL and CHECK failures, and a refused row would vanish unseen.
-                wanted = {row.get("request_id") for row in rows}
-                stored = objects.filter(request_id__in=wanted).values_list("request_id", flat=True)
-                rows = _unseen(rows, set(stored))
-            entries = [Entry(**{k: v for k, v in row.items() if k in names}) for row in rows]
-            objects.bulk_create(entries)
-
-    def probe(self) -> None:
-        # The table, not just the server: a journal database that is up but not migrated
-        # yet would refuse every row.
-        try:
-            self._probe_table()
-        except Exception as exc:
-            if self.alias != JOURNAL_ALIAS or not _missing_schema(exc):
-                raise
-            # The journal's own database was away when the server started, or is a new
-            # one: create and migrate it now, as the start would have.
-            self.close()
-            call_command("kodify_migrate", database=self.alias, verbosity=0)
-            self._probe_table()
-
-    def _probe_table(self) -> None:
-        with connections[self.alias].cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {TABLE} WHERE 1 = 0")  # noqa: S608 - a constant
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):  # a connection that is already gone
-            connections[self.alias].close()
-
-
-class _EventStore:
-    """Completion events into the journal with the ORM, on this thread's connection."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-
-    def insert(self, rows: list[Row], *, skip_stored: bool) -> None:
-        from journal.models import Event
-
-        names = _event_columns()
-        objects = Event.objects.using(self.alias)
-        with transaction.atomic(using=self.alias):
-            if skip_stored:
-                rows = _unstored_events(objects, rows)
-            if rows:
-                events = [Event(**{k: v for k, v in row.items() if k in names}) for row in rows]
-                objects.bulk_create(events)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            connections[self.alias].close()
-
-
-def _unstored_events(objects: Any, rows: list[Row]) -> list[Row]:
-    """The rows not in the table yet, nor earlier in the batch.
-
-    An event's time is kept to the microsecond, so (time, kind, response id, choice)
-    tells a replayed event from another; the lookup reads the batch's ids through the
-    ``journal_event_response`` index.
-    """
-    times = [row["created_at"] for row in rows]
-    stored = objects.filter(
-        response_id__in={row.get("response_id", "") for row in rows},
-        created_at__gte=min(times),
-        created_at__lte=max(times),
-    ).values_list("created_at", "kind", "response_id", "choice_index")
-    seen = set(stored)
-    unstored: list[Row] = []
-    for row in rows:
-        key = (
-            row["created_at"],
-            row.get("kind"),
-            row.get("response_id", ""),
-            row.get("choice_index"),
-        )
-        if key not in seen:
-            seen.add(key)
-            unstored.append(row)
-    return unstored
-
-
-class _PostgresStore(_Store):
-    """COPY, on the driver's connection: the ORM's bulk_create costs several times the
-    CPU, taken from the event loop that shares this process's GIL."""
-
-    def insert(self, rows: list[Row], *, ignore_conflicts: bool) -> None:
-        connection = connections[self.alias]
-        connection.ensure_connection()
-        raw: psycopg.Connection[Any] = connection.connection
-        columns = ", ".join(_columns())
-        values = _values
-        with raw.transaction(), raw.cursor() as cursor:
-            if ignore_conflicts:
-                cursor.execute(
-                    f"CREATE TEMP TABLE journal_entry_load ON COMMIT DROP AS "  # noqa: S608
-                    f"SELECT {columns} FROM {TABLE} WITH NO DATA"
-                )
-                target = "journal_entry_load"
-            else:
-                target = TABLE
-            with cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(values(row))
-            if ignore_conflicts:
-                cursor.execute(
-                    f"INSERT INTO {TABLE} ({columns}) SELECT {columns} "  # noqa: S608
-                    "FROM journal_entry_load ON CONFLICT (request_id) DO NOTHING"
-                )
-
-
-def _unseen(rows: list[Row], seen: set[Any]) -> list[Row]:
-    """The rows whose request id is neither in ``seen`` nor earlier in the batch."""
-    unseen: list[Row] = []
-    for row in rows:
-        request_id = row.get("request_id")
-        if request_id not in seen:
-            seen.add(request_id)
-            unseen.append(row)
-    return unseen
-
-
-class HelperReport(Exception):
-    """An outage as the helper process saw it (its description only)."""
-
-
-def store_for(alias: str) -> _Store:
-    vendor = connections[alias].vendor
-    return _PostgresStore(alias) if vendor == "postgresql" else _Store(alias)
-
-
-@cache
-def _field_table() -> tuple[tuple[tuple[str, Any], ...], tuple[int, ...]]:
-    """(name, default) of each column the writer fills, and the positions of those where
-    an empty string means NULL (an IP address)."""
-    from journal.models import Entry
-
-    fields = [field for field in Entry._meta.concrete_fields if not field.primary_key]
-    defaults = tuple((field.attname, field.get_default()) for field in fields)
-    empty_is_null = tuple(
-        index
-        for index, field in enumerate(fields)
-        if field.null and not field.empty_strings_allowed
-    )
-    return defaults, empty_is_null
-
-
-@cache
-def _columns() -> tuple[str, ...]:
-    return tuple(name for name, _ in _field_table()[0])
-
-
-@cache
-def _datetime_columns() -> frozenset[str]:
-    from journal.models import Entry
-
-    return frozenset(
-        field.attname
-        for field in Entry._meta.concrete_fields
-        if field.get_internal_type() == "DateTimeField"
-    )
-
-
-def _values(row: Row) -> list[Any]:
-    defaults, empty_is_null = _field_table()
-    get = row.get
-    values = [get(name, default) for name, default in defaults]
-    for index in empty_is_null:
-        if values[index] == "":
-            values[index] = None
-    return values
-
-
-def _decode_row(row: Row) -> Row:
-    """A row read back from the spool: its datetimes were written as ISO strings."""
-    for name in _datetime_columns():
-        value = row.get(name)
-        if isinstance(value, str):
-            row[name] = datetime.fromisoformat(value)
-    return row
-
-
-# -- errors ---------------------------------------------------------------------------
-
-
-def _causes(exc: BaseException) -> Iterable[BaseException]:
-    yield exc
-    if exc.__cause__ is not None:
-        yield exc.__cause__
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    return any(
-        isinstance(error, _UNAVAILABLE_TYPES)
-        or getattr(error, "sqlstate", None) in _UNAVAILABLE_SQLSTATES
-        for error in _causes(exc)
-    )
-
-
-def _missing_schema(exc: BaseException) -> bool:
-    """The database answers but has no journal table, or does not exist yet."""
-    return any(
-        getattr(error, "sqlstate", None) in ("42P01", "3D000")
-        # libpq reports a missing database at connect time without a SQLSTATE.
-        or ("database" in str(error) and "does not exist" in str(error))
-        for error in _causes(exc)
-    )
-
-
-def is_duplicate(exc: BaseException) -> bool:
-    """A request id already stored (PostgreSQL's unique_violation, SQLite's message)."""
-    return any(
-        isinstance(error, psycopg.errors.UniqueViolation)
-        or (isinstance(error, db.IntegrityError) and f"{TABLE}.request_id" in str(error))
-        for error in _causes(exc)
-    )
-
-
-def describe(exc: BaseException) -> str:
-    """The error's kind and first line: enough to act on, never a row's contents."""
-    if isinstance(exc, HelperReport):
-        return str(exc)  # described in the helper process already
-    sqlstate = next(filter(None, (getattr(e, "sqlstate", None) for e in _causes(exc))), None)
-    first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-    kind = type(exc).__name__ + (f" {sqlstate}" if sqlstate else "")
-    return f"{kind}: {first_line}" if first_line else kind
-
-
-@cache
-def _event_columns() -> frozenset[str]:
-    from journal.models import Event
-
-    return frozenset(field.attname for field in Event._meta.concrete_fields)
-
-
-@cache
-def _event_text_limits() -> tuple[tuple[str, int], ...]:
-    from journal.models import Event
-
-    return tuple(
-        (field.attname, field.max_length)
-        for field in Event._meta.concrete_fields
-        if field.get_internal_type() == "CharField" and field.max_length
-    )
-
-
-def event_row(event: EventRecord) -> Row:
-    """The ``journal.models.Event`` fields of an event, each text cut to what its column
-    holds (a longer one would be refused, and the whole event with it)."""
-    payload = event.payload if isinstance(event.payload, dict) else {}
-    language = event.language or payload.get("language") or ""
-    row: Row = {
-        "created_at": datetime.fromtimestamp(event.created_at, UTC),
-        "kind": event.kind,
-        "response_id": event.response_id or "",
-        "choice_index": event.choice_index,
-        "user_id": event.user_id,
-        "username": event.username or "",
-        "client_name": parse_user_agent(event.user_agent)[0] if event.user_agent else "",
-        "language": language if isinstance(language, str) else "",
-        "payload": storable_payload(payload),
-    }
-    for name, limit in _event_text_limits():
-        value = row.get(name)
-        if isinstance(value, str) and len(value) > limit:
-            row[name] = value[:limit]
-    return row
-
-
-def storable_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload as JSON holds it; past EVENT_PAYLOAD_MAX_BYTES only its first short
-    scalar fields, marked ``"truncated": true`` (its size is the client's choice)."""
-    data = orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS)
-    if len(data) <= EVENT_PAYLOAD_MAX_BYTES:
-        loaded: dict[str, Any] = orjson.loads(data)
-        return loaded
-    kept: dict[str, Any] = {"truncated": True}
-    for key, value in payload.items():
-        if len(kept) > EVENT_PAYLOAD_MAX_FIELDS:
-            break
-        if isinstance(value, str):
-            kept[str(key)[:EVENT_PAYLOAD_MAX_TEXT]] = value[:EVENT_PAYLOAD_MAX_TEXT]
-        elif value is None or isinstance(value, bool | int | float):
-            kept[str(key)[:EVENT_PAYLOAD_MAX_TEXT]] = value
-    return kept
-
-
-def _record_fields(rec: Record) -> Row:
-    fields = asdict(rec)
-    fields["request_body"] = rec.request_body.decode("utf-8", "replace")
-    fields["response_chunks"] = [c.decode("utf-8", "replace") for c in rec.response_chunks]
-    return fields
-
-
-# -- optional collaborators -------------------------------------------------------------
-
-
-def _default_build_row() -> BuildRow:
-    from journal.rows import build_row
-
-    return build_row
-
-
-def _failing(error: Exception) -> BuildRow:
-    def build_row(rec: Record) -> Row:
-        raise error
-
-    return build_row
-
-
-_live_problem_logged = False
-
-
-def _live_view() -> Any:
-    """The ``journal.live`` module when the live view can be loaded, else None."""
-    global _live_problem_logged
+def _append(spool: Spool, rows: Sequence[Row], *, sync: bool, what: str) -> int:
+    """Rows onto ``spool``: how many, or 0 (and an error in the log) if it failed."""
     try:
-        from journal import live
-    except Exception:
-        if not _live_problem_logged:
-            _live_problem_logged = True
-            logger.exception("Journal live view could not be loaded")
-        return None
-    return live
-
-
-def _log_publish_failure(future: concurrent.futures.Future[None]) -> None:
-    if future.cancelled():
-        return
-    error = future.exception()
-    if error is not None:
-        logger.warning("Journal live view: %s", describe(error))
+        return spool.append(rows, sync=sync)
+    except OSError as exc:
+        logger.error(
+            "Journal spool %s is not writable (%s): %d %s lost.",
+            spool.directory,
+            exc.strerror,
+            len(rows),
+            what,
+        )
+        return 0

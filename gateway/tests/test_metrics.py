@@ -13,7 +13,6 @@ import json
 import math
 import os
 import socket
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -158,15 +157,16 @@ def test_in_flight_requests(metrics_dir: Path, table: Any) -> None:
 
 def test_retries_and_authentication_failures(metrics_dir: Path, table: Any) -> None:
     replica: Any = table.upstreams[0]
-    metrics.retry(replica, OpenAIError(504, "slow", code="upstream_timeout"))
-    metrics.retry(replica, OpenAIError(503, "refused", code="upstream_unavailable"))
-    metrics.retry(replica, OpenAIError(500, "vLLM failed", code="InternalServerError"))
+    metrics.retry(replica, "timeout")
+    metrics.retry(replica, "unreachable")
+    metrics.retry(replica, "http_500")
+    metrics.retry(replica, "made up")  # never a label of its own
     metrics.auth_failure("token_revoked")
     metrics.auth_failure("token_revoked")
     metrics.auth_failure("anything else")
     samples = scrape()
     url = replica.display_url
-    for reason in ("timeout", "unreachable", "http_500"):
+    for reason in ("timeout", "unreachable", "http_500", "other"):
         assert value(samples, "kodify_upstream_retries_total", upstream=url, reason=reason) == 1
     assert value(samples, "kodify_auth_failures_total", code="token_revoked") == 2
     assert value(samples, "kodify_auth_failures_total", code="other") == 1
@@ -198,8 +198,7 @@ def test_journal_queue_and_spool(
     (spool / "spool-2-bbbb.jsonl").write_bytes(b"x" * 20)
     (spool / "rejected-1.jsonl").write_bytes(b"x" * 1000)  # set aside, not waiting
     (spool / "events" / "spool-1-cccc.jsonl").write_bytes(b"x" * 7)
-    writer = SimpleNamespace(_pending=deque([1, 2, 3]))
-    monkeypatch.setattr("journal.recorder.current_writer", lambda: writer)
+    monkeypatch.setattr("journal.recorder.queued_records", lambda: 3)
     samples = scrape()
     assert value(samples, "kodify_journal_queue_records") == 3
     assert value(samples, "kodify_journal_spool_bytes", spool="requests") == 120
@@ -315,7 +314,7 @@ def test_recording_never_raises(
     monkeypatch.setattr(metrics, "_start", broken)
     assert metrics.request_started(CHAT) == CHAT
     metrics.request_finished(CHAT, "fake-model", 200, 0.1, 0.01)
-    metrics.retry(table.upstreams[0], OpenAIError(504, "slow", code="upstream_timeout"))
+    metrics.retry(table.upstreams[0], "timeout")
     metrics.auth_failure("invalid_api_key")
 
 

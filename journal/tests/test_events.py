@@ -21,13 +21,14 @@ from django.urls import reverse
 from accounts.roles import AUDITORS
 from journal import dashboards, recorder, selectors
 from journal import writer as writer_module
+from journal.events import EVENT_PAYLOAD_MAX_BYTES, event_row
 from journal.models import Entry, Event
 from journal.record import EventRecord, Record
 from journal.tests.conftest import PrivateCluster
 from journal.tests.entries import console_account, make_entry, make_event
 from journal.tests.test_outage import private_alias  # noqa: F401 - a fixture
 from journal.tests.test_writer import new_record, simple_row, writers
-from journal.writer import EVENT_PAYLOAD_MAX_BYTES, JournalWriter, event_row
+from journal.writer import JournalWriter
 from kodify_site.testing import WAIT_S
 
 DASH = "\N{EN DASH}"  # what the pages show for "none"
@@ -159,9 +160,9 @@ class Outage:
         if self.down:
             raise db.OperationalError("connection refused")
 
-    def insert(self, rows: list[dict[str, Any]], *, ignore_conflicts: bool) -> None:
+    def insert(self, rows: list[dict[str, Any]], *, skip_stored: bool) -> None:
         self._check()
-        self.entries.insert(rows, ignore_conflicts=ignore_conflicts)
+        self.entries.insert(rows, skip_stored=skip_stored)
 
     def probe(self) -> None:
         self._check()

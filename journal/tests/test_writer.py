@@ -24,7 +24,8 @@ import orjson
 import pytest
 from django import db
 
-from journal import recorder
+from journal import converter as converter_module
+from journal import live_publish, recorder
 from journal import writer as writer_module
 from journal.models import Entry
 from journal.record import Record
@@ -134,10 +135,10 @@ class Outage:
         self.down = False
         self.batches: list[int] = []
 
-    def insert(self, rows: list[dict[str, Any]], *, ignore_conflicts: bool) -> None:
+    def insert(self, rows: list[dict[str, Any]], *, skip_stored: bool) -> None:
         if self.down:
             raise db.OperationalError("connection refused")
-        self.store.insert(rows, ignore_conflicts=ignore_conflicts)
+        self.store.insert(rows, skip_stored=skip_stored)
         self.batches.append(len(rows))
 
     def probe(self) -> None:
@@ -267,9 +268,9 @@ def test_a_batch_that_committed_before_the_connection_broke_is_not_doubled(make_
     class LostAck:
         calls = 0
 
-        def insert(self, rows: list[dict[str, Any]], *, ignore_conflicts: bool) -> None:
+        def insert(self, rows: list[dict[str, Any]], *, skip_stored: bool) -> None:
             LostAck.calls += 1
-            store.insert(rows, ignore_conflicts=ignore_conflicts)
+            store.insert(rows, skip_stored=skip_stored)
             if LostAck.calls <= 2:  # the write and its immediate retry both "fail"
                 raise db.OperationalError("server closed the connection unexpectedly")
 
@@ -422,7 +423,7 @@ def test_each_stored_batch_is_published_on_the_recorders_loop(make_writer, monke
         arrived.set()
 
     live = SimpleNamespace(summarize=dict, broadcast_summaries=broadcast)
-    monkeypatch.setattr(writer_module, "_live_view", lambda: live)
+    monkeypatch.setattr(live_publish, "live_view", lambda: live)
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
     loop_thread.start()
@@ -445,7 +446,7 @@ def test_a_failing_live_view_does_not_stop_the_journal(make_writer, monkeypatch,
         raise RuntimeError("channel layer down")
 
     live = SimpleNamespace(summarize=dict, broadcast_summaries=broadcast)
-    monkeypatch.setattr(writer_module, "_live_view", lambda: live)
+    monkeypatch.setattr(live_publish, "live_view", lambda: live)
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
     loop_thread.start()
@@ -505,7 +506,7 @@ def test_a_live_writers_file_is_not_adopted_by_another(tmp_path):
 
 @pytest.fixture
 def journal_settings(settings, spool_dir, monkeypatch) -> Iterator[Any]:
-    monkeypatch.setattr(writer_module, "_default_build_row", lambda: simple_row)
+    monkeypatch.setattr(converter_module, "_default_build_row", lambda: simple_row)
     settings.LOGS = True
     # In this process, with the simple converter: the helper process has its own tests.
     settings.KODIFY_JOURNAL_CONVERTER = "thread"
@@ -586,10 +587,10 @@ def test_shutdown_spools_what_a_stuck_writer_could_not_store(journal_settings, s
     store = writer._store
 
     class Hung:
-        def insert(self, rows: list[dict[str, Any]], *, ignore_conflicts: bool) -> None:
+        def insert(self, rows: list[dict[str, Any]], *, skip_stored: bool) -> None:
             entered.set()
             release.wait(WAIT_S)
-            store.insert(rows, ignore_conflicts=ignore_conflicts)
+            store.insert(rows, skip_stored=skip_stored)
 
         def probe(self) -> None:
             store.probe()
