@@ -37,10 +37,12 @@ if [ "$build_server" = 1 ]; then
         ${extra[@]+"${extra[@]}"} .
 fi
 if [ "$build_model_server" = 1 ]; then
-    [ -f kodify_site/model_server.py ] || {
-        echo "kodify_site/model_server.py is missing: the model server's launcher" >&2
-        exit 1
-    }
+    for launcher in docker/model-server/model_server.py docker/model-server/launch_plan.py; do
+        [ -f "$launcher" ] || {
+            echo "$launcher is missing: the model server's launcher" >&2
+            exit 1
+        }
+    done
     image="$KODIFY_REGISTRY/$MODEL_SERVER_IMAGE"
     vllm_args=()
     [ -z "${VLLM_VERSION:-}" ] || vllm_args=(--build-arg "VLLM_VERSION=$VLLM_VERSION")

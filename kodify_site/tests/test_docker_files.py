@@ -38,8 +38,11 @@ import pytest
 import yaml
 
 from gateway.config_file import load_config
-from kodify_site import __version__, model_server
+from kodify_site import __version__
+from kodify_site.management.commands.run_model_server import load_launcher
 from kodify_site.testing import free_port, server_environment
+
+model_server = load_launcher()
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -530,7 +533,7 @@ def test_model_server_dockerfile_essentials() -> None:
     assert ("FROM", "vllm/vllm-openai:${VLLM_VERSION}") in instructions
     assert (
         "COPY",
-        "kodify_site/model_server.py /opt/kodify/model_server.py",
+        "docker/model-server/model_server.py docker/model-server/launch_plan.py /opt/kodify/",
     ) in instructions
     assert ("ENTRYPOINT", '["python3", "/opt/kodify/model_server.py"]') in instructions
     envs = " ".join(args for keyword, args in instructions if keyword == "ENV")

@@ -28,6 +28,7 @@ from kubernetes_validate import utils as kubernetes_validate
 
 from gateway.config_file import load_config
 from kodify_site import __version__
+from kodify_site.management.commands.run_model_server import load_launcher
 
 pytestmark = pytest.mark.smoke
 
@@ -467,7 +468,7 @@ def test_vllm_gets_its_gpu_shared_memory_and_offline_weights() -> None:
 def test_the_launcher_accepts_the_model_server_settings() -> None:
     """The model-server image's entrypoint builds vLLM's command line from this pod's
     environment without a warning, serving on the probed port under config.yml's name."""
-    model_server = pytest.importorskip("kodify_site.model_server")
+    model_server = load_launcher()
     c = container(vllm(), "vllm")
     env = container_env(c)
     plan = model_server.build_plan(env, check_model=False)
