@@ -19,29 +19,24 @@ import time
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
-import aiohttp
 import orjson
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from accounts.auth import AuthenticationFailed, Principal, get_authenticator
-from accounts.limits import NO_SLOT, LimitExceeded, Slot, get_limiter
 from gateway import health, metrics, openapi, tabby
 from gateway.errors import OpenAIError
-from gateway.fim.profiles import FimProfile, get_profiles
 from gateway.fim.suffix import SuffixRewrite
 from gateway.openai_api import (
     Endpoint,
-    ProxyRequest,
     check_request,
     decode_json,
     is_tabby_body,
     parse_request,
 )
-from gateway.proxy import Outcome, open_upstream, read_answer, relay
+from gateway.pipeline import Delivery, FimDelivery, Pipeline, SuffixDelivery
 from gateway.tabby_completion import FimCompletion
-from gateway.upstream_failures import UpstreamUnavailable
-from gateway.upstreams import Upstream, UpstreamTable, get_table
+from gateway.upstreams import get_table
 from journal import recorder
 from journal.features import Feature
 from journal.record import EventRecord, Record
@@ -61,7 +56,8 @@ class GatewayConsumer(AsyncHttpConsumer):
 
     methods: ClassVar[tuple[str, ...]] = ("POST",)
     needs_token: ClassVar[bool] = True
-    # Endpoints that get one journal row per request, and their default feature.
+    # Endpoints whose requests each have a record (one journal row when the journal is
+    # on), and their default feature.
     journaled: ClassVar[bool] = False
     feature: ClassVar[str] = ""
 
@@ -73,10 +69,8 @@ class GatewayConsumer(AsyncHttpConsumer):
         self.response_complete = False
         self.client_gone = False
         self.record: Record | None = None
+        self.journal_on = False
         self.status = 0
-        self.model = ""
-        self.streamed = False
-        self.first_byte_at: float | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -84,20 +78,24 @@ class GatewayConsumer(AsyncHttpConsumer):
         self.request_id = secrets.token_hex(8)
         started = time.perf_counter()
         endpoint = metrics.request_started(scope["path"])
-        if self.journaled and recorder.journal_on():
+        if self.journaled:
             self.record = self.new_record()
+            self.journal_on = recorder.journal_on()
         try:
             await self.serve(receive)
         finally:
-            if self.record is not None:
-                self.journal(self.record)
-            first_byte_at = self.first_byte_at
+            record = self.record
+            if record is not None and self.journal_on:
+                self.journal(record)
+            first_byte_at = record.first_byte_at if record is not None else None
             metrics.request_finished(
                 endpoint,
-                self.model,
+                record.model if record is not None else "",
                 self.status or (CLIENT_CLOSED_REQUEST if self.client_gone else 0),
                 time.perf_counter() - started,
-                first_byte_at - started if self.streamed and first_byte_at is not None else None,
+                first_byte_at - started
+                if record is not None and record.stream and first_byte_at is not None
+                else None,
             )
 
     async def serve(self, receive: Any) -> None:
@@ -290,153 +288,27 @@ def _too_large(limit: int) -> OpenAIError:
 
 
 class ProxyConsumer(GatewayConsumer):
-    """``POST /v1/chat/completions`` and ``POST /v1/completions``."""
+    """``POST /v1/chat/completions`` and ``POST /v1/completions``: the request's body is
+    checked here, and its :class:`~gateway.pipeline.Pipeline` does the rest."""
 
     endpoint: ClassVar[Endpoint]
     upstream_path: ClassVar[str]
     journaled = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.slot: Slot = NO_SLOT
-
     async def handle(self, body: bytes) -> None:
         request = parse_request(self.endpoint, body, max_n=get_table().max_n)
-        await self.forward(request.model, request)
+        await self.pipeline().forward(request.model, request)
 
-    async def forward(self, model: str | None, request: Any) -> None:
-        table = get_table()
-        self.model = model or ""
-        self.streamed = bool(getattr(request, "stream", False))
-        if self.record is not None:
-            self.record.model, self.record.stream = self.model, self.streamed
-        if model is not None:  # refused before resolving: no hint whether it exists
-            self.check_model(model)
-        upstream, name = await table.resolve(model)
-        self.model = name
-        self.check_model(name)  # the default model too
-        if table.default_max_tokens and isinstance(request, ProxyRequest):
-            request.default_max_tokens(table.default_max_tokens)
-        await self.take_slot()
-        try:
-            await self._forward(table, model, upstream, name, request)
-        finally:
-            await self.release_slot()
-
-    async def _forward(
-        self, table: UpstreamTable, model: str | None, upstream: Upstream, name: str, request: Any
-    ) -> None:
-        record = self.record
-        withhold_usage = record is not None and request.ask_for_usage()
-        failed: list[Upstream] = []
-        last_failure: UpstreamUnavailable | None = None
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if last_failure is not None:
-                upstream, name = await self._another(table, model, failed, last_failure)
-            request.set_model(name)
-            self.prepare(request, upstream, name)
-            outcome = Outcome()
-            if record is not None:
-                record.model = name
-                record.upstream = upstream.display_url
-                outcome.chunks = record.response_chunks = []
-                outcome.withhold_usage = withhold_usage
-            upstream.outstanding += 1
-            try:
-                try:
-                    response = await open_upstream(
-                        upstream, self.upstream_path, request.upstream_body()
-                    )
-                except UpstreamUnavailable as error:
-                    if attempt == MAX_ATTEMPTS:
-                        raise
-                    failed.append(upstream)
-                    last_failure = error
-                    metrics.retry(upstream, error.reason)
-                    continue  # nothing reached the client yet: another replica may answer
-                await self.deliver(response, upstream, outcome)
-                return
-            finally:
-                upstream.outstanding -= 1
-                self.first_byte_at = outcome.first_byte_at
-                if record is not None:
-                    record.first_byte_at = outcome.first_byte_at
-                    if outcome.error:
-                        record.error = outcome.error
-
-    async def _another(
-        self,
-        table: UpstreamTable,
-        model: str | None,
-        failed: list[Upstream],
-        last_failure: UpstreamUnavailable,
-    ) -> tuple[Upstream, str]:
-        """A replica this request has not failed on; else the reason it cannot be served.
-
-        With one replica tried, the client gets that replica's own failure (a timeout is
-        a 504, not "every replica is down"); with several, the table's summary of them.
-        """
-        try:
-            upstream, name = await table.resolve(model, exclude=failed)
-        except OpenAIError:
-            if len(failed) == 1:
-                raise last_failure from None
-            raise
-        self.check_model(name)
-        return upstream, name
-
-    def prepare(self, request: Any, upstream: Upstream, model: str) -> None:
-        """Adapt the request to the replica chosen (before each attempt)."""
-
-    async def deliver(
-        self, response: aiohttp.ClientResponse, upstream: Upstream, outcome: Outcome
-    ) -> None:
-        """Answer the client from the upstream's response (passed through as it comes)."""
-        await relay(
-            response, upstream, self._relay_headers, self._relay_body, [self.id_header()], outcome
+    def pipeline(self, delivery: Delivery | None = None) -> Pipeline:
+        assert self.record is not None  # every proxied request has one
+        return Pipeline(
+            self,
+            self.record,
+            principal=self.principal,
+            upstream_path=self.upstream_path,
+            journaled=self.journal_on,
+            delivery=delivery,
         )
-
-    def check_model(self, model: str) -> None:
-        principal = self.principal
-        if principal is not None and not principal.may_use(model):
-            raise OpenAIError(
-                403,
-                f"You are not allowed to use the model '{model}'; ask an administrator "
-                "to add it to your allowed models.",
-                param="model",
-                code="model_not_allowed",
-            )
-
-    async def take_slot(self) -> None:
-        limiter = get_limiter()
-        if limiter is None or self.principal is None:
-            return
-        try:
-            self.slot = await limiter.acquire(self.principal)
-        except LimitExceeded as exc:
-            raise OpenAIError(
-                429,
-                str(exc),
-                code=exc.code,
-                headers=((b"retry-after", str(exc.retry_after).encode()),),
-            ) from None
-
-    async def release_slot(self) -> None:
-        slot, self.slot = self.slot, NO_SLOT
-        await slot.release()
-
-    async def send_body(self, body: bytes, *, more_body: bool = False) -> None:
-        # The slot is free before the client sees the end of the answer, so a client
-        # sending one request after another never finds its previous one still counted.
-        if not more_body and self.slot is not NO_SLOT:
-            await self.release_slot()
-        await super().send_body(body, more_body=more_body)
-
-    async def _relay_headers(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        await self.send_headers(status=status, headers=headers)
-
-    async def _relay_body(self, body: bytes, more_body: bool) -> None:
-        await self.send_body(body, more_body=more_body)
 
 
 class ChatCompletionsConsumer(ProxyConsumer):
@@ -457,23 +329,19 @@ class CompletionsConsumer(ProxyConsumer):
     upstream_path = "/v1/completions"
     feature = Feature.COMPLETION
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fim: FimCompletion | None = None
-        self.rewrite: SuffixRewrite | None = None
-
     async def handle(self, body: bytes) -> None:
         data = decode_json(body)
         if is_tabby_body(data):
             await self.complete(tabby.parse_completion(data))
             return
         request = check_request(self.endpoint, data, body, max_n=get_table().max_n)
+        delivery: Delivery | None = None
         if SuffixRewrite.wanted(request.body):
-            self.rewrite = SuffixRewrite(request.body)
-        await self.forward(request.model, request)
+            delivery = SuffixDelivery(SuffixRewrite(request.body))
+        await self.pipeline(delivery).forward(request.model, request)
 
     async def complete(self, request: tabby.CompletionRequest) -> None:
-        self.fim = completion = FimCompletion(request)
+        completion = FimCompletion(request)
         if self.record is not None:
             self.record.language = request.language[:32] or completion.language.id
         model = request.model
@@ -482,40 +350,7 @@ class CompletionsConsumer(ProxyConsumer):
             table.ensure_background_refresh()
             await table.ensure_discovered()
             model = tabby.completion_model(table) or None
-        await self.forward(model, completion)
-
-    def prepare(self, request: Any, upstream: Upstream, model: str) -> None:
-        if self.fim is None and self.rewrite is None:
-            return
-        card = upstream.models.get(model) or {}
-        profile = _profile(get_table(), upstream, model, card)
-        if self.fim is not None:
-            self.fim.use_profile(profile, context_tokens=card.get("max_model_len"))
-        elif self.rewrite is not None and self.rewrite.apply(request.body, profile):
-            request.raw = None
-
-    async def deliver(
-        self, response: aiohttp.ClientResponse, upstream: Upstream, outcome: Outcome
-    ) -> None:
-        if self.fim is None:
-            await super().deliver(response, upstream, outcome)
-            return
-        data = await read_answer(response, upstream, outcome)
-        answer, journaled = self.fim.answer(data)
-        if outcome.chunks is not None:
-            outcome.chunks.append(orjson.dumps(journaled))
-        await self.send_json(200, answer)
-
-
-def _profile(
-    table: UpstreamTable, upstream: Upstream, model: str, card: dict[str, Any]
-) -> FimProfile:
-    root = card.get("root")
-    return get_profiles().for_model(
-        model,
-        root=root if isinstance(root, str) else "",
-        choices=(upstream.spec.preprocessing, table.model_preprocessing.get(model, "")),
-    )
+        await self.pipeline(FimDelivery(completion)).forward(model, completion)
 
 
 class EventsConsumer(GatewayConsumer):

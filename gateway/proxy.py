@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -25,6 +24,7 @@ from django.conf import settings
 from gateway import upstream_failures as failures
 from gateway.http_client import upstream_session
 from gateway.upstreams import Upstream
+from journal.record import Record
 
 logger = logging.getLogger("kodify.proxy")
 
@@ -36,25 +36,6 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),  # tell nginx-style proxies not to buffer the stream
 ]
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one relayed request (the journal's raw material).
-
-    ``chunks`` collects the upstream's bytes as they came when the journal wants them;
-    ``withhold_usage`` is set when Kodify itself asked the upstream for a usage chunk
-    (``stream_options.include_usage``) that the client did not ask for: that one event is
-    kept for the journal and not passed on.
-    """
-
-    status: int = 0
-    first_byte_at: float | None = None
-    response_bytes: int = 0
-    error: str = ""
-    completed: bool = False
-    chunks: list[bytes] | None = None
-    withhold_usage: bool = False
 
 
 async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.ClientResponse:
@@ -100,48 +81,72 @@ async def relay(
     send_headers: SendHeaders,
     send_body: SendBody,
     extra_headers: list[tuple[bytes, bytes]],
-    outcome: Outcome,
+    record: Record,
+    *,
+    keep_chunks: bool = False,
+    withhold_usage: bool = False,
 ) -> None:
-    """Pass the upstream's answer to the client. Closes ``response`` in every case."""
+    """Pass the upstream's answer to the client. Closes ``response`` in every case.
+
+    What happens goes into ``record``: the first byte's time, an error that broke the
+    answer off, and with ``keep_chunks`` the upstream's bytes as they came (for the
+    journal).  ``withhold_usage``: Kodify itself asked the upstream for a usage event
+    (``stream_options.include_usage``) that the client did not ask for; that one event
+    is kept for the journal and not passed on.
+    """
+    completed = False
     try:
         if response.status >= 400:
             error_body = await response.content.read(failures.MAX_ERROR_BODY)
             raise failures.error_answer(response.status, error_body, upstream.display_url)
         _set_idle_timeout(response)
         content_type = response.headers.get("Content-Type", "application/json").encode()
-        relay_answer = (
-            _relay_stream if content_type.startswith(b"text/event-stream") else _relay_whole
-        )
-        await relay_answer(
-            response, upstream, content_type, send_headers, send_body, extra_headers, outcome
-        )
-        outcome.completed = not outcome.error
+        chunks = record.response_chunks if keep_chunks else None
+        if content_type.startswith(b"text/event-stream"):
+            await send_headers(
+                response.status, [(b"content-type", content_type), *_SSE_HEADERS, *extra_headers]
+            )
+            await _relay_stream(response, upstream, send_body, record, chunks, withhold_usage)
+        else:
+            data = await _read_whole(response, upstream)
+            record.first_byte_at = time.perf_counter()
+            if chunks is not None:
+                chunks.append(data)
+            await send_headers(
+                response.status,
+                [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(data)).encode()),
+                    *extra_headers,
+                ],
+            )
+            await send_body(data, False)
+        completed = not record.error
     finally:
-        if outcome.completed:
+        if completed:
             response.release()
         else:  # cancelled or failed: drop the connection so vLLM stops generating
             response.close()
 
 
 async def read_answer(
-    response: aiohttp.ClientResponse, upstream: Upstream, outcome: Outcome
+    response: aiohttp.ClientResponse, upstream: Upstream, record: Record
 ) -> bytes:
     """The upstream's whole (non-streamed) answer, for the gateway to rework before sending.
 
     Closes ``response`` in every case; an upstream error becomes the client's error.
     """
+    completed = False
     try:
         if response.status >= 400:
             error_body = await response.content.read(failures.MAX_ERROR_BODY)
             raise failures.error_answer(response.status, error_body, upstream.display_url)
         data = await _read_whole(response, upstream)
-        outcome.status = response.status
-        outcome.first_byte_at = time.perf_counter()
-        outcome.response_bytes = len(data)
-        outcome.completed = True
+        record.first_byte_at = time.perf_counter()
+        completed = True
         return data
     finally:
-        if outcome.completed:
+        if completed:
             response.release()
         else:
             response.close()
@@ -154,52 +159,19 @@ async def _read_whole(response: aiohttp.ClientResponse, upstream: Upstream) -> b
         raise failures.broken_answer(exc, upstream.display_url) from None
 
 
-async def _relay_whole(
-    response: aiohttp.ClientResponse,
-    upstream: Upstream,
-    content_type: bytes,
-    send_headers: SendHeaders,
-    send_body: SendBody,
-    extra_headers: list[tuple[bytes, bytes]],
-    outcome: Outcome,
-) -> None:
-    data = await _read_whole(response, upstream)
-    outcome.status = response.status
-    outcome.first_byte_at = time.perf_counter()
-    outcome.response_bytes = len(data)
-    if outcome.chunks is not None:
-        outcome.chunks.append(data)
-    await send_headers(
-        response.status,
-        [
-            (b"content-type", content_type),
-            (b"content-length", str(len(data)).encode()),
-            *extra_headers,
-        ],
-    )
-    await send_body(data, False)
-
-
 async def _relay_stream(
     response: aiohttp.ClientResponse,
     upstream: Upstream,
-    content_type: bytes,
-    send_headers: SendHeaders,
     send_body: SendBody,
-    extra_headers: list[tuple[bytes, bytes]],
-    outcome: Outcome,
+    record: Record,
+    chunks: list[bytes] | None,
+    withhold_usage: bool,
 ) -> None:
-    outcome.status = response.status
-    await send_headers(
-        response.status, [(b"content-type", content_type), *_SSE_HEADERS, *extra_headers]
-    )
-    chunks = outcome.chunks
-    usage_filter = _UsageFilter() if outcome.withhold_usage else None
+    usage_filter = _UsageFilter() if withhold_usage else None
     try:
         async for chunk in response.content.iter_any():
-            if outcome.first_byte_at is None:
-                outcome.first_byte_at = time.perf_counter()
-            outcome.response_bytes += len(chunk)
+            if record.first_byte_at is None:
+                record.first_byte_at = time.perf_counter()
             if chunks is not None:
                 chunks.append(chunk)
             if usage_filter is not None:
@@ -213,7 +185,7 @@ async def _relay_stream(
         error, reason = failures.broken_stream(
             exc, upstream.display_url, idle_timeout=settings.KODIFY_UPSTREAM_IDLE_TIMEOUT
         )
-        outcome.error = f"upstream {reason}"
+        record.error = f"upstream {reason}"
         logger.warning("upstream %s %s", upstream.display_url, reason)
         # Headers are gone already: the error travels as a last SSE event, which the
         # OpenAI SDKs raise as an APIError.
