@@ -10,7 +10,6 @@ tokens revoked, so the journal and the audit trail keep naming them.
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 from django.conf import settings
@@ -24,16 +23,19 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.formats import localize
 from django.utils.html import format_html
-from django.views.decorators.debug import sensitive_variables
 
 from accounts import services
+from accounts.admin_lists import (
+    ApiTokenInline,
+    AuditActorFilter,
+    TokenStateFilter,
+    last_used_shown,
+    limit_shown,
+)
+from accounts.admin_tokens import issue_and_show, may_issue, new_nonce, take_nonce
 from accounts.forms import ApiUserForm, IssueTokenForm
 from accounts.models import ApiToken, ApiUser, AuditEvent
-
-ISSUE_NONCES_SESSION_KEY = "kodify.issue_token_nonces"
-MAX_OPEN_ISSUE_FORMS = 20
 
 
 class ConsoleModelAdmin(admin.ModelAdmin):
@@ -49,85 +51,6 @@ class ConsoleModelAdmin(admin.ModelAdmin):
         if request.method == "POST" and not self.has_change_permission(request):
             raise PermissionDenied
         return super().changelist_view(request, extra_context)
-
-
-def _last_used(token: ApiToken) -> str:
-    if token.last_used_at is None:
-        return "never"
-    when = localize(timezone.localtime(token.last_used_at))
-    agent = token.last_used_user_agent
-    if not agent:
-        return format_html("{}", when)
-    shown = agent if len(agent) <= 60 else agent[:59] + "…"
-    return format_html('{}<br><small title="{}">{}</small>', when, agent, shown)
-
-
-class TokenStateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("active", "active"),
-            ("expired", "expired"),
-            ("revoked", "revoked"),
-            ("user disabled", "user disabled"),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        # The same order of precedence as ApiToken.state: revoked, expired, user disabled.
-        now = timezone.now()
-        live = Q(revoked_at__isnull=True)
-        unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-        match self.value():
-            case "active":
-                return queryset.filter(live & unexpired, user__is_active=True)
-            case "expired":
-                return queryset.filter(live, expires_at__lte=now)
-            case "revoked":
-                return queryset.filter(revoked_at__isnull=False)
-            case "user disabled":
-                return queryset.filter(live & unexpired, user__is_active=False)
-        return queryset
-
-
-class ApiTokenInline(admin.TabularInline):
-    """A user's tokens on the user's page: read-only, digests never shown."""
-
-    model = ApiToken
-    fields = ("prefix", "name", "created_at", "expires_at", "last_used", "state")
-    readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = True  # revoking and the expiry are on the token's own page
-    ordering = ("-created_at",)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
-        return super().get_queryset(request).select_related("user")  # state reads the user
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description="last used")
-    def last_used(self, token: ApiToken) -> str:
-        return _last_used(token)
-
-    @admin.display(description="state")
-    def state(self, token: ApiToken) -> str:
-        return token.state
-
-
-def _limit(value: int | None, default: int) -> str:
-    if value is None:
-        return f"default ({default or 'no limit'})"
-    return str(value or "no limit")
 
 
 def _adopt(obj: ApiUser, saved: ApiUser) -> None:
@@ -181,11 +104,11 @@ class ApiUserAdmin(ConsoleModelAdmin):
 
     @admin.display(description="requests/min", ordering="requests_per_minute")
     def rate_limit(self, user: ApiUser) -> str:
-        return _limit(user.requests_per_minute, settings.KODIFY_RATE_LIMIT_PER_MINUTE)
+        return limit_shown(user.requests_per_minute, settings.KODIFY_RATE_LIMIT_PER_MINUTE)
 
     @admin.display(description="in flight", ordering="max_concurrent")
     def concurrency_limit(self, user: ApiUser) -> str:
-        return _limit(user.max_concurrent, settings.KODIFY_MAX_CONCURRENT)
+        return limit_shown(user.max_concurrent, settings.KODIFY_MAX_CONCURRENT)
 
     @admin.display(description="models")
     def models(self, user: ApiUser) -> str:
@@ -253,11 +176,11 @@ class ApiUserAdmin(ConsoleModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        extra = {**(extra_context or {}), "can_issue_token": _may_issue(request)}
+        extra = {**(extra_context or {}), "can_issue_token": may_issue(request)}
         return super().change_view(request, object_id, form_url, extra)
 
     def issue_token_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not _may_issue(request):
+        if not may_issue(request):
             raise PermissionDenied
         user = self.get_object(request, unquote(object_id))
         if user is None:
@@ -266,16 +189,16 @@ class ApiUserAdmin(ConsoleModelAdmin):
         if request.method == "POST":
             form = IssueTokenForm(request.POST)
             if form.is_valid():
-                if not _take_nonce(request, form.cleaned_data["nonce"]):
+                if not take_nonce(request, form.cleaned_data["nonce"]):
                     messages.warning(
                         request,
                         "That form was already sent and its token shown once. If the token "
                         "was lost, revoke it and issue a new one.",
                     )
                     return HttpResponseRedirect(user_url)
-                return _issue_and_show(self, request, user, form.cleaned_data)
+                return issue_and_show(self, request, user, form.cleaned_data)
         else:
-            form = IssueTokenForm(initial={"nonce": _new_nonce(request)})
+            form = IssueTokenForm(initial={"nonce": new_nonce(request)})
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -285,53 +208,6 @@ class ApiUserAdmin(ConsoleModelAdmin):
             "form": form,
         }
         return TemplateResponse(request, "admin/accounts/apiuser/issue_token.html", context)
-
-
-def _may_issue(request: HttpRequest) -> bool:
-    return request.user.has_perm("accounts.add_apitoken")
-
-
-def _new_nonce(request: HttpRequest) -> str:
-    nonce = secrets.token_urlsafe(16)
-    open_forms = request.session.get(ISSUE_NONCES_SESSION_KEY, [])
-    request.session[ISSUE_NONCES_SESSION_KEY] = [*open_forms, nonce][-MAX_OPEN_ISSUE_FORMS:]
-    return nonce
-
-
-def _take_nonce(request: HttpRequest, nonce: str) -> bool:
-    open_forms = request.session.get(ISSUE_NONCES_SESSION_KEY, [])
-    if nonce not in open_forms:
-        return False
-    request.session[ISSUE_NONCES_SESSION_KEY] = [n for n in open_forms if n != nonce]
-    return True
-
-
-@sensitive_variables("plain", "context")
-def _issue_and_show(
-    model_admin: ApiUserAdmin, request: HttpRequest, user: ApiUser, data: dict[str, Any]
-) -> HttpResponse:
-    # Rendered in the answer to the POST, not behind a redirect: the plain token then
-    # lives nowhere but in this one response (no session, no message, no URL).
-    token, plain = services.issue_token(
-        user=user,
-        name=data["name"],
-        actor=request.user,
-        expires_at=data["expires_at"],
-        comment=data["comment"],
-    )
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "opts": model_admin.opts,
-        "title": "Token issued",
-        "original": user,
-        "user_url": reverse("admin:accounts_apiuser_change", args=[user.pk]),
-        "token": token,
-        "plain_token": plain,
-        "api_base": request.build_absolute_uri("/v1"),
-    }
-    response = TemplateResponse(request, "admin/accounts/apiuser/token_issued.html", context)
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 @admin.register(ApiToken)
@@ -384,7 +260,7 @@ class ApiTokenAdmin(ConsoleModelAdmin):
 
     @admin.display(description="last used", ordering="last_used_at")
     def last_used(self, token: ApiToken) -> str:
-        return _last_used(token)
+        return last_used_shown(token)
 
     @admin.display(description="state")
     def state(self, token: ApiToken) -> str:
@@ -454,25 +330,6 @@ class ApiTokenAdmin(ConsoleModelAdmin):
         return TemplateResponse(
             request, "admin/accounts/apitoken/revoke_confirmation.html", context
         )
-
-
-class AuditActorFilter(admin.SimpleListFilter):
-    """By name: the command line and the admin API key act without a console account."""
-
-    title = "actor"
-    parameter_name = "actor"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        names = (
-            AuditEvent.objects.order_by("actor_name")
-            .values_list("actor_name", flat=True)
-            .distinct()
-        )
-        return [(name, name) for name in names]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(actor_name=value) if value else queryset
 
 
 @admin.register(AuditEvent)

@@ -111,11 +111,7 @@ def cases(client: Any) -> list[tuple[str, str]]:
     from django.db.models import Count, Max, Min
     from django.urls import reverse
 
-    from journal.management.commands.kodify_journal_fill import (
-        COMMON_WORD,
-        MIDDLE_WORD,
-        RARE_WORD,
-    )
+    from journal.fill import COMMON_WORD, MIDDLE_WORD, RARE_WORD
     from journal.models import Entry
 
     list_path = reverse("journal:list")

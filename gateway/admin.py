@@ -8,28 +8,26 @@ write-only: the form says whether one is set, never what it is.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.admin import ConsoleModelAdmin
-from gateway import selectors, services, tasks
-from gateway.config_file import ConfigError
-from gateway.models import SETTING_PK, SOURCE_CONFIG, GatewaySetting, ServedModel, UpstreamServer
+from gateway import admin_actions, selectors, services
+from gateway.admin_display import automatic_choice, health_badge, model_cards, source_badge
+from gateway.admin_forms import ServedModelForm, UpstreamServerForm
+from gateway.models import SETTING_PK, GatewaySetting, ServedModel, UpstreamServer
 from gateway.probing import without_credentials
 
 SOURCE_RULE = (
@@ -40,167 +38,11 @@ SOURCE_RULE = (
     "Upstreams added here are “console” upstreams."
 )
 
-PATH_CHOICE = "__path__"
 # Set on each model of the model list: who serves it (read once for the whole page).
 SERVING_ATTRIBUTE = "_kodify_serving"
 
 
-# -- the preprocessing choice: a shipped config, or a path ----------------------------------
-
-
-def _shipped_names() -> list[str]:
-    from gateway.fim.profiles import ProfileError, load_shipped
-
-    try:
-        return list(load_shipped())
-    except ProfileError:  # the start-up checks report it; the form still takes a path
-        return []
-
-
-class PreprocessingWidget(forms.MultiWidget):
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-        choices = [("", "automatic"), *((n, n) for n in names), (PATH_CHOICE, "a file (path)…")]
-        super().__init__(
-            widgets=[
-                forms.Select(choices=choices),
-                forms.TextInput(
-                    attrs={"size": 50, "placeholder": "path, e.g. preprocess_configs/my.json"}
-                ),
-            ]
-        )
-
-    def decompress(self, value: Any) -> list[str]:
-        if not value:
-            return ["", ""]
-        if value in self.names:
-            return [value, ""]
-        return [PATH_CHOICE, value]
-
-
-class PreprocessingField(forms.MultiValueField):
-    """A select of the shipped configs, with a text box for a config file's path."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        names = _shipped_names()
-        choices = [("", ""), *((n, n) for n in names), (PATH_CHOICE, PATH_CHOICE)]
-        kwargs.setdefault("required", False)
-        super().__init__(
-            fields=(
-                forms.ChoiceField(choices=choices, required=False),
-                forms.CharField(required=False),
-            ),
-            widget=PreprocessingWidget(names),
-            require_all_fields=False,
-            **kwargs,
-        )
-
-    def compress(self, data_list: list[Any]) -> str:
-        if not data_list:
-            return ""
-        choice, typed = data_list[0] or "", (data_list[1] or "").strip()
-        if choice == PATH_CHOICE or (typed and not choice):
-            if not typed:
-                raise ValidationError("Give the path of the config file.")
-            return typed
-        return str(choice)
-
-
 # -- upstreams -----------------------------------------------------------------------------
-
-
-class UpstreamServerForm(ModelForm):
-    new_api_key = forms.CharField(
-        label="New API key",
-        required=False,
-        strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the key as it is. The key is never shown back.",
-    )
-    clear_api_key = forms.BooleanField(
-        label="Clear the API key",
-        required=False,
-        help_text="Send the default key instead (KODIFY_UPSTREAM_API_KEY, else VLLM_API_KEY).",
-    )
-
-    class Meta:
-        model = UpstreamServer
-        fields = ("url", "name", "enabled", "position", "weight", "max_concurrent", "preprocessing")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if "preprocessing" in self.fields:
-            field = self.fields["preprocessing"]
-            self.fields["preprocessing"] = PreprocessingField(
-                label=field.label, help_text=field.help_text
-            )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("new_api_key") and data.get("clear_api_key"):
-            raise ValidationError("Either give a new API key or clear it, not both.")
-        return data
-
-
-def _age(when: datetime | None) -> str:
-    if when is None:
-        return "never"
-    seconds = max(0, int((timezone.now() - when).total_seconds()))
-    if seconds < 90:
-        return f"{seconds} s ago"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min ago"
-    if seconds < 36 * 3600:
-        return f"{round(seconds / 3600)} h ago"
-    return f"{round(seconds / 86400)} days ago"
-
-
-def health_badge(upstream: UpstreamServer) -> SafeString:
-    if upstream.healthy is None:
-        state, colour = "not checked yet", "#888"
-    elif upstream.healthy:
-        state, colour = "up", "#2e7d32"
-    else:
-        state, colour = "down", "#c62828"
-    if not upstream.enabled:
-        state += " (disabled)"
-    badge = format_html(
-        '<strong class="kodify-health" style="color: {}">● {}</strong>', colour, state
-    )
-    if upstream.last_check is None:
-        return badge
-    error = format_html("<br><small>{}</small>", upstream.last_error) if upstream.last_error else ""
-    return format_html(
-        '{} <small title="{}">checked {}</small>{}',
-        badge,
-        upstream.last_check.isoformat(),
-        _age(upstream.last_check),
-        error,
-    )
-
-
-def source_badge(source: str) -> SafeString:
-    if source == SOURCE_CONFIG:
-        return format_html(
-            '<span title="{}">config.yml</span>', "Follows config.yml at every start"
-        )
-    return format_html(
-        '<strong title="{}">console</strong>', "Edited here; config.yml no longer changes it"
-    )
-
-
-def _cards(upstream: UpstreamServer) -> SafeString:
-    cards = upstream.model_cards
-    if not cards:
-        return format_html("{}", "none known")
-    return format_html_join(
-        ", ",
-        "{}{}",
-        (
-            (name, f" ({card['max_model_len']} tokens)" if "max_model_len" in card else "")
-            for name, card in cards.items()
-        ),
-    )
 
 
 @admin.register(UpstreamServer)
@@ -262,7 +104,7 @@ class UpstreamServerAdmin(ConsoleModelAdmin):
 
     @admin.display(description="models served")
     def served_models(self, upstream: UpstreamServer) -> SafeString:
-        return _cards(upstream)
+        return model_cards(upstream)
 
     @admin.display(description="API key")
     def api_key_state(self, upstream: UpstreamServer) -> str:
@@ -340,60 +182,21 @@ class UpstreamServerAdmin(ConsoleModelAdmin):
 
     @admin.action(description="Enable selected upstreams", permissions=["change"])
     def enable_upstreams(self, request: HttpRequest, queryset: QuerySet[UpstreamServer]) -> None:
-        self._set_enabled(request, queryset, enabled=True)
+        admin_actions.set_enabled(request, queryset, enabled=True)
 
     @admin.action(description="Disable selected upstreams", permissions=["change"])
     def disable_upstreams(self, request: HttpRequest, queryset: QuerySet[UpstreamServer]) -> None:
-        self._set_enabled(request, queryset, enabled=False)
-
-    def _set_enabled(
-        self, request: HttpRequest, queryset: QuerySet[UpstreamServer], *, enabled: bool
-    ) -> None:
-        changed = services.set_upstreams_enabled(
-            upstreams=queryset, enabled=enabled, actor=request.user
-        )
-        verb = "Enabled" if enabled else "Disabled"
-        if changed:
-            names = ", ".join(str(u) for u in changed)
-            messages.success(
-                request,
-                f"{verb} {len(changed)} upstream(s): {names}. They are now console upstreams "
-                "(config.yml no longer changes them).",
-            )
-        else:
-            messages.info(
-                request, f"Nothing to do: the selected upstreams were already {verb.lower()}."
-            )
+        admin_actions.set_enabled(request, queryset, enabled=False)
 
     @admin.action(description="Check health of selected upstreams now", permissions=["change"])
     def check_health_now(self, request: HttpRequest, queryset: QuerySet[UpstreamServer]) -> None:
-        run_health_check(request, upstream_ids=list(queryset.values_list("pk", flat=True)))
+        admin_actions.run_health_check(
+            request, upstream_ids=list(queryset.values_list("pk", flat=True))
+        )
 
     @admin.action(description="Follow config.yml again", permissions=["change"])
     def follow_config_again(self, request: HttpRequest, queryset: QuerySet[UpstreamServer]) -> None:
-        try:
-            config = selectors.file_config()
-        except ConfigError as exc:
-            messages.error(request, f"config.yml cannot be read: {exc}")
-            return
-        followed, missing = services.follow_config_again(
-            upstreams=queryset, config=config, actor=request.user
-        )
-        if followed:
-            messages.success(
-                request,
-                f"{len(followed)} upstream(s) follow config.yml again, with its values now: "
-                + ", ".join(str(u) for u in followed)
-                + ".",
-            )
-        if missing:
-            messages.warning(
-                request,
-                "Not in config.yml (or KODIFY_UPSTREAMS), so left to the console: "
-                + ", ".join(str(u) for u in missing)
-                + ". Following the file would delete them at the next start; delete them "
-                "here if that is what you want.",
-            )
+        admin_actions.follow_config_again(request, queryset)
 
     # -- "Check health now" for every upstream --------------------------------------------
 
@@ -408,59 +211,11 @@ class UpstreamServerAdmin(ConsoleModelAdmin):
     def check_health_view(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST" or not self.has_change_permission(request):
             raise PermissionDenied
-        run_health_check(request, upstream_ids=None)
+        admin_actions.run_health_check(request, upstream_ids=None)
         return HttpResponseRedirect(reverse("admin:gateway_upstreamserver_changelist"))
 
 
-def run_health_check(request: HttpRequest, *, upstream_ids: list[int] | None) -> None:
-    """Run the health-check task: at once on embedded defaults (eager Celery), else
-    queued for a Celery worker."""
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        queued = tasks.check_upstreams.delay(upstream_ids=upstream_ids)
-        messages.info(
-            request,
-            f"Health check queued (task {queued.id}); the states below change once a Celery "
-            "worker has run it. Reload the page in a few seconds.",
-        )
-        return
-    outcome = tasks.check_upstreams.apply(kwargs={"upstream_ids": upstream_ids})
-    if not outcome.successful():
-        messages.error(request, f"The health check failed: {outcome.result}")
-        return
-    results: list[dict[str, Any]] = outcome.get()
-    if not results:
-        messages.info(request, "No enabled upstream to check.")
-    for result in results:
-        if result["healthy"]:
-            served = ", ".join(result["models"]) or "no model"
-            messages.success(request, f"{result['url']} is up, serving {served}.")
-        else:
-            messages.warning(request, f"{result['url']} is down: {result['error']}.")
-
-
 # -- served models -------------------------------------------------------------------------
-
-
-class ServedModelForm(ModelForm):
-    class Meta:
-        model = ServedModel
-        fields = ("preprocessing",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        field = self.fields["preprocessing"]
-        self.fields["preprocessing"] = PreprocessingField(
-            label=field.label, help_text=field.help_text
-        )
-
-
-def _automatic_choice(model: ServedModel, root: str) -> str:
-    from gateway.fim.profiles import ProfileError, get_profiles
-
-    try:
-        return get_profiles().for_model(model.name, root=root).name
-    except ProfileError:
-        return "?"
 
 
 @admin.register(ServedModel)
@@ -493,7 +248,7 @@ class ServedModelAdmin(ConsoleModelAdmin):
         if model.preprocessing:
             return model.preprocessing
         root = next((s.root for s in self._serving(model) if s.root), "")
-        return f"automatic ({_automatic_choice(model, root)})"
+        return f"automatic ({automatic_choice(model, root)})"
 
     @admin.display(description="served by")
     def served_by(self, model: ServedModel) -> SafeString:
@@ -618,21 +373,7 @@ class GatewaySettingAdmin(ConsoleModelAdmin):
             "eager": settings.CELERY_TASK_ALWAYS_EAGER,
         }
         if request.method == "POST":
-            context.update(_run_migrations(request))
+            context.update(admin_actions.run_migrations_now(request))
         return TemplateResponse(
             request, "admin/gateway/gatewaysetting/run_migrations.html", context
         )
-
-
-def _run_migrations(request: HttpRequest) -> dict[str, Any]:
-    from kodify_site.tasks import run_migrations
-
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        queued = run_migrations.delay()
-        services.record_migrations_run(actor=request.user, task_id=queued.id)
-        return {"ran": True, "task_id": queued.id}
-    services.record_migrations_run(actor=request.user)
-    outcome = run_migrations.apply()
-    if outcome.successful():
-        return {"ran": True, "output": outcome.result, "succeeded": True}
-    return {"ran": True, "output": str(outcome.result), "succeeded": False}

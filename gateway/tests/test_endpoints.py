@@ -24,7 +24,7 @@ from gateway.tests.fake_upstream import DEFAULT_MODEL, FakeUpstreamServer
 
 pytestmark = pytest.mark.smoke
 
-ROUTES = URLRouter(http_urlpatterns)  # type: ignore[arg-type]  # typed for views
+ROUTES = URLRouter(http_urlpatterns)
 CHAT = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hi"}]}
 KEY = "sk-one-token-for-everyone"
 

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from journal.management.commands.kodify_journal_fill import CHAT_MODELS, COMPLETION_MODELS
+from journal.fill import CHAT_MODELS, COMPLETION_MODELS
 from journal.models import Entry, Event
 
 ROWS = 2000
