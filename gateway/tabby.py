@@ -5,8 +5,9 @@ when ``model`` or ``device`` is empty; they read ``/v1beta/server_setting`` for 
 to send telemetry.  Kodify answers both in Tabby's shape.
 
 Completions (``POST /v1/completions`` with ``segments``) and events (``POST /v1/events``)
-are checked here into typed requests; bad input gets an OpenAI error body naming the
-field, as every other endpoint does.
+are checked against their Structs (gateway/api_schema/requests.py, which the OpenAPI
+document is generated from) and turned into the requests below; bad input gets an
+OpenAI error body naming the field, as every other endpoint does.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, get_args
 
-from gateway.errors import bad_request
+from gateway.api_schema.requests import (
+    EventKind,
+    TabbyCompletionRequest,
+    TabbyDebugOptions,
+    TabbyEvent,
+    TabbySnippet,
+)
+from gateway.api_schema.validation import convert
 from gateway.fim.prompt import Segments, Snippet
 from gateway.upstreams import UpstreamTable
 from kodify_site import __version__
@@ -115,143 +123,46 @@ class CompletionRequest:
 
 
 def parse_completion(body: dict[str, Any]) -> CompletionRequest:
-    segments = body.get("segments")
-    if not isinstance(segments, dict):
-        raise bad_request(
-            "'segments' must be an object with 'prefix' (and optionally 'suffix').",
-            param="segments",
-            code="invalid_type",
-        )
-    prefix = segments.get("prefix")
-    if prefix is None:
-        raise bad_request(
-            "'segments.prefix' is required: the text before the cursor.",
-            param="segments.prefix",
-            code="missing_required_parameter",
-        )
+    """Check a Tabby body against ``TabbyCompletionRequest`` (gateway/api_schema/requests.py)."""
+    request = convert(body, TabbyCompletionRequest)
+    segments = request.segments
     snippets: list[Snippet] = []
     for key, kind in _SNIPPET_LISTS:
-        snippets.extend(_snippets(segments, key, kind))
-    clipboard = _string(segments, "clipboard", "segments.")
+        items: list[TabbySnippet] = getattr(segments, key) or []
+        snippets.extend(
+            Snippet(filepath=item.filepath, body=item.body, kind=kind)
+            for item in items[:MAX_SNIPPETS_READ]
+        )
+    clipboard = segments.clipboard
     if clipboard and clipboard.strip():
         snippets.append(Snippet(filepath="", body=clipboard, kind="clipboard"))
-    parsed = Segments(
-        prefix=_string(segments, "prefix", "segments."),
-        suffix=_string(segments, "suffix", "segments."),
-        filepath=_string(segments, "filepath", "segments."),
-        git_url=_string(segments, "git_url", "segments."),
-        snippets=snippets,
-    )
-    model = body.get("model")
-    if model is not None and (not isinstance(model, str) or not model.strip()):
-        raise bad_request("'model' must be a non-empty string.", param="model")
+    debug = request.debug_options or TabbyDebugOptions()
     return CompletionRequest(
-        segments=parsed,
-        language=_string(body, "language"),
-        model=model,
-        user=_string(body, "user"),
-        temperature=_temperature(body),
-        seed=_seed(body),
-        mode=_string(body, "mode"),
-        debug=_debug_options(body.get("debug_options")),
-    )
-
-
-def _string(data: dict[str, Any], key: str, where: str = "") -> str:
-    value = data.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise bad_request(
-            f"'{where}{key}' must be a string.", param=f"{where}{key}", code="invalid_type"
-        )
-    return value
-
-
-def _snippets(segments: dict[str, Any], key: str, kind: str) -> list[Snippet]:
-    items = segments.get(key)
-    if items is None:
-        return []
-    where = f"segments.{key}"
-    if not isinstance(items, list):
-        raise bad_request(f"'{where}' must be an array.", param=where, code="invalid_type")
-    found: list[Snippet] = []
-    for index, item in enumerate(items[:MAX_SNIPPETS_READ]):
-        if not isinstance(item, dict):
-            raise bad_request(
-                f"'{where}[{index}]' must be an object with 'filepath' and 'body'.",
-                param=where,
-                code="invalid_type",
-            )
-        body = item.get("body")
-        filepath = item.get("filepath", "")
-        if not isinstance(body, str) or not isinstance(filepath, str):
-            raise bad_request(
-                f"'{where}[{index}]': 'filepath' and 'body' must be strings.",
-                param=where,
-                code="invalid_type",
-            )
-        found.append(Snippet(filepath=filepath, body=body, kind=kind))
-    return found
-
-
-def _temperature(body: dict[str, Any]) -> float | None:
-    value = body.get("temperature")
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise bad_request(
-            "'temperature' must be a number.", param="temperature", code="invalid_type"
-        )
-    if not 0 <= value <= 2:
-        raise bad_request("'temperature' must be between 0 and 2.", param="temperature")
-    return float(value)
-
-
-def _seed(body: dict[str, Any]) -> int | None:
-    value = body.get("seed")
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise bad_request("'seed' must be an integer.", param="seed", code="invalid_type")
-    return value
-
-
-def _debug_options(value: Any) -> DebugOptions:
-    if value is None:
-        return DebugOptions()
-    if not isinstance(value, dict):
-        raise bad_request(
-            "'debug_options' must be an object.", param="debug_options", code="invalid_type"
-        )
-    flags = {}
-    for key in ("return_snippets", "return_prompt", "disable_retrieval_augmented_code_completion"):
-        flag = value.get(key, False)
-        if not isinstance(flag, bool):
-            raise bad_request(
-                f"'debug_options.{key}' must be true or false.",
-                param=f"debug_options.{key}",
-                code="invalid_type",
-            )
-        flags[key] = flag
-    raw_prompt = value.get("raw_prompt")
-    if raw_prompt is not None and not isinstance(raw_prompt, str):
-        raise bad_request(
-            "'debug_options.raw_prompt' must be a string.",
-            param="debug_options.raw_prompt",
-            code="invalid_type",
-        )
-    return DebugOptions(
-        raw_prompt=raw_prompt,
-        return_snippets=flags["return_snippets"],
-        return_prompt=flags["return_prompt"],
-        disable_context=flags["disable_retrieval_augmented_code_completion"],
+        segments=Segments(
+            prefix=segments.prefix,
+            suffix=segments.suffix or "",
+            filepath=segments.filepath or "",
+            git_url=segments.git_url or "",
+            snippets=snippets,
+        ),
+        language=request.language or "",
+        model=request.model,
+        user=request.user or "",
+        temperature=None if request.temperature is None else float(request.temperature),
+        seed=None if request.seed is None else int(request.seed),
+        mode=request.mode or "",
+        debug=DebugOptions(
+            raw_prompt=debug.raw_prompt,
+            return_snippets=debug.return_snippets,
+            return_prompt=debug.return_prompt,
+            disable_context=debug.disable_retrieval_augmented_code_completion,
+        ),
     )
 
 
 # -- events -----------------------------------------------------------------------------
 
-EVENT_KINDS = frozenset({"view", "select", "dismiss"})
+EVENT_KINDS = frozenset(get_args(EventKind))
 
 
 @dataclass(slots=True)
@@ -263,44 +174,19 @@ class CompletionEvent:
 
 
 def parse_event(body: dict[str, Any], query: dict[str, str]) -> CompletionEvent:
-    kind = body.get("type")
-    if not isinstance(kind, str) or kind not in EVENT_KINDS:
-        raise bad_request(
-            "'type' must be one of view, select, dismiss.", param="type", code="invalid_value"
-        )
-    completion_id = body.get("completion_id")
-    if not isinstance(completion_id, str) or not completion_id or len(completion_id) > 64:
-        raise bad_request(
-            "'completion_id' must be the id of a completion (a string of at most 64 characters).",
-            param="completion_id",
-        )
-    choice_index = body.get("choice_index")
-    if choice_index is not None and (
-        not isinstance(choice_index, int) or isinstance(choice_index, bool) or choice_index < 0
-    ):
-        raise bad_request(
-            "'choice_index' must be a non-negative integer.",
-            param="choice_index",
-            code="invalid_type",
-        )
+    """Check a Tabby event against ``TabbyEvent`` (gateway/api_schema/requests.py)."""
+    event = convert(body, TabbyEvent)
     payload: dict[str, Any] = {}
-    view_id = body.get("view_id")
-    if view_id is not None:
-        if not isinstance(view_id, str):
-            raise bad_request("'view_id' must be a string.", param="view_id", code="invalid_type")
-        payload["view_id"] = view_id[:128]
-    elapsed = body.get("elapsed")
-    if elapsed is not None:
-        if not isinstance(elapsed, int | float) or isinstance(elapsed, bool) or elapsed < 0:
-            raise bad_request(
-                "'elapsed' must be a non-negative number of milliseconds.",
-                param="elapsed",
-                code="invalid_type",
-            )
-        payload["elapsed"] = elapsed
+    if event.view_id is not None:
+        payload["view_id"] = event.view_id[:128]
+    if event.elapsed is not None:
+        payload["elapsed"] = event.elapsed
     select_kind = query.get("select_kind")
     if select_kind:
         payload["select_kind"] = select_kind[:16]
     return CompletionEvent(
-        kind=kind, completion_id=completion_id, choice_index=choice_index, payload=payload
+        kind=event.type,
+        completion_id=event.completion_id,
+        choice_index=None if event.choice_index is None else int(event.choice_index),
+        payload=payload,
     )

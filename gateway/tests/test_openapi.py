@@ -12,11 +12,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from django.conf import settings
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from gateway.api_schema.requests import (
+    DOCUMENTED,
+    ChatMessage,
+    TabbyDebugOptions,
+    TabbySegments,
+    TabbySnippet,
+)
 from gateway.errors import OpenAIError
 from gateway.openai_api import Endpoint, is_tabby_body, parse_request
 from gateway.openapi import document
@@ -182,6 +190,14 @@ REQUEST_CASES: list[tuple[Endpoint, dict[str, Any]]] = [
     (Endpoint.CHAT, {"messages": MESSAGES, "top_p": -0.1}),
     (Endpoint.CHAT, {"messages": MESSAGES, "max_tokens": -1}),
     (Endpoint.CHAT, {"messages": MESSAGES, "max_completion_tokens": "9"}),
+    (Endpoint.CHAT, {"messages": MESSAGES, "stop": ["a", "b"], "seed": -1, "n": 2.0}),
+    (Endpoint.CHAT, {"messages": MESSAGES, "stop": [1]}),
+    (Endpoint.CHAT, {"messages": MESSAGES, "stop": ["a"] * 5}),
+    (Endpoint.CHAT, {"messages": MESSAGES, "max_tokens": 1e29}),
+    (Endpoint.CHAT, {"messages": MESSAGES, "seed": 2**63}),
+    (Endpoint.CHAT, {"messages": MESSAGES, "presence_penalty": 2.5}),
+    (Endpoint.COMPLETIONS, {"prompt": "x", "logprobs": 2**63}),
+    (Endpoint.COMPLETIONS, {"prompt": "x", "frequency_penalty": -2.5}),
     (Endpoint.COMPLETIONS, {"prompt": "def f(", "suffix": "\n", "n": 1, "extra": {}}),
     (Endpoint.COMPLETIONS, {"prompt": ["a", "b"]}),
     (Endpoint.COMPLETIONS, {"prompt": [1, 2, 3]}),
@@ -223,6 +239,25 @@ def _gateway_accepts(endpoint: Endpoint, body: dict[str, Any]) -> None:
         parse_completion(body)
     else:
         parse_request(endpoint, json.dumps(body).encode(), max_n=settings.MAX_N)
+
+
+def test_request_components_are_the_structs_the_gateway_checks() -> None:
+    schemas = document()["components"]["schemas"]
+    for struct in (*DOCUMENTED, ChatMessage, TabbySegments, TabbySnippet, TabbyDebugOptions):
+        fields = msgspec.structs.fields(struct)
+        assert set(schemas[struct.__name__]["properties"]) == {f.encode_name for f in fields}
+        assert schemas[struct.__name__]["additionalProperties"] is True  # passed through
+
+
+def test_the_document_states_the_max_n_in_force() -> None:
+    for max_n in (1, 7):
+        schemas = document(max_n)["components"]["schemas"]
+        for name in ("ChatCompletionRequest", "CompletionRequest"):
+            for key in ("n", "best_of"):
+                field = schemas[name]["properties"][key]
+                assert field["maximum"] == max_n
+                assert f"at most {max_n} " in field["description"]
+    assert document(7) is not document(1)
 
 
 @pytest.mark.parametrize(("endpoint", "body"), REQUEST_CASES)

@@ -1,0 +1,105 @@
+"""The OpenAPI document's request schemas, generated from the Structs of ``requests``.
+
+msgspec writes the JSON Schema; this module only makes it read like the rest of the
+document (``{"type": ["string", "null"]}`` rather than an ``anyOf`` of the two, one
+paragraph per description) and states what is known only at run time: the MAX_N in force.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from gateway.api_schema.requests import DOCUMENTED, MAX_N_FIELDS
+
+# Keywords that constrain values of one JSON type only: a branch of an ``anyOf`` made of
+# them and its ``type`` can join the other branches in one schema with a list of types.
+_TYPED_KEYWORDS = frozenset(
+    {
+        "type",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "items",
+        "prefixItems",
+        "minItems",
+        "maxItems",
+        "properties",
+        "required",
+        "additionalProperties",
+    }
+)
+
+
+def request_schemas(max_n: int) -> dict[str, Any]:
+    """The request components (and the Structs they use), for a server with ``max_n``."""
+    schemas = copy.deepcopy(_generated())
+    for schema in schemas.values():
+        for key in MAX_N_FIELDS:
+            field = schema.get("properties", {}).get(key)
+            if field is not None:
+                field["maximum"] = max_n
+                field["description"] = field["description"].replace("{max_n}", str(max_n))
+    return schemas
+
+
+@cache
+def _generated() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        DOCUMENTED, ref_template="#/components/schemas/{name}"
+    )
+    schemas: dict[str, Any] = {name: _tidy(schema) for name, schema in components.items()}
+    for schema in schemas.values():
+        # The gateway reads only these fields; any other is allowed (and forwarded).
+        schema.setdefault("additionalProperties", True)
+    return schemas
+
+
+def _tidy(node: Any, *, properties: bool = False) -> Any:
+    if isinstance(node, list):
+        return [_tidy(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if properties:  # names of fields, each with its schema
+        return {name: _tidy(schema) for name, schema in node.items()}
+    node = {key: _tidy(value, properties=key == "properties") for key, value in node.items()}
+    if "anyOf" in node:
+        branches = _without_redundant_numbers(node.pop("anyOf"))
+        node.update(_joined(branches) or {"anyOf": branches})
+    if node.get("required") == []:
+        del node["required"]
+    if isinstance(node.get("description"), str):
+        node["description"] = " ".join(line.strip() for line in node["description"].splitlines())
+    return node
+
+
+def _without_redundant_numbers(branches: list[Any]) -> list[Any]:
+    """An integer branch with a number branch: the integers' (2.0 is one) or the numbers'."""
+    types = [branch.get("type") for branch in branches]
+    if "integer" not in types or "number" not in types:
+        return branches
+    number = branches[types.index("number")]
+    if number.get("multipleOf") == 1:  # the integral floats an integer field takes too
+        return [branch for branch in branches if branch is not number]
+    return [branch for branch in branches if branch.get("type") != "integer"]
+
+
+def _joined(branches: list[Any]) -> dict[str, Any] | None:
+    """One schema for ``branches`` of distinct types, at most one of them constrained."""
+    types = [branch.get("type") for branch in branches]
+    if len(branches) == 1:
+        return dict(branches[0])
+    if not all(isinstance(kind, str) for kind in types) or len(set(types)) != len(types):
+        return None
+    constrained = [branch for branch in branches if set(branch) != {"type"}]
+    if len(constrained) > 1 or any(not set(branch) <= _TYPED_KEYWORDS for branch in branches):
+        return None
+    return {**(constrained[0] if constrained else {}), "type": types}
