@@ -1,13 +1,13 @@
 """Prometheus metrics of the gateway, served by ``GET /metrics`` (gateway/metrics_endpoint.py).
 
 Kodify serves from several worker processes and Prometheus scrapes one of them, so the
-values live where every worker can read them: prometheus-client's multiprocess mode, a
-few memory-mapped files per process in ``KODIFY_METRICS_DIR`` (``settings.py`` exports it
-as ``PROMETHEUS_MULTIPROC_DIR``, which prometheus-client reads).  A scrape adds up the
-files of every process, including the counters of workers that died since the server
-started: a counter must not go backwards while the server runs.
+values live where every worker can read them: a few files per process in
+``KODIFY_METRICS_DIR`` (gateway/metrics_files.py).  A scrape adds up the files of every
+process, including the counters of workers that died since the server started: a counter
+must not go backwards while the server runs.  What the metrics are, and how the numbers
+of several processes combine: gateway/metrics_catalog.py.
 
-What the gateway calls (none of it raises; a request's calls cost it under a microsecond):
+What the gateway calls (none of it raises; a request's calls cost it about a microsecond):
 
 * :func:`request_started` when a request arrives, :func:`request_finished` when it ends:
   requests by endpoint, model and status, latency and time-to-first-token histograms,
@@ -21,22 +21,18 @@ What the gateway calls (none of it raises; a request's calls cost it under a mic
   second of counts, and its gauges are deleted at the next scrape;
 * :func:`render` for the exposition.
 
-A request only adds to plain numbers of its process (a file write costs about 0.6 µs,
-and a request would need five): a thread of each process copies them into its files
-every :data:`PUBLISH_SECONDS`, with the process's state (requests in flight, each
-replica's health and outstanding requests as this worker's upstream table has them, the
-journal writer's queue), and the process serving a scrape copies its own just before.
-So a scrape shows every worker's numbers at most that old; a worker killed outright
-loses at most that much.  Across workers, in-flight requests, outstanding requests and
-the journal queue add up (``livesum``); a replica counts as healthy only when every
-worker finds it so (``livemin``).  The journal spool's size is read from the disk at
-scrape time (every worker spools to the same folder).
+A request only adds to plain numbers of its process (a few additions to a list; writing
+a file for each would cost it several times as much): a thread of each process writes
+them to its files every :data:`PUBLISH_SECONDS`, with the process's state (requests in
+flight, each replica's health and outstanding requests as this worker's upstream table
+has them, the journal writer's queue), and the process serving a scrape writes its own
+just before.  So a scrape shows every worker's numbers at most that old; a worker killed
+outright loses at most that much.  Across workers, in-flight requests, outstanding
+requests and the journal queue add up; a replica counts as healthy only when every
+worker finds it so.  The journal spool's size is read from the disk at scrape time
+(every worker spools to the same folder).
 
-The folder: every process holds a lock on a ``.pid-<pid>`` file of its own for its
-lifetime.  The first process that finds no other alive empties the folder (a new server:
-the last run's values must not count), one that finds others (a worker uvicorn restarted)
-joins them.  The gauges of a process that died are deleted (at every start and scrape),
-its counters and histograms stay.
+When the folder is not usable, the process serves its own numbers only.
 
 Labels are bounded: ``endpoint`` is the route (any other path: ``other``), ``model`` a
 model the upstream table serves (``other`` for any other name, ``none`` when the request
@@ -49,42 +45,60 @@ from __future__ import annotations
 import atexit
 import bisect
 import contextlib
-import fcntl
 import logging
 import math
 import multiprocessing.util
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from journal.spool import EVENT_SPOOL_SUBDIR, SPOOL_PREFIX, SPOOL_SUFFIX
+from gateway.metrics_catalog import (
+    AUTH_FAILURES,
+    DURATION,
+    IN_FLIGHT,
+    JOURNAL_QUEUE,
+    LATENCY_BUCKETS,
+    REQUESTS,
+    RETRIES,
+    TTFT,
+    TTFT_BUCKETS,
+    UPSTREAM_HEALTHY,
+    UPSTREAM_OUTSTANDING,
+    WORKERS,
+    Labels,
+    Numbers,
+    SpoolCollector,
+    add,
+    add_totals,
+    encoder,
+    families,
+)
+from gateway.metrics_files import (
+    FolderCollector,
+    claim,
+    encode,
+    guarded,
+    live_path,
+    read_numbers,
+    release,
+    sweep,
+    totals_path,
+    write_numbers,
+)
 
 if TYPE_CHECKING:
     from gateway.upstreams import Upstream, UpstreamTable
 
 logger = logging.getLogger("kodify.metrics")
 
-# Seconds, from a model list served from memory (ms) to a long generation (minutes).
-LATENCY_BUCKETS = (
-    *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
-    *(1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0),
-)
-# Autocompletion wants its first token within 100-300 ms, chat within a few seconds; a
-# long prompt waiting in vLLM's queue can take minutes.
-TTFT_BUCKETS = (
-    *(0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75),
-    *(1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
-)
-# How old a worker's gauges may be in a scrape.
+# How old a worker's numbers may be in a scrape.
 PUBLISH_SECONDS = 1.0
 
 OTHER = "other"
@@ -112,175 +126,99 @@ AUTH_CODES = frozenset(
 # answer; one that answered with a 5xx is "http_<status>".  Anything else: "other".
 _RETRY_REASONS = frozenset({"timeout", "unreachable", "connection_broken"})
 
-_GUARD = ".lock"
-_PID_PREFIX = ".pid-"
-_LIVE_GAUGE_PREFIX = "gauge_live"
+# A request's tally: [count, duration sum, TTFT sum, duration buckets…, TTFT buckets…];
+# bucket i counts the values above bound i-1 and up to bound i (the last: above all, +Inf).
+_COUNT, _DURATION_SUM, _TTFT_SUM = 0, 1, 2
+_DURATION_BUCKET = 3
+_TTFT_BUCKET = _DURATION_BUCKET + len(LATENCY_BUCKETS) + 1
+_TALLY_SIZE = _TTFT_BUCKET + len(TTFT_BUCKETS) + 1
 
 
 class _Metrics:
-    """This process's metrics, created once its folder is claimed (creating a metric
-    creates its file)."""
+    """This process's numbers, from its start to its stop."""
 
     def __init__(self, directory: Path | None, pid_lock: int | None) -> None:
-        self.directory = directory  # None: single-process mode (the folder is unusable)
+        self.directory = directory  # None: this process only (the folder is unusable)
         self.pid_lock = pid_lock
-        registry = CollectorRegistry(auto_describe=True)  # single-process mode's
-        self.requests = Counter(
-            "kodify_requests",
-            "Requests answered, by endpoint (route), model and HTTP status (499: the "
-            "client went away first).",
-            ("endpoint", "model", "status"),
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "kodify_request_duration_seconds",
-            "Time from a request's arrival to the end of its answer (a stream's last byte).",
-            ("endpoint", "model"),
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.ttft = Histogram(
-            "kodify_time_to_first_token_seconds",
-            "Time from a streamed request's arrival to the upstream's first chunk.",
-            ("endpoint", "model"),
-            buckets=TTFT_BUCKETS,
-            registry=registry,
-        )
-        self.in_flight = Gauge(
-            "kodify_requests_in_flight",
-            "Requests being served, all workers together.",
-            ("endpoint",),
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
-        self.retries = Counter(
-            "kodify_upstream_retries",
-            "Requests sent to another replica after this one failed before answering, by "
-            "reason (timeout, unreachable, connection_broken, http_<5xx status>).",
-            ("upstream", "reason"),
-            registry=registry,
-        )
-        self.auth_failures = Counter(
-            "kodify_auth_failures",
-            "API requests refused for their token, by error code.",
-            ("code",),
-            registry=registry,
-        )
-        self.upstream_healthy = Gauge(
-            "kodify_upstream_healthy",
-            "1 when every worker finds the replica healthy (its last health check or "
-            "request succeeded), else 0; NaN once it left the configuration.",
-            ("upstream",),
-            multiprocess_mode="livemin",
-            registry=registry,
-        )
-        self.upstream_outstanding = Gauge(
-            "kodify_upstream_outstanding_requests",
-            "Requests sent to the replica and not finished yet, all workers together.",
-            ("upstream",),
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
-        self.journal_queue = Gauge(
-            "kodify_journal_queue_records",
-            "Journal records waiting in memory for the journal writer, all workers together.",
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
-        self.workers = Gauge(
-            "kodify_worker_processes",
-            "Server processes that serve and report metrics.",
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
-        self.own_registry = registry
-        # The process's numbers, which the publisher copies into the files.
+        # What the requests add to, from the event loop: plain numbers, cheap to add to.
         self.in_flight_counts: dict[str, int] = {}
+        self.tallies: dict[tuple[str, str, int], list[float]] = {}  # (endpoint, model, status)
+        self.counts: dict[str, dict[Labels, int]] = {RETRIES.name: {}, AUTH_FAILURES.name: {}}
         self.known_models: frozenset[str] = frozenset()
-        self.published_upstreams: set[str] = set()
-        # (endpoint, model, status) -> its _Tally, and what of it is in the files.
-        self.tallies: dict[tuple[str, str, int], list[float]] = {}
-        self.flushed: dict[tuple[str, str, int], list[float]] = {}
-        self.flush_lock = threading.Lock()
+        # The replicas' gauges as last published, and every replica ever published: one
+        # gone from the table shows no request and no health (NaN) rather than vanishing,
+        # so that a scrape tells "taken out" from "not scraped".
+        self.upstream_gauges: Numbers = {}
+        self.upstreams_seen: set[str] = set()
+        # A process that recorded before in this folder under this pid (stopped and
+        # started again): its totals go on from there, a counter never goes backwards.
+        self.base: Numbers = {}
+        if directory is not None:
+            add_totals(self.base, read_numbers(totals_path(directory, os.getpid())))
+        # The last published numbers, and what was last written to each file.
+        self.totals: Numbers = {}
+        self.live: Numbers = {}
+        self.written: dict[Path, bytes] = {}
+        self.publish_lock = threading.Lock()  # the publisher thread and a scrape's thread
+        self.closed = False
         self.publisher = _Publisher(self)
-        self.scrape_registry = self._scrape_registry()
-
-    def _scrape_registry(self) -> CollectorRegistry:
-        if self.directory is None:
-            registry = self.own_registry
-        else:
-            registry = CollectorRegistry(auto_describe=False)
-            MultiProcessCollector(registry, path=str(self.directory))
-        registry.register(_SpoolCollector())
-        return registry
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(
+            _LocalCollector(self) if directory is None else FolderCollector(directory)
+        )
+        self.registry.register(SpoolCollector())
 
     def new_tally(self, key: tuple[str, str, int]) -> list[float]:
         tally = self.tallies[key] = [0.0] * _TALLY_SIZE
         return tally
 
-    def flush(self) -> None:
-        """Add what the requests counted since the last flush to the files."""
-        with self.flush_lock:
-            for key, tally in list(self.tallies.items()):
-                # One copy, taken while the event loop may be halfway through a request's
-                # additions: the rest of them goes with the next flush.
-                now = tally[:]
-                before = self.flushed.get(key) or _EMPTY_TALLY
-                if now == before:
-                    continue
-                self.flushed[key] = now
-                delta = [a - b for a, b in zip(now, before, strict=True)]
-                endpoint, model, status = key
-                if delta[_COUNT]:
-                    self.requests.labels(endpoint, model, str(status)).inc(delta[_COUNT])
-                labels = (endpoint, model)
-                _add_to_histogram(self.duration, labels, delta, _DURATION_SUM, _DURATION_BUCKET)
-                _add_to_histogram(self.ttft, labels, delta, _TTFT_SUM, _TTFT_BUCKET)
+    def publish(self) -> None:
+        """Gather the process's numbers, and write them to its files."""
+        with self.publish_lock:
+            if self.closed:
+                return
+            self.totals = self.gather_totals()
+            self.live = _gather_live(self)
+            if self.directory is not None:
+                pid = os.getpid()
+                self.write(totals_path(self.directory, pid), encode(self.totals))
+                self.write(live_path(self.directory, pid), encode(self.live))
+
+    def write(self, path: Path, data: bytes) -> None:
+        if self.written.get(path) != data or not path.exists():
+            write_numbers(path, data)
+            self.written[path] = data
+
+    def gather_totals(self) -> Numbers:
+        numbers: Numbers = {}
+        add_totals(numbers, self.base)
+        for (endpoint, model, status), tally in list(self.tallies.items()):
+            # One copy, taken while the event loop may be halfway through a request's
+            # additions: the rest of them goes with the next publish.
+            now = tally[:]
+            add(numbers, REQUESTS.name, (endpoint, model, str(status)), [now[_COUNT]])
+            labels = (endpoint, model)
+            durations = now[_DURATION_BUCKET:_TTFT_BUCKET]
+            add(numbers, DURATION.name, labels, [*durations, now[_DURATION_SUM]])
+            ttfts = now[_TTFT_BUCKET:]
+            if any(ttfts):  # no series for what was never observed (TTFT of a non-stream)
+                add(numbers, TTFT.name, labels, [*ttfts, now[_TTFT_SUM]])
+        for name, counts in self.counts.items():
+            for key, count in list(counts.items()):
+                add(numbers, name, key, [float(count)])
+        return numbers
 
     def close(self) -> None:
         self.publisher.stopping.set()
         if self.publisher.is_alive() and self.publisher is not threading.current_thread():
             self.publisher.join(2 * PUBLISH_SECONDS)
         with contextlib.suppress(Exception):
-            self.flush()
-        if self.directory is None or self.pid_lock is None:
-            return
-        values.close_all_multiprocess_files()
-        with contextlib.suppress(OSError), _guarded(self.directory):
-            mark_process_dead(os.getpid(), str(self.directory))
-            (self.directory / f"{_PID_PREFIX}{os.getpid()}").unlink(missing_ok=True)
-        os.close(self.pid_lock)
-        self.pid_lock = None
-
-
-# A request's tally: [count, duration sum, TTFT sum, duration buckets…, TTFT buckets…];
-# bucket i counts the values above bound i-1 and up to bound i (the last: above all, +Inf),
-# as prometheus-client keeps them (a scrape adds them up).
-_COUNT, _DURATION_SUM, _TTFT_SUM = 0, 1, 2
-_DURATION_BUCKET = 3
-_TTFT_BUCKET = _DURATION_BUCKET + len(LATENCY_BUCKETS) + 1
-_TALLY_SIZE = _TTFT_BUCKET + len(TTFT_BUCKETS) + 1
-_EMPTY_TALLY = [0.0] * _TALLY_SIZE
-
-
-def _add_to_histogram(
-    histogram: Histogram,
-    labels: tuple[str, str],
-    delta: list[float],
-    sum_at: int,
-    first_bucket: int,
-) -> None:
-    """Add counted observations to a histogram (prometheus-client observes one value at
-    a time; ``_sum`` and ``_buckets`` are the values its ``observe`` adds to)."""
-    counts = delta[first_bucket : first_bucket + len(histogram._upper_bounds)]  # with +Inf
-    if not any(counts) and not delta[sum_at]:
-        return  # no series for what was never observed (TTFT of a non-stream)
-    child = histogram.labels(*labels)
-    if delta[sum_at]:
-        child._sum.inc(delta[sum_at])
-    for bucket, count in zip(child._buckets, counts, strict=True):
-        if count:
-            bucket.inc(count)
+            self.publish()  # the last counts, to the totals file that outlives the process
+        with self.publish_lock:
+            self.closed = True
+        if self.directory is not None and self.pid_lock is not None:
+            release(self.directory, self.pid_lock)
+            self.pid_lock = None
 
 
 _metrics: _Metrics | None = None
@@ -357,8 +295,9 @@ def retry(upstream: Upstream, reason: str) -> None:
         known = reason in _RETRY_REASONS or (
             reason.startswith("http_5") and len(reason) == 8 and reason[5:].isdigit()
         )
-        label = reason if known else OTHER
-        (_metrics or _start()).retries.labels(upstream.display_url, label).inc()
+        counts = (_metrics or _start()).counts[RETRIES.name]
+        key = (upstream.display_url, reason if known else OTHER)
+        counts[key] = counts.get(key, 0) + 1
     except Exception:
         _report("count a retry")
 
@@ -366,8 +305,9 @@ def retry(upstream: Upstream, reason: str) -> None:
 def auth_failure(code: str) -> None:
     """A request's API token was refused; ``code``: AuthenticationFailed's code."""
     try:
-        label = code if code in AUTH_CODES else OTHER
-        (_metrics or _start()).auth_failures.labels(label).inc()
+        counts = (_metrics or _start()).counts[AUTH_FAILURES.name]
+        key = (code if code in AUTH_CODES else OTHER,)
+        counts[key] = counts.get(key, 0) + 1
     except Exception:
         _report("count an authentication failure")
 
@@ -379,16 +319,16 @@ def render(accept: str | None = None) -> tuple[bytes, str]:
     files: call it off the event loop.
     """
     m = _metrics or _start()
-    _publish(m)  # this worker's gauges, fresh
+    m.publish()  # this worker's numbers, fresh
     if m.directory is not None:
-        with contextlib.suppress(OSError), _guarded(m.directory):
-            _sweep(m.directory)
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(m.scrape_registry), content_type
+        with contextlib.suppress(OSError), guarded(m.directory):
+            sweep(m.directory)
+    generate, content_type = encoder(accept or "")
+    return generate(m.registry), content_type
 
 
 def start() -> None:
-    """Claim the metrics folder and start publishing this process's gauges (idempotent;
+    """Claim the metrics folder and start publishing this process's numbers (idempotent;
     the first metric recorded does it too)."""
     if _metrics is None:
         _start()
@@ -396,7 +336,7 @@ def start() -> None:
 
 def stop() -> None:
     """Forget this process's gauges (its counters stay) and let its folder go; at exit
-    too.  A later call records again from scratch."""
+    too.  A later call records again, its counters going on from their last values."""
     global _metrics
     with _start_lock:
         m, _metrics = _metrics, None
@@ -406,7 +346,7 @@ def stop() -> None:
 
 def reset_for_tests() -> None:
     """:func:`stop`, so that the next call starts over with the settings of the test at
-    hand (``KODIFY_METRICS_DIR`` and ``PROMETHEUS_MULTIPROC_DIR`` both)."""
+    hand (``KODIFY_METRICS_DIR``)."""
     stop()
     _reported.clear()
 
@@ -422,7 +362,7 @@ def _start() -> _Metrics:
         directory = Path(settings.KODIFY_METRICS_DIR)
         pid_lock: int | None = None
         try:
-            pid_lock = _claim(directory)
+            pid_lock = claim(directory)
         except OSError as exc:
             logger.warning(
                 "Metrics folder %s is not usable (%s): /metrics shows only the worker "
@@ -430,14 +370,11 @@ def _start() -> _Metrics:
                 directory,
                 exc.strerror or exc,
             )
-        if pid_lock is not None:
-            # A fresh class: its files are opened in the folder as it is now.
-            values.ValueClass = values.MultiProcessValue()
-        else:
-            values.ValueClass = values.MutexValue
         m = _Metrics(directory if pid_lock is not None else None, pid_lock)
-        m.workers.set(1)
-        _publish(m)
+        try:
+            m.publish()
+        except Exception:  # the publisher tries again; recording goes on meanwhile
+            _report("publish the metrics")
         m.publisher.start()
         _metrics = m
         # uvicorn's workers are multiprocessing children, which end without atexit.
@@ -446,7 +383,7 @@ def _start() -> _Metrics:
 
 
 class _Publisher(threading.Thread):
-    """Copies the process's gauges into its metric files every PUBLISH_SECONDS."""
+    """Writes the process's numbers to its files every PUBLISH_SECONDS."""
 
     def __init__(self, metrics: _Metrics) -> None:
         super().__init__(name="kodify-metrics", daemon=True)
@@ -456,42 +393,44 @@ class _Publisher(threading.Thread):
     def run(self) -> None:
         while not self.stopping.wait(PUBLISH_SECONDS):
             try:
-                _publish(self.metrics)
+                self.metrics.publish()
             except Exception:
-                _report("publish the gauges")
+                _report("publish the metrics")
 
 
-def _publish(m: _Metrics) -> None:
-    m.flush()
-    for endpoint, count in list(m.in_flight_counts.items()):
-        m.in_flight.labels(endpoint).set(count)
+def _gather_live(m: _Metrics) -> Numbers:
+    """The process's gauges."""
+    in_flight = list(m.in_flight_counts.items())
+    live: Numbers = {
+        IN_FLIGHT.name: {(endpoint,): [float(count)] for endpoint, count in in_flight},
+        JOURNAL_QUEUE.name: {(): [float(_journal_queue())]},
+        WORKERS.name: {(): [1.0]},
+    }
     table = _built_table()
     if table is not None:
-        _publish_upstreams(m, table)
-    m.journal_queue.set(_journal_queue())
+        m.upstream_gauges = _upstream_gauges(m, table)
+    live.update(m.upstream_gauges)
+    return live
 
 
-def _publish_upstreams(m: _Metrics, table: UpstreamTable) -> None:
+def _upstream_gauges(m: _Metrics, table: UpstreamTable) -> Numbers:
     models: set[str] = set()
-    outstanding: dict[str, int] = {}
-    healthy: dict[str, int] = {}
+    outstanding: dict[Labels, list[float]] = {}
+    healthy: dict[Labels, list[float]] = {}
     for upstream in list(table.upstreams):
         if not upstream.enabled:
             continue
-        url = upstream.display_url
+        key = (upstream.display_url,)
         models.update(list(upstream.models))
-        outstanding[url] = outstanding.get(url, 0) + upstream.outstanding
-        healthy[url] = min(healthy.get(url, 1), 1 if upstream.healthy else 0)
+        outstanding[key] = [outstanding.get(key, [0.0])[0] + upstream.outstanding]
+        healthy[key] = [min(healthy.get(key, [1.0])[0], 1.0 if upstream.healthy else 0.0)]
     m.known_models = frozenset(models)
-    for url, count in outstanding.items():
-        m.upstream_outstanding.labels(url).set(count)
-        m.upstream_healthy.labels(url).set(healthy[url])
-    # A file keeps every series it ever had: a replica gone from the table shows
-    # no request and no health rather than its last ones.
-    for url in m.published_upstreams - outstanding.keys():
-        m.upstream_outstanding.labels(url).set(0)
-        m.upstream_healthy.labels(url).set(math.nan)
-    m.published_upstreams = set(outstanding)
+    present = {url for (url,) in outstanding}
+    m.upstreams_seen |= present
+    for url in m.upstreams_seen - present:
+        outstanding[(url,)] = [0.0]  # taken out of the configuration
+        healthy[(url,)] = [math.nan]
+    return {UPSTREAM_OUTSTANDING.name: outstanding, UPSTREAM_HEALTHY.name: healthy}
 
 
 def _built_table() -> UpstreamTable | None:
@@ -511,29 +450,14 @@ def _journal_queue() -> int:
     return recorder.queued_records()
 
 
-class _SpoolCollector(Collector):
-    """The journal spool's size on disk, read at scrape time (shared by all workers)."""
+class _LocalCollector(Collector):
+    """This process's numbers as last published (when the folder is not usable)."""
+
+    def __init__(self, metrics: _Metrics) -> None:
+        self.metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(
-            "kodify_journal_spool_bytes",
-            "Journal records waiting on disk for the journal database (spool files of "
-            "every worker, requests and Tabby events), in bytes.",
-            labels=("spool",),
-        )
-        directory = Path(settings.KODIFY_JOURNAL_SPOOL_DIR)
-        family.add_metric(("requests",), _spool_bytes(directory))
-        family.add_metric(("events",), _spool_bytes(directory / EVENT_SPOOL_SUBDIR))
-        yield family
-
-
-def _spool_bytes(directory: Path) -> int:
-    total = 0
-    with contextlib.suppress(OSError):
-        for path in directory.glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
-            with contextlib.suppress(OSError):
-                total += path.stat().st_size
-    return total
+        return families(self.metrics.totals, self.metrics.live)
 
 
 def _report(what: str) -> None:
@@ -543,69 +467,16 @@ def _report(what: str) -> None:
         logger.exception("Metrics: could not %s (reported once)", what)
 
 
-# -- the folder -----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _guarded(directory: Path) -> Iterator[None]:
-    """Exclusive use of the folder's bookkeeping, among all processes."""
-    fd = os.open(directory / _GUARD, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # and the lock with it
-
-
-def _claim(directory: Path) -> int:
-    """Join the folder as a live process: returns the lock held for the process's life.
-
-    Finding no other live process, empty the folder first (a new server start).
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    with _guarded(directory):
-        if not _sweep(directory):
-            for path in directory.glob("*.db"):
-                path.unlink(missing_ok=True)
-        fd = os.open(directory / f"{_PID_PREFIX}{os.getpid()}", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise
-    return fd
-
-
-def _sweep(directory: Path) -> int:
-    """Delete the live gauges of dead processes and their lock files (under _guarded);
-    returns how many processes are alive."""
-    alive: set[str] = set()
-    for path in directory.glob(f"{_PID_PREFIX}*"):
-        pid = path.name[len(_PID_PREFIX) :]
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            alive.add(pid)
-        else:
-            path.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
-    for path in directory.glob(f"{_LIVE_GAUGE_PREFIX}*.db"):
-        pid = path.stem.rpartition("_")[2]
-        if pid not in alive:
-            path.unlink(missing_ok=True)
-    return len(alive)
-
-
 def _forget_in_child() -> None:
-    """A forked child records as a process of its own (the parent's lock is not its)."""
+    """A forked child records as a process of its own: the parent's numbers and its lock
+    are not the child's (closing the inherited descriptor leaves the parent's lock held)."""
     global _metrics, _start_lock
-    _metrics = None
+    inherited, _metrics = _metrics, None
     _start_lock = threading.Lock()
+    if inherited is not None and inherited.pid_lock is not None:
+        with contextlib.suppress(OSError):
+            os.close(inherited.pid_lock)
+        inherited.pid_lock = None
 
 
 os.register_at_fork(after_in_child=_forget_in_child)

@@ -8,7 +8,6 @@ production services.  Bad values are reported by system checks (``kodify_site/ch
 
 from __future__ import annotations
 
-import os
 import secrets
 import warnings
 from datetime import timedelta
@@ -464,16 +463,12 @@ KODIFY_METRICS_DIR: Path = env.path(
     "KODIFY_METRICS_DIR",
     None,
     base=BASE_DIR,
-    help="Folder where each server process keeps its metric values "
-    "(prometheus-client's multiprocess files), so that /metrics adds up every worker; "
-    "emptied when the first process of a server starts. Unset: metrics/ in "
-    "KODIFY_DATA_DIR. A local disk (tmpfs is best) and one per server: never shared "
-    "between machines or servers. PROMETHEUS_MULTIPROC_DIR is set from it.",
+    help="Folder where each server process keeps its metric values (a file of its own, "
+    "rewritten every second), so that /metrics adds up every worker; emptied when the "
+    "first process of a server starts. Unset: metrics/ in KODIFY_DATA_DIR. A local disk "
+    "(tmpfs is best) and one per server: never shared between machines or servers.",
     example="/run/kodify/metrics",
 ) or (KODIFY_DATA_DIR / "metrics")
-# prometheus-client reads this when it creates a metric's file (and decides at import
-# whether to run in multiprocess mode): it must be set before gateway.metrics runs.
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(KODIFY_METRICS_DIR)
 
 # ---------------------------------------------------------------------------------------
 # Django machinery (not configurable from the environment).

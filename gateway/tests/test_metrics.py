@@ -2,14 +2,13 @@
 
 The first tests record and render in this process, in a metrics folder of their own; the
 last ones start real servers, two of them with two uvicorn workers whose numbers must
-add up in one scrape (prometheus-client's multiprocess mode).
+add up in one scrape (each worker's files in the metrics folder).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import math
 import os
 import socket
@@ -20,10 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import metrics
+from gateway import metrics, metrics_files
 from gateway.errors import OpenAIError
 from gateway.metrics_endpoint import MetricsConsumer, _is_loopback
 from gateway.tests.fake_upstream import FakeUpstreamServer
@@ -40,12 +38,11 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
-def metrics_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[Path]:
-    """A metrics folder of the test's own (settings.py would export it the same way)."""
+def metrics_dir(tmp_path: Path, settings: Any) -> Iterator[Path]:
+    """A metrics folder of the test's own."""
     directory = tmp_path / "metrics"
     settings.KODIFY_METRICS_DIR = directory
     settings.KODIFY_JOURNAL_SPOOL_DIR = tmp_path / "spool"
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
     metrics.reset_for_tests()
     yield directory
     metrics.reset_for_tests()
@@ -212,18 +209,18 @@ def test_openmetrics_on_request(metrics_dir: Path, table: Any) -> None:
     assert body.endswith(b"# EOF\n")
     body, content_type = metrics.render(None)
     assert content_type.startswith("text/plain")
+    _, content_type = metrics.render("application/openmetrics-text; version=0.0.1")
+    assert content_type.startswith("text/plain")  # a version before 1.0: the text format
 
 
 # -- the folder: several processes, dead ones, a new server -------------------------------
 
 
 def write_file(path: Path, name: str, labels: dict[str, str], number: float) -> None:
-    """A metric file as another process would have left it."""
-    sample = {"kodify_requests": "kodify_requests_total"}.get(name, name)
-    key = mmap_key(name, sample, list(labels), list(labels.values()), "help")
-    mmaped = MmapedDict(str(path))
-    mmaped.write_value(key, number, 0.0)
-    mmaped.close()
+    """A metric file as another process would have left it (a series added to it)."""
+    numbers = metrics_files.read_numbers(path)
+    numbers.setdefault(name, {})[tuple(labels.values())] = [number]
+    metrics_files.write_numbers(path, metrics_files.encode(numbers))
 
 
 @contextlib.contextmanager
@@ -241,10 +238,13 @@ def live_process(directory: Path, pid: int = 424242) -> Iterator[None]:
 def test_a_new_server_starts_from_an_empty_folder(metrics_dir: Path, table: Any) -> None:
     metrics_dir.mkdir(parents=True)
     labels = {"endpoint": CHAT, "model": "fake-model", "status": "200"}
-    write_file(metrics_dir / "counter_99999.db", "kodify_requests", labels, 41)
+    its_totals = metrics_files.totals_path(metrics_dir, 99999)
+    write_file(its_totals, "kodify_requests", labels, 41)
     (metrics_dir / ".pid-99999").touch()  # its process is gone: nobody holds the lock
+    (metrics_dir / "counter_99999.db").touch()  # an earlier Kodify's prometheus-client file
     metrics.request_finished(metrics.request_started(CHAT), "fake-model", 200, 0.1)
     assert value(scrape(), "kodify_requests_total", **labels) == 1
+    assert not its_totals.exists()
     assert not (metrics_dir / "counter_99999.db").exists()
 
 
@@ -255,23 +255,27 @@ def test_workers_add_up_and_dead_ones_keep_only_their_counters(
     dead its gauges go, its counter stays."""
     with live_process(metrics_dir):
         labels = {"endpoint": CHAT, "model": "fake-model", "status": "200"}
-        write_file(metrics_dir / "counter_424242.db", "kodify_requests", labels, 5)
+        write_file(metrics_files.totals_path(metrics_dir, 424242), "kodify_requests", labels, 5)
+        its_gauges = metrics_files.live_path(metrics_dir, 424242)
         in_flight = {"endpoint": CHAT}
-        write_file(
-            metrics_dir / "gauge_livesum_424242.db", "kodify_requests_in_flight", in_flight, 2
-        )
-        write_file(metrics_dir / "gauge_livesum_424242.db", "kodify_worker_processes", {}, 1)
+        write_file(its_gauges, "kodify_requests_in_flight", in_flight, 2)
+        write_file(its_gauges, "kodify_worker_processes", {}, 1)
+        replica = {"upstream": "http://10.0.0.1:8000"}
+        write_file(its_gauges, "kodify_upstream_healthy", replica, 0)  # ours finds it healthy
         metrics.request_started(CHAT)
         metrics.request_finished(metrics.request_started(CHAT), "fake-model", 200, 0.1)
         samples = scrape()
         assert value(samples, "kodify_requests_total", **labels) == 6
         assert value(samples, "kodify_requests_in_flight", **in_flight) == 3
         assert value(samples, "kodify_worker_processes") == 2
+        assert value(samples, "kodify_upstream_healthy", **replica) == 0
     samples = scrape()
     assert value(samples, "kodify_requests_total", **labels) == 6
     assert value(samples, "kodify_requests_in_flight", **in_flight) == 1
     assert value(samples, "kodify_worker_processes") == 1
-    assert not (metrics_dir / "gauge_livesum_424242.db").exists()
+    assert value(samples, "kodify_upstream_healthy", **replica) == 1
+    assert not its_gauges.exists()
+    assert metrics_files.totals_path(metrics_dir, 424242).exists()
     assert not (metrics_dir / ".pid-424242").exists()
 
 
@@ -280,12 +284,15 @@ def test_a_stopped_worker_leaves_its_counts_not_its_gauges(metrics_dir: Path, ta
     metrics.request_finished(metrics.request_started(CHAT), "fake-model", 200, 0.1)
     with live_process(metrics_dir):  # another worker serves on
         metrics.stop()  # the end of a worker (its last numbers go to its files first)
-        assert not list(metrics_dir.glob(f"gauge_live*_{os.getpid()}.db"))
+        assert not metrics_files.live_path(metrics_dir, os.getpid()).exists()
+        assert metrics_files.totals_path(metrics_dir, os.getpid()).exists()
         samples = scrape()  # this process again, as a worker uvicorn started anew
     labels = {"endpoint": CHAT, "model": "fake-model", "status": "200"}
     assert value(samples, "kodify_requests_total", **labels) == 1
     assert value(samples, "kodify_requests_in_flight", endpoint=CHAT) is None
     assert value(samples, "kodify_worker_processes") == 1
+    metrics.request_finished(metrics.request_started(CHAT), "fake-model", 200, 0.1)
+    assert value(scrape(), "kodify_requests_total", **labels) == 2  # on from its last count
 
 
 def test_an_unusable_folder_falls_back_to_this_process(
@@ -373,16 +380,17 @@ def metrics_of(server: KodifyServer, **headers: str) -> httpx.Response:
 
 
 def per_worker(
-    server: KodifyServer, prefix: str, sample: str, labels: dict[str, str] | None = None
+    server: KodifyServer, prefix: str, name: str, labels: dict[str, str] | None = None
 ) -> dict[str, float]:
-    """``sample``'s value in each worker's own files (what a scrape adds up)."""
+    """``name``'s value in each worker's own files (what a scrape adds up); ``prefix``:
+    that of the totals files or of the live ones."""
     found: dict[str, float] = {}
-    for path in (server.data_dir / "metrics").glob(f"{prefix}_*.db"):
-        pid = path.stem.rpartition("_")[2]
-        for key, number, _, _ in MmapedDict.read_all_values_from_file(str(path)):
-            _, name, its_labels, _ = json.loads(key)
-            if name == sample and labels in (None, its_labels):
-                found[pid] = found.get(pid, 0) + number
+    suffix = metrics_files.SUFFIX
+    for path in (server.data_dir / "metrics").glob(f"{prefix}*{suffix}"):
+        pid = path.name[len(prefix) : -len(suffix)]
+        for its_labels, numbers in metrics_files.read_numbers(path).get(name, {}).items():
+            if labels is None or its_labels == tuple(labels.values()):
+                found[pid] = found.get(pid, 0) + numbers[0]
     return found
 
 
@@ -426,7 +434,7 @@ def test_the_metrics_of_two_workers_add_up(
             held.append(hold_request(two_workers, API_KEY, module_fake_upstream.fake, 30))
             counts = wait_until(
                 lambda: (
-                    (c := per_worker(two_workers, "gauge_livesum", sample))
+                    (c := per_worker(two_workers, metrics_files.LIVE_PREFIX, sample))
                     and sum(c.values()) == len(held)
                     and c
                 )
@@ -479,7 +487,7 @@ def test_requests_of_both_workers_are_counted(
         expected = counted + 2 * sent
 
         def flushed(expected: float = expected) -> dict[str, float] | None:
-            found = per_worker(two_workers, "counter", "kodify_requests_total", labels)
+            found = per_worker(two_workers, metrics_files.TOTALS_PREFIX, "kodify_requests", labels)
             return found if sum(found.values()) == expected else None
 
         per_pid = wait_until(flushed)
@@ -491,8 +499,15 @@ def test_requests_of_both_workers_are_counted(
     with httpx.Client(base_url=two_workers.url, timeout=30) as client:
         wrong = client.post(CHAT, json=body, headers={"Authorization": "Bearer wrong"})
     assert wrong.status_code == 401
+    # Each worker writes its counts to its files every PUBLISH_SECONDS: the refusal shows
+    # in a scrape of either worker within that.
     assert wait_until(
         lambda: value(scraped(), "kodify_requests_total", **labels) == counted + 2 * sent
+    )
+    assert wait_until(
+        lambda: (
+            value(scraped(), "kodify_auth_failures_total", code="invalid_api_key") == refused + 1
+        )
     )
     after = scraped()
     assert value(after, "kodify_time_to_first_token_seconds_count", **stream) == streamed + sent
