@@ -33,7 +33,7 @@ from typing import Any
 from django.conf import settings
 
 from journal.record import Record
-from journal.store import describe, is_duplicate, is_unavailable, store_for
+from journal.store import describe, is_duplicate, is_unavailable, rows_or_reasons, store_for
 
 logger = logging.getLogger("kodify.journal")
 
@@ -122,18 +122,11 @@ def rows_here(
     """The rows of ``records``, made in the calling thread with ``build_row`` (by default
     ``journal.rows.build_row``); and the records that could not become one, as
     ``{"error": …, "record": fields}``."""
-    rows: list[Row] = []
-    failed: list[Row] = []
     try:
         build = build_row or _default_build_row()
     except Exception as exc:  # journal/rows.py broken: keep the raw records at least
         build = _failing(exc)
-    for rec in records:
-        try:
-            rows.append(build(rec))
-        except Exception as exc:
-            failed.append({"error": describe(exc), "record": record_fields(rec)})
-    return rows, failed
+    return rows_or_reasons(records, build, kind="record", fields=record_fields)
 
 
 def rows_of(records: Sequence[Record], converted: list[Converted]) -> tuple[list[Row], list[Row]]:

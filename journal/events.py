@@ -36,7 +36,7 @@ import orjson
 from journal.clients import parse_user_agent
 from journal.record import EventRecord
 from journal.spool import Row
-from journal.store import describe
+from journal.store import describe, rows_or_reasons
 
 # Tabby's payload is a few short fields; the rest of a larger one is not kept.
 EVENT_PAYLOAD_MAX_BYTES = 4096
@@ -88,14 +88,7 @@ def storable_payload(payload: dict[str, Any]) -> dict[str, Any]:
 def event_rows(events: Sequence[EventRecord]) -> tuple[list[Row], list[Row]]:
     """The rows of ``events``; and the events that could not become one, as
     ``{"error": …, "event": fields}``, to be set aside."""
-    rows: list[Row] = []
-    failed: list[Row] = []
-    for event in events:
-        try:
-            rows.append(event_row(event))
-        except Exception as exc:
-            failed.append({"error": describe(exc), "event": asdict(event)})
-    return rows, failed
+    return rows_or_reasons(events, event_row, kind="event", fields=asdict)
 
 
 def decode_event_rows(rows: list[Row]) -> tuple[list[Row], list[Row]]:

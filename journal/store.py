@@ -22,11 +22,11 @@ classification too, which is why they live apart from the writer's thread loop.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from django import db
@@ -376,6 +376,24 @@ def is_duplicate(exc: BaseException) -> bool:
         or (isinstance(error, db.IntegrityError) and f"{TABLE}.request_id" in str(error))
         for error in _causes(exc)
     )
+
+
+T = TypeVar("T")
+
+
+def rows_or_reasons(
+    items: Sequence[T], build: Callable[[T], Row], *, kind: str, fields: Callable[[T], Row]
+) -> tuple[list[Row], list[Row]]:
+    """The rows ``build`` makes of ``items``; and the items it could not make one of, as
+    ``{"error": …, kind: fields(item)}``, to be set aside rather than lost."""
+    rows: list[Row] = []
+    failed: list[Row] = []
+    for item in items:
+        try:
+            rows.append(build(item))
+        except Exception as exc:
+            failed.append({"error": describe(exc), kind: fields(item)})
+    return rows, failed
 
 
 def describe(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from kodify_site.testing import WAIT_S
+from kodify_site.testing import WAIT_S, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -412,12 +412,10 @@ class TabbyAgent:
         self, message: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT_S
     ) -> dict[str, Any] | None:
         """The first ``message`` entry that satisfies ``predicate``, once it is written."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [entry for entry in self.log_entries(message) if predicate(entry)]
-            if found or time.monotonic() > deadline:
-                return found[0] if found else None
-            time.sleep(0.05)  # polling a file for a condition, with a deadline
+        found = wait_until(
+            lambda: [entry for entry in self.log_entries(message) if predicate(entry)], timeout
+        )
+        return found[0] if found else None
 
     def log_tail(self, chars: int = 6000) -> str:
         """The end of the agent's own log and of what it said on the wire."""

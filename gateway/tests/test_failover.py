@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,14 +62,16 @@ class Replica:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url + "/health", timeout=1).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.05)  # polling for readiness, bounded by the deadline
-        raise RuntimeError(f"the fake replica on {self.port} did not start")
+        if not wait_until(self._answers, START_TIMEOUT):
+            raise RuntimeError(f"the fake replica on {self.port} did not start")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            httpx.get(self.url + "/health", timeout=1).raise_for_status()
+        except httpx.HTTPError:
+            return False
+        return True
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
