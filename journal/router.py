@@ -1,6 +1,6 @@
 """Send the journal's models to the ``journal`` database when one is configured.
 
-``LOGS_DB_*`` give the journal a PostgreSQL database of its own (settings.py adds the
+``LOGS_DB_*`` give the journal a PostgreSQL database of its own (the settings add the
 ``journal`` alias); without them everything shares ``default``.  Only the journal's
 tables are created in the journal database, and none of them in the main one then.
 """

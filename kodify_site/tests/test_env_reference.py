@@ -1,6 +1,6 @@
 """The administrator's reference of environment variables (``manage.py kodify_env_reference``).
 
-README.md carries the generated reference: the first tests fail as soon as settings.py
+README.md carries the generated reference: the first tests fail as soon as the settings
 declares, renames or re-documents a variable without ``make env-reference``.
 """
 

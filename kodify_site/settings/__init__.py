@@ -1,0 +1,11 @@
+"""Django settings for Kodify server.
+
+With nothing set, Kodify runs on embedded defaults: SQLite under ``KODIFY_DATA_DIR``, an
+in-memory channel layer and eager Celery.  ``DB_URL`` and ``REDIS_URL`` switch to the
+production services.  ``environment.py`` reads every variable (bad values are reported by
+the system checks in ``kodify_site/checks.py``); ``framework.py`` turns them into Django's,
+Channels', Celery's and DRF's settings.
+"""
+
+from kodify_site.settings.environment import *  # noqa: F403
+from kodify_site.settings.framework import *  # noqa: F403
