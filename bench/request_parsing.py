@@ -45,7 +45,7 @@ import msgspec
 import orjson
 from msgspec import inspect as mi
 
-from bench.fim import build_workload
+from bench.fim_workload import build_workload
 from gateway import openai_api, tabby
 from gateway.api_schema import requests as typed
 from gateway.api_schema.components import request_schemas

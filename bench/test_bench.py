@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bench import report, run, servers, ttft, wrk
+from bench import measure, report, run, run_report, scenarios, servers, targets, ttft, wrk
 
 WRK_OK = """\
 Running 5s test @ http://127.0.0.1:40123/v1/chat/completions
@@ -236,15 +236,15 @@ def test_uvicorn_is_ready_only_once_both_lines_came_in_order() -> None:
 def test_any_failed_request_makes_the_run_invalid() -> None:
     clean = _result(100, 1, 2)
     broken = wrk.WrkResult(1, 5, 100, {"50": 1, "99": 2}, non_2xx=3)
-    measured = run.Measured(
+    measured = measure.Measured(
         by_wrk={"direct": {"stream c=1": clean}, "kodify": {"stream c=1": broken}},
         warmup_failures={"direct": {"stream c=1": 2}, "kodify": {"stream c=1": 0}},
         first_chunk={"kodify": ttft.TtftResult([1.0], failures=1)},
     )
-    found = run.failures(measured)
+    found = run_report.failures(measured)
     assert len(found) == 3
     assert "kodify stream c=1: 3 non-2xx" in found[1]
-    assert run.failures(run.Measured(by_wrk={"direct": {"x": clean}},
+    assert run_report.failures(measure.Measured(by_wrk={"direct": {"x": clean}},
                                      warmup_failures={"direct": {"x": 0}})) == []  # fmt: skip
 
 
@@ -262,27 +262,27 @@ def test_the_auth_cost_is_the_share_of_dummy_rps_lost() -> None:
 
 
 def test_auth_costs_pair_dummy_and_per_user_and_check_the_goal() -> None:
-    scenarios = [s.name for s in run.SCENARIOS]
-    measured = run.Measured(
+    names = [s.name for s in scenarios.SCENARIOS]
+    measured = measure.Measured(
         by_wrk={
-            run.DUMMY: {name: _result(1000, 1, 2) for name in scenarios},
-            run.PER_USER: {name: _result(940, 1, 2) for name in scenarios},
+            targets.DUMMY: {name: _result(1000, 1, 2) for name in names},
+            targets.PER_USER: {name: _result(940, 1, 2) for name in names},
         },
         cpu={
-            run.DUMMY: {name: {"Kodify": 0.5, "fake": 0.4} for name in scenarios},
-            run.PER_USER: {name: {"Kodify per-user": 0.5} for name in scenarios},
+            targets.DUMMY: {name: {"Kodify": 0.5, "fake": 0.4} for name in names},
+            targets.PER_USER: {name: {"Kodify per-user": 0.5} for name in names},
         },
-        servers={run.DUMMY: "Kodify", run.PER_USER: "Kodify per-user"},
+        servers={targets.DUMMY: "Kodify", targets.PER_USER: "Kodify per-user"},
     )
-    rows = run.auth_costs(measured)
-    assert [row.scenario for row in rows] == scenarios
+    rows = run_report.auth_costs(measured)
+    assert [row.scenario for row in rows] == names
     assert rows[0].dummy_cpu_us == pytest.approx(500)
     assert rows[0].per_user_cpu_us == pytest.approx(0.5e6 / 940)
-    check = run.auth_cost_check(rows)
+    check = run_report.auth_cost_check(rows)
     assert check is not None
     assert check["value"] == pytest.approx(6.0)
     assert check["holds"] is False  # 6 % lost: over the 5 % target
-    assert run.auth_costs(run.Measured(by_wrk={run.DUMMY: {}})) == []
+    assert run_report.auth_costs(measure.Measured(by_wrk={targets.DUMMY: {}})) == []
 
 
 def test_the_auth_goal_is_judged_on_the_median_of_paired_rounds() -> None:
@@ -291,11 +291,11 @@ def test_the_auth_goal_is_judged_on_the_median_of_paired_rounds() -> None:
         for n, rps in enumerate((700, 980, 960), 1)  # one round disturbed by the machine
     ]
     assert report.median_cost_pct(rounds) == pytest.approx(4.0)
-    check = run.auth_cost_check(rounds)
+    check = run_report.auth_cost_check(rounds)
     assert check is not None and check["holds"] is True
     assert report.median_cost_pct(rounds[:2]) == pytest.approx(16.0)  # even: the mean of two
     assert report.median_cost_pct([]) is None
-    assert run.auth_cost_check([]) is None
+    assert run_report.auth_cost_check([]) is None
 
 
 # -- the journal console bench (bench/journal.py): its pure parts -------------------------
@@ -335,16 +335,16 @@ def test_journal_bench_table_fails_slow_pages_and_errors() -> None:
 
 @pytest.mark.parametrize("language", ["python", "csharp", "java", "go", "javascript"])
 def test_a_fim_workload_is_a_20_kb_file_with_10_snippets(language: str) -> None:
-    from bench import fim
+    from bench import fim_workload
     from gateway.openai_api import is_tabby_body
     from gateway.tabby import parse_completion
 
-    workload = fim.build_workload(language)
+    workload = fim_workload.build_workload(language)
     segments = workload.segments
-    assert fim.PREFIX_CHARS - 200 < len(segments["prefix"]) <= fim.PREFIX_CHARS
-    assert len(segments["suffix"]) >= fim.SUFFIX_CHARS
+    assert fim_workload.PREFIX_CHARS - 200 < len(segments["prefix"]) <= fim_workload.PREFIX_CHARS
+    assert len(segments["suffix"]) >= fim_workload.SUFFIX_CHARS
     assert workload.snippet_count() == 10
-    bodies = [item["body"] for key, _ in fim.SNIPPET_KINDS for item in segments[key]]
+    bodies = [item["body"] for key, _ in fim_workload.SNIPPET_KINDS for item in segments[key]]
     assert all(200 <= len(body) <= 600 and body not in segments["prefix"] for body in bodies)
     assert "$" not in segments["prefix"].replace("${", "").replace('$"', "")  # all filled in
     assert is_tabby_body(orjson.loads(workload.request))
@@ -354,20 +354,20 @@ def test_a_fim_workload_is_a_20_kb_file_with_10_snippets(language: str) -> None:
 
 
 def test_the_crlf_variant_has_only_crlf_line_endings() -> None:
-    from bench import fim
+    from bench import fim_workload
 
-    segments = fim.build_workload("go", crlf=True).segments
+    segments = fim_workload.build_workload("go", crlf=True).segments
     for text in (segments["prefix"], segments["suffix"], segments["declarations"][0]["body"]):
         assert "\r\n" in text
         assert text.count("\n") == text.count("\r\n")
 
 
 def test_fim_timing_goes_through_the_qwen_prompt_and_cleans_the_answer() -> None:
-    from bench import fim
+    from bench import fim_timing, fim_workload
 
     ticks = iter(range(0, 10**9, 1000))
-    timing = fim.measure(
-        fim.build_workload("python"),
+    timing = fim_timing.measure(
+        fim_workload.build_workload("python"),
         iterations=5,
         warmup=1,
         clock=lambda: next(ticks),
@@ -384,11 +384,13 @@ def test_fim_timing_goes_through_the_qwen_prompt_and_cleans_the_answer() -> None
 
 
 def test_fim_one_request_uses_the_fim_template_and_the_snippets() -> None:
-    from bench import fim
+    from bench import fim_timing, fim_workload
 
-    completion, body, answer = fim.one_request(fim.build_workload("csharp"), fim.qwen_profile())
+    completion, body, answer = fim_timing.one_request(
+        fim_workload.build_workload("csharp"), fim_workload.qwen_profile()
+    )
     upstream = orjson.loads(body)
-    assert upstream["model"] == fim.MODEL
+    assert upstream["model"] == fim_workload.MODEL
     assert upstream["prompt"].startswith("<|fim_prefix|>// Path: ")
     assert upstream["prompt"].endswith("<|fim_middle|>")
     assert "\n\n" in upstream["stop"] and "\npublic " in upstream["stop"]
@@ -397,20 +399,22 @@ def test_fim_one_request_uses_the_fim_template_and_the_snippets() -> None:
 
 
 def test_fim_measure_all_returns_a_record_with_a_verdict() -> None:
-    from bench import fim
+    from bench import fim_timing
 
     lines: list[str] = []
-    record = fim.measure_all(iterations=3, warmup=1, languages=["go"], crlf=True, echo=lines.append)
+    record = fim_timing.measure_all(
+        iterations=3, warmup=1, languages=["go"], crlf=True, echo=lines.append
+    )
     assert set(record["workloads"]) == {"go", "go crlf"}
     result = record["workloads"]["go crlf"]
     assert result["snippets"] == 10 and result["iterations"] == 3
     assert result["total_us"]["p50"] > 0 and result["total_cpu_us"]["p99"] >= 0
-    assert lines[-1].startswith(("PASS", "MISS")) and lines[-1] == fim.verdict_line(record)
-    assert "go crlf" in fim.format_record(record)
+    assert lines[-1].startswith(("PASS", "MISS")) and lines[-1] == fim_timing.verdict_line(record)
+    assert "go crlf" in fim_timing.format_record(record)
 
 
 def test_fim_verdict_is_judged_on_the_worst_median() -> None:
-    from bench import fim
+    from bench import fim_timing
 
     def result(p50: float, cpu_p99: float) -> dict[str, Any]:
         return {
@@ -418,12 +422,12 @@ def test_fim_verdict_is_judged_on_the_worst_median() -> None:
             "total_cpu_us": {"p50": p50, "p99": cpu_p99},
         }
 
-    fine = fim.verdict({"python": result(150, 300), "go": result(210, 320)})
+    fine = fim_timing.verdict({"python": result(150, 300), "go": result(210, 320)})
     assert fine["passed"] and fine["worst_p50"] == "go"
-    assert fim.verdict_line({**fine, "budget_us": 500}).startswith("PASS: ")
-    slow = fim.verdict({"python": result(150, 300), "java": result(501, 900)})
+    assert fim_timing.verdict_line({**fine, "budget_us": 500}).startswith("PASS: ")
+    slow = fim_timing.verdict({"python": result(150, 300), "java": result(501, 900)})
     assert not slow["passed"] and not slow["goals"][1]["holds"]
-    assert fim.verdict_line({**slow, "budget_us": 500}).startswith("MISS: ")
+    assert fim_timing.verdict_line({**slow, "budget_us": 500}).startswith("MISS: ")
 
 
 def test_the_tabby_scenario_pairs_a_tabby_body_with_the_openai_request_made_of_it() -> None:
@@ -431,7 +435,7 @@ def test_the_tabby_scenario_pairs_a_tabby_body_with_the_openai_request_made_of_i
     from gateway.openai_api import Endpoint, check_request, is_tabby_body
     from gateway.tabby import parse_completion
 
-    pairs = run.tabby_pairs()
+    pairs = scenarios.tabby_pairs()
     assert [(a.connections, b.connections) for a, b in pairs] == [(1, 1), (32, 32)]
     openai, tabby = pairs[0]
     assert openai.path == tabby.path == "/v1/completions"
@@ -440,11 +444,14 @@ def test_the_tabby_scenario_pairs_a_tabby_body_with_the_openai_request_made_of_i
     request = check_request(
         Endpoint.COMPLETIONS, orjson.loads(openai.body_bytes()), openai.body_bytes(), max_n=1
     )
-    assert request.model == run.TABBY_MODEL and not request.stream
+    assert request.model == scenarios.TABBY_MODEL and not request.stream
     assert request.body["prompt"].startswith("<|fim_prefix|>")
     # Kodify sends Tabby completions to the fake's first model, which picks the qwen config.
-    assert run.FAKE_MODELS[0] == run.TABBY_MODEL and run.FAKE_MODEL in run.FAKE_MODELS
-    assert ProfileSet(shipped=load_shipped()).matching(run.TABBY_MODEL).name == "qwen"
+    assert (
+        scenarios.FAKE_MODELS[0] == scenarios.TABBY_MODEL
+        and scenarios.FAKE_MODEL in scenarios.FAKE_MODELS
+    )
+    assert ProfileSet(shipped=load_shipped()).matching(scenarios.TABBY_MODEL).name == "qwen"
     assert len(tabby.body_bytes()) > 20_000
 
 
@@ -470,15 +477,15 @@ def test_paired_rounds_report_what_the_tabby_path_adds() -> None:
 
 def test_a_failed_tabby_round_makes_the_run_invalid() -> None:
     broken = wrk.WrkResult(1, 5, 100, {"50": 1, "99": 2}, non_2xx=4)
-    measured = run.Measured(
+    measured = measure.Measured(
         tabby_rounds=[report.AuthCost("c=32 #1", _result(100, 1, 2), broken)],
         paired_warmup_failures=["kodify tabby c=32 round 1 warm-up: 2 failed requests"],
     )
-    found = run.failures(measured)
+    found = run_report.failures(measured)
     assert found[0].startswith("tabby c=32 #1 tabby: 4 non-2xx")
     assert found[1].endswith("2 failed requests")
-    assert run.tabby_rows(measured, 32) == measured.tabby_rounds
-    assert run.tabby_rows(measured, 1) == []
+    assert run_report.tabby_rows(measured, 32) == measured.tabby_rounds
+    assert run_report.tabby_rows(measured, 1) == []
 
 
 def test_the_tabby_rounds_and_fim_timing_have_options() -> None:
