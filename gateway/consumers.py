@@ -47,8 +47,6 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 # Status recorded for a request whose client left before any answer was sent (nginx's).
 CLIENT_CLOSED_REQUEST = 499
 _FEATURES = frozenset(Feature.values)
-# A replica that refuses the connection is retried on another one at most this often.
-MAX_ATTEMPTS = 3
 
 
 class GatewayConsumer(AsyncHttpConsumer):

@@ -162,6 +162,7 @@ class Pipeline:
     ) -> None:
         record = self.record
         failed: list[Upstream] = []
+        suspects: list[tuple[Upstream, str]] = []
         last_failure: UpstreamUnavailable | None = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if last_failure is not None:
@@ -178,12 +179,20 @@ class Pipeline:
                         upstream, self.upstream_path, request.upstream_body()
                     )
                 except UpstreamUnavailable as error:
+                    if error.answered_because:
+                        suspects.append((upstream, error.answered_because))
                     if attempt == MAX_ATTEMPTS:
                         raise
                     failed.append(upstream)
                     last_failure = error
                     metrics.retry(upstream, error.reason)
                     continue  # nothing reached the client yet: another replica may answer
+                # Another replica took the very request those answered with an error: the
+                # fault is theirs, and they rest.  A request every replica tried fails on is
+                # the likelier culprit, and rests none: one client's odd request must not
+                # take the model away from the others.
+                for suspect, because in suspects:
+                    suspect.mark_down(because, answering=True)
                 await self.delivery.deliver(self, response, upstream)
                 return
             finally:
@@ -199,12 +208,13 @@ class Pipeline:
         """A replica this request has not failed on; else the reason it cannot be served.
 
         With one replica tried, the client gets that replica's own failure (a timeout is
-        a 504, not "every replica is down"); with several, the table's summary of them.
+        a 504, not "every replica is down"), and so when the last one answered with an
+        error (the request's own); else the table's summary of them.
         """
         try:
             upstream, name = await table.resolve(model, exclude=failed)
         except OpenAIError:
-            if len(failed) == 1:
+            if len(failed) == 1 or last_failure.answered_because:
                 raise last_failure from None
             raise
         self.check_model(name)

@@ -22,6 +22,7 @@ import orjson
 from django.conf import settings
 
 from gateway import upstream_failures as failures
+from gateway.errors import OpenAIError
 from gateway.http_client import upstream_session
 from gateway.upstreams import Upstream
 from journal.record import Record
@@ -41,9 +42,10 @@ _SSE_HEADERS = [
 async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.ClientResponse:
     """Send the request; return the response once its headers are in.
 
-    Whatever fails before that (no connection, no answer in time, a 5xx) marks the
-    replica down and raises :class:`UpstreamUnavailable`: nothing reached the client yet,
-    so the request may go to another replica.
+    Whatever fails before that raises :class:`UpstreamUnavailable`: nothing reached the
+    client yet, so the request may go to another replica.  No connection or no answer in
+    time rests the replica at once; a 5xx answer is only a suspicion, since the request
+    itself may have caused it (``answered_because``: the pipeline decides).
     """
     try:
         response = await upstream_session().post(
@@ -54,7 +56,6 @@ async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.C
     except aiohttp.ClientError as exc:
         failed = failures.not_connected(
             exc,
-            upstream.display_url,
             connect_timeout=settings.KODIFY_UPSTREAM_CONNECT_TIMEOUT,
             first_byte_timeout=settings.KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT,
         )
@@ -67,8 +68,13 @@ async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.C
             error_body = b""
         finally:
             response.close()
-        failed = failures.server_error(response.status, error_body, upstream.display_url)
-        upstream.mark_down(failed.rest_because, answering=True)
+        failed = failures.server_error(response.status, error_body)
+        logger.warning(
+            "upstream %s answered HTTP %d: %.300s",
+            upstream.display_url,
+            response.status,
+            failed.error.message,
+        )
         raise failed.error
     if upstream.healthy is False:  # a resting replica that answers is back
         upstream.mark_up()
@@ -98,7 +104,7 @@ async def relay(
     try:
         if response.status >= 400:
             error_body = await response.content.read(failures.MAX_ERROR_BODY)
-            raise failures.error_answer(response.status, error_body, upstream.display_url)
+            raise _error_answer(response.status, error_body, upstream)
         _set_idle_timeout(response)
         content_type = response.headers.get("Content-Type", "application/json").encode()
         chunks = record.response_chunks if keep_chunks else None
@@ -140,7 +146,7 @@ async def read_answer(
     try:
         if response.status >= 400:
             error_body = await response.content.read(failures.MAX_ERROR_BODY)
-            raise failures.error_answer(response.status, error_body, upstream.display_url)
+            raise _error_answer(response.status, error_body, upstream)
         data = await _read_whole(response, upstream)
         record.first_byte_at = time.perf_counter()
         completed = True
@@ -152,11 +158,19 @@ async def read_answer(
             response.close()
 
 
+def _error_answer(status: int, body: bytes, upstream: Upstream) -> OpenAIError:
+    error = failures.error_answer(status, body)
+    if error.code == "upstream_auth_failed":  # the operator's to fix: say where
+        logger.error("upstream %s refused Kodify's API key (HTTP %d)", upstream.display_url, status)
+    return error
+
+
 async def _read_whole(response: aiohttp.ClientResponse, upstream: Upstream) -> bytes:
     try:
         return await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise failures.broken_answer(exc, upstream.display_url) from None
+        logger.warning("upstream %s broke off its answer (%s)", upstream.display_url, exc)
+        raise failures.broken_answer(exc) from None
 
 
 async def _relay_stream(
@@ -183,7 +197,7 @@ async def _relay_stream(
             await send_body(usage_filter.pending, True)
     except (aiohttp.ClientError, TimeoutError) as exc:
         error, reason = failures.broken_stream(
-            exc, upstream.display_url, idle_timeout=settings.KODIFY_UPSTREAM_IDLE_TIMEOUT
+            exc, idle_timeout=settings.KODIFY_UPSTREAM_IDLE_TIMEOUT
         )
         record.error = f"upstream {reason}"
         logger.warning("upstream %s %s", upstream.display_url, reason)

@@ -3,12 +3,16 @@ reads then: the one place that turns a failure into an OpenAI error.
 
 Each function answers one kind of failure with the client's error and, where the
 replica is to rest (``Upstream.mark_down``), the reason kept for the console and the
-logs.  A failure before any byte reached the client is an :class:`UpstreamUnavailable`:
-the request may go to another replica.  ``reason`` names the failure for the metrics.
+logs.  Clients read the model and the reason, never an upstream's address: that is the
+operator's business, and the callers log it.  A failure before any byte reached the
+client is an :class:`UpstreamUnavailable`: the request may go to another replica.
+``reason`` names the failure for the metrics.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +25,13 @@ from gateway.errors import OpenAIError
 if TYPE_CHECKING:
     from gateway.upstreams import Upstream, UpstreamTable
 
+# An address as errors quote it: a URL, host:port, or Python's ('host', port).
+_ADDRESS = re.compile(
+    r"\b[a-z][a-z0-9+.-]*://\S+"
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
+    r"|\(\s*'[^']*'\s*,\s*\d+\s*(?:,[^)]*)?\)"
+)
+
 # How much of an upstream's error answer is read to tell the client what went wrong.
 MAX_ERROR_BODY = 64 * 1024
 
@@ -29,9 +40,12 @@ class UpstreamUnavailable(OpenAIError):
     """No answer could be had from this upstream before any byte reached the client.
 
     Safe to retry on another replica.  ``reason``: the failure's name in the metrics.
+    ``answered_because``: set when the replica did answer, with an error status; why it
+    would rest, once the request is cleared of causing the error.
     """
 
     reason: str = "other"
+    answered_because: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,19 +72,17 @@ def _unavailable(
 
 
 def not_connected(
-    exc: aiohttp.ClientError, url: str, *, connect_timeout: float, first_byte_timeout: float
+    exc: aiohttp.ClientError, *, connect_timeout: float, first_byte_timeout: float
 ) -> Failed:
     """The request could not be sent, or its answer's headers never came."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         why = f"could not connect within {connect_timeout:g} s"
-        return Failed(
-            _unavailable(504, f"Upstream {url} {why}.", "upstream_timeout", "timeout"), why
-        )
+        return Failed(_unavailable(504, f"The upstream {why}.", "upstream_timeout", "timeout"), why)
     if isinstance(exc, aiohttp.ServerTimeoutError):
         return Failed(
             _unavailable(
                 504,
-                f"Upstream {url} sent no answer within {first_byte_timeout:g} s "
+                f"The upstream sent no answer within {first_byte_timeout:g} s "
                 "(KODIFY_UPSTREAM_FIRST_BYTE_TIMEOUT).",
                 "upstream_timeout",
                 "timeout",
@@ -81,7 +93,7 @@ def not_connected(
         return Failed(
             _unavailable(
                 503,
-                f"Upstream {url} is unreachable (connection refused or host down).",
+                "The upstream is unreachable (connection refused or host down).",
                 "upstream_unavailable",
                 "unreachable",
                 headers=((b"retry-after", b"2"),),
@@ -92,7 +104,7 @@ def not_connected(
     return Failed(
         _unavailable(
             502,
-            f"Upstream {url} broke the connection before answering ({name}).",
+            f"The upstream broke the connection before answering ({name}).",
             "upstream_error",
             "connection_broken",
         ),
@@ -100,24 +112,27 @@ def not_connected(
     )
 
 
-def server_error(status: int, body: bytes, url: str) -> Failed:
-    """A 5xx before the answer: the replica is alive but failing; another may answer."""
-    error = error_answer(status, body, url)
-    return Failed(
-        _unavailable(
-            error.status,
-            error.message,
-            error.code,
-            f"http_{status}",
-            headers=error.headers,
-            param=error.param,
-            type=error.type,
-        ),
-        f"answered HTTP {status}",
+def server_error(status: int, body: bytes) -> Failed:
+    """A 5xx before the answer: the replica is alive but failing; another may answer.
+
+    Whether it rests is for the caller to decide: the request itself may be what made
+    it fail (see ``gateway.pipeline``).
+    """
+    error = error_answer(status, body)
+    unavailable = _unavailable(
+        error.status,
+        error.message,
+        error.code,
+        f"http_{status}",
+        headers=error.headers,
+        param=error.param,
+        type=error.type,
     )
+    unavailable.answered_because = f"answered HTTP {status}"
+    return Failed(unavailable, unavailable.answered_because)
 
 
-def error_answer(status: int, body: bytes, url: str) -> OpenAIError:
+def error_answer(status: int, body: bytes) -> OpenAIError:
     """An upstream's error answer (any of vLLM's shapes) as the client's error.
 
     The upstream's status is kept, except for 401/403: those mean the upstream refused
@@ -127,7 +142,7 @@ def error_answer(status: int, body: bytes, url: str) -> OpenAIError:
     if status in (401, 403):
         return OpenAIError(
             502,
-            f"The upstream {url} refused Kodify's API key ({status}: {message}). "
+            f"The upstream refused Kodify's API key ({status}: {message}). "
             "An administrator must set its api_key in config.yml, "
             "KODIFY_UPSTREAM_API_KEY or VLLM_API_KEY.",
             code="upstream_auth_failed",
@@ -137,17 +152,17 @@ def error_answer(status: int, body: bytes, url: str) -> OpenAIError:
     return OpenAIError(status, message, type=type_, param=param, code=code)
 
 
-def broken_answer(exc: BaseException, url: str) -> OpenAIError:
+def broken_answer(exc: BaseException) -> OpenAIError:
     """A whole (non-streamed) answer that stopped coming."""
     timed_out = isinstance(exc, TimeoutError)
     return OpenAIError(
         504 if timed_out else 502,
-        f"Upstream {url} broke off its answer ({type(exc).__name__}).",
+        f"The upstream broke off its answer ({type(exc).__name__}).",
         code="upstream_error",
     )
 
 
-def broken_stream(exc: BaseException, url: str, *, idle_timeout: float) -> tuple[OpenAIError, str]:
+def broken_stream(exc: BaseException, *, idle_timeout: float) -> tuple[OpenAIError, str]:
     """A stream that stopped mid-way: the error for the client's last event, and the
     reason for the journal and the log."""
     timed_out = isinstance(exc, TimeoutError)
@@ -158,7 +173,7 @@ def broken_stream(exc: BaseException, url: str, *, idle_timeout: float) -> tuple
     )
     error = OpenAIError(
         504 if timed_out else 502,
-        f"Upstream {url} {reason}.",
+        f"The upstream {reason}.",
         code="upstream_timeout" if timed_out else "upstream_error",
     )
     return error, reason
@@ -179,7 +194,7 @@ def unroutable(table: UpstreamTable, model: str | None) -> OpenAIError:
     if name is None:
         return OpenAIError(
             503,
-            "No model is available yet: no upstream has answered " + _summary(table.upstreams),
+            f"No model is available yet: no upstream has answered ({_summary(table.upstreams)}).",
             code="upstream_unavailable",
             headers=retry,
         )
@@ -195,7 +210,7 @@ def unroutable(table: UpstreamTable, model: str | None) -> OpenAIError:
     if replicas:
         return OpenAIError(
             503,
-            f"Every upstream serving model '{name}' is down: " + _summary(replicas),
+            f"Every upstream serving model '{name}' is down ({_summary(replicas)}).",
             code="upstream_unavailable",
             headers=((b"retry-after", str(table.retry_after(replicas)).encode()),),
         )
@@ -204,7 +219,7 @@ def unroutable(table: UpstreamTable, model: str | None) -> OpenAIError:
         return OpenAIError(
             503,
             f"Model '{name}' is not served by any reachable upstream, and some "
-            "upstreams cannot be asked: " + _summary(unknown),
+            f"upstreams cannot be asked ({_summary(unknown)}).",
             code="upstream_unavailable",
             headers=retry,
         )
@@ -218,10 +233,15 @@ def unroutable(table: UpstreamTable, model: str | None) -> OpenAIError:
 
 
 def _summary(upstreams: Iterable[Upstream]) -> str:
-    parts = [
-        f"{u.display_url} ({u.last_error or 'not checked yet'})" for u in upstreams if u.enabled
+    """Why the replicas are out, each reason once: no address (health checks may quote one)."""
+    reasons = [
+        _ADDRESS.sub("<upstream>", u.last_error or "not checked yet")
+        for u in upstreams
+        if u.enabled
     ]
-    return "; ".join(parts) + "."
+    counted = Counter(reasons)
+    parts = [reason if n == 1 else f"{reason} ({n} replicas)" for reason, n in counted.items()]
+    return "; ".join(parts)
 
 
 def _parse_error(body: bytes) -> tuple[str, str | None, str | None, str | None]:

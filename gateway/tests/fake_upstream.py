@@ -53,6 +53,7 @@ class FakeUpstream:
     max_model_len: int = 4096
     completion_text: Callable[[dict[str, Any]], str] | None = None
     first_byte_delay: float = 0.0  # every generation waits this long before answering
+    status: int = 0  # every generation fails with this status (a broken replica); 0: none
     # Counters, kept even when records are not (a benchmark or a separate process).
     seen: int = 0
     completed: int = 0
@@ -156,8 +157,9 @@ class FakeUpstream:
         stop = body.get("stop")
         if isinstance(stop, list) and len(stop) > 4:  # vLLM's (and OpenAI's) limit
             return _error(400, "body.stop: List should have at most 4 items", "old")
-        if steer.get("status"):
-            return _error(int(steer["status"]), "fake failure", steer.get("error_shape"))
+        status = int(steer.get("status") or self.status)
+        if status:
+            return _error(status, "fake failure", steer.get("error_shape"))
         chat = request.path.endswith("chat/completions")
         pieces = self._pieces(chat, body, steer)
         chunks = len(pieces)
@@ -319,6 +321,9 @@ class FakeUpstreamServer:
         self.port = self._runner.addresses[0][1]
 
     def stop(self) -> None:
+        """Stop serving (a second call does nothing)."""
+        if self._loop.is_closed():
+            return
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

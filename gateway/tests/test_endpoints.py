@@ -10,57 +10,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import orjson
 import pytest
-from channels.routing import URLRouter
-from channels.testing import HttpCommunicator
 from django.test import override_settings
 
 from accounts import auth
-from gateway import config_file, following, upstreams
+from gateway import following, upstreams
 from gateway.http_client import close_upstream_session
-from gateway.routing import http_urlpatterns
 from gateway.tests.fake_upstream import DEFAULT_MODEL, FakeUpstreamServer
+from gateway.tests.in_process import call, fresh_gateway
 
 pytestmark = pytest.mark.smoke
 
-ROUTES = URLRouter(http_urlpatterns)
 CHAT = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hi"}]}
 KEY = "sk-one-token-for-everyone"
-
-
-class Answer:
-    def __init__(self, response: dict[str, Any]) -> None:
-        self.status: int = response["status"]
-        self.headers = {
-            name.decode().lower(): value.decode() for name, value in response["headers"]
-        }
-        self.body: bytes = response["body"]
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-    def error(self) -> dict[str, Any]:
-        error = self.json()["error"]
-        assert set(error) == {"message", "type", "param", "code"}
-        return dict(error)
-
-
-async def call(
-    method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-) -> Answer:
-    raw = body if isinstance(body, bytes) else b"" if body is None else orjson.dumps(body)
-    sent = [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
-    if body is not None:
-        sent.append((b"content-type", b"application/json"))
-    communicator = HttpCommunicator(ROUTES, method, path, body=raw, headers=sent)
-    return Answer(await communicator.get_response(timeout=30))
-
-
-def _fresh_gateway() -> None:
-    config_file.gateway_config.cache_clear()
-    upstreams.get_table.cache_clear()
-    auth.get_authenticator.cache_clear()
 
 
 @pytest.fixture
@@ -72,9 +34,9 @@ def gateway(
     with override_settings(
         KODIFY_UPSTREAMS=[module_fake_upstream.url], KODIFY_CONFIG=None, LOGS=False
     ):
-        _fresh_gateway()
+        fresh_gateway()
         yield module_fake_upstream
-    _fresh_gateway()
+    fresh_gateway()
 
 
 @pytest.fixture

@@ -188,6 +188,9 @@ def test_all_replicas_down_is_a_quick_503_with_retry_after_and_a_journal_row(
     assert response.status_code == 503
     assert int(response.headers["retry-after"]) >= 1
     error = response.json()["error"]
-    assert error["code"] == "upstream_unavailable" and first.url in error["message"]
+    assert error["code"] == "upstream_unavailable"
+    assert "connection failed" in error["message"]
+    for replica in (first, second):  # the operator's business: in the log, not the answer
+        assert str(replica.port) not in error["message"]
     row = journal_entry(server, response.headers["x-request-id"])
     assert row is not None and row["status"] == 503
