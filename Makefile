@@ -55,7 +55,7 @@ run: install
 	$(BIN)/python manage.py kodify_migrate --verbosity 0
 	$(BIN)/python manage.py kodify_bootstrap_admin --url http://$(HOST):$(PORT)/admin/
 	$(BIN)/uvicorn kodify_site.asgi:application --host $(HOST) --port $(PORT) \
-		--workers $(WORKERS) --loop uvloop --http httptools --no-access-log
+		--workers $(WORKERS) --loop uvloop --http httptools --no-access-log --no-proxy-headers
 
 ## dev: Channels' runserver (daphne) with autoreload
 dev: install

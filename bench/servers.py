@@ -213,7 +213,7 @@ def start_kodify(
     argv = [
         sys.executable, "-m", "uvicorn", "kodify_site.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
     ]  # fmt: skip
     env = kodify_environment(workdir, upstream_url, extra_env)
     server = ServerProcess(name, argv, workdir, env)

@@ -66,3 +66,17 @@ def production_debug(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if settings.DEBUG:
         return [Error("KODIFY_DEBUG must be off in production.", id="kodify.E011")]
     return []
+
+
+@register(Tags.security, deploy=True)
+def production_hosts(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    if "*" in settings.ALLOWED_HOSTS:
+        return [
+            Warning(
+                "KODIFY_ALLOWED_HOSTS is '*': name the host names browsers use for the "
+                "console, or a forged Host header ends up in the links it and the "
+                "management API give (the IDE API answers under any name regardless).",
+                id="kodify.W012",
+            )
+        ]
+    return []

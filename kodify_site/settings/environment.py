@@ -9,6 +9,7 @@ production services.  Bad values are reported by system checks (``kodify_site/ch
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -45,6 +46,53 @@ CSRF_TRUSTED_ORIGINS = list(
         "proxy that changes the scheme or port.",
         example="https://kodify.example.com",
     )
+)
+
+
+def _proxy_address(value: str) -> str:
+    """An address or a network of a trusted proxy (``*``: any peer)."""
+    if value != "*":
+        ipaddress.ip_network(value, strict=False)  # ValueError names what is wrong
+    return value
+
+
+KODIFY_TRUSTED_PROXIES = env.list(
+    "KODIFY_TRUSTED_PROXIES",
+    help="Addresses or networks of the reverse proxies in front of Kodify. Only from "
+    "these are X-Forwarded-For (the client's address, for the journal and the login "
+    "throttle) and X-Forwarded-Proto believed; from anyone else they are ignored. "
+    "Unset: nobody's. '*' trusts every peer: only where nothing but the proxy can reach "
+    "Kodify.",
+    example="10.0.0.0/8,192.168.1.5",
+    item=_proxy_address,
+)
+KODIFY_HTTPS = env.bool(
+    "KODIFY_HTTPS",
+    False,
+    help="Browsers reach Kodify over HTTPS (its own TLS, or a proxy's that sets "
+    "X-Forwarded-Proto from KODIFY_TRUSTED_PROXIES). Turns on the redirect to HTTPS, "
+    "Strict-Transport-Security and secure cookies for the console. The IDE API and "
+    "/health are never redirected.",
+    example="true",
+)
+KODIFY_HSTS_SECONDS = env.int(
+    "KODIFY_HSTS_SECONDS",
+    365 * 24 * 3600,
+    minimum=0,
+    help="With KODIFY_HTTPS: how long browsers remember to use only HTTPS for this host "
+    "and its subdomains (Strict-Transport-Security max-age).",
+)
+KODIFY_HSTS_PRELOAD = env.bool(
+    "KODIFY_HSTS_PRELOAD",
+    False,
+    help="With KODIFY_HTTPS: ask browsers' HSTS preload lists to include the domain "
+    "(hard to undo: for the domain's owner to decide).",
+)
+KODIFY_SESSION_HOURS = env.float(
+    "KODIFY_SESSION_HOURS",
+    12.0,
+    minimum=0.1,
+    help="How long a console login lasts without activity, in hours.",
 )
 LOG_LEVEL = env.str(
     "KODIFY_LOG_LEVEL",

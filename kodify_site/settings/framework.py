@@ -10,8 +10,12 @@ from kodify_site.settings.environment import (
     BASE_DIR,
     DB_URL,
     KODIFY_DATA_DIR,
+    KODIFY_HSTS_PRELOAD,
+    KODIFY_HSTS_SECONDS,
+    KODIFY_HTTPS,
     KODIFY_LOGIN_COOLOFF_MINUTES,
     KODIFY_LOGIN_FAILURE_LIMIT,
+    KODIFY_SESSION_HOURS,
     LOG_LEVEL,
     LOGS,
     LOGS_DB_HOST,
@@ -197,3 +201,19 @@ LOGGING = {
 }
 
 SILENCED_SYSTEM_CHECKS: list[str] = []
+
+# The console's session: a working day, renewed by activity, not Django's two weeks.
+SESSION_COOKIE_AGE = int(KODIFY_SESSION_HOURS * 3600)
+SESSION_SAVE_EVERY_REQUEST = True
+if KODIFY_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # Probes and scrapers call from inside the network over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^health/?$", r"^metrics/?$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = KODIFY_HSTS_SECONDS
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = KODIFY_HSTS_PRELOAD
+    if not KODIFY_HSTS_PRELOAD:
+        # Preloading is the domain owner's decision (KODIFY_HSTS_PRELOAD), not advice.
+        SILENCED_SYSTEM_CHECKS.append("security.W021")

@@ -57,6 +57,7 @@ SECRETS = {
     "KODIFY_SECRET_KEY": "k" + "0123456789abcdef" * 4,
     "LOGS_DB_PASSWORD": "journal0123456789",
     "VLLM_API_KEY": "onetoken0123456789",
+    "KODIFY_ALLOWED_HOSTS": "kodify.example.com,localhost",
 }
 
 
@@ -383,7 +384,6 @@ def test_env_examples_name_only_variables_something_reads() -> None:
     known |= {
         "COMPOSE_PROJECT_NAME",  # docker compose's own
         "WORKERS",  # the image's command (uvicorn --workers)
-        "FORWARDED_ALLOW_IPS",  # uvicorn's own
         "VLLM_WORKER_MULTIPROC_METHOD",  # vLLM's own, checked by the launcher
     }
     for example in EXAMPLES:

@@ -356,6 +356,17 @@ SCENARIOS: dict[str, tuple[dict[str, str | None], tuple[str, ...]]] = {
     "per_user_with_key": ({"MTSAI_AUTH": "true", "AUTH_TYPE": "DB", "VLLM_API_KEY": "x"}, ()),
     "deploy_without_key": ({"KODIFY_SECRET_KEY": None}, ("--deploy",)),
     "deploy_with_key": ({"KODIFY_SECRET_KEY": "k" * 60}, ("--deploy",)),
+    "deploy_production": (
+        {
+            "KODIFY_SECRET_KEY": "0123456789abcdefghijklmnopqrstuvwxyz" * 2,
+            "KODIFY_UPSTREAMS": "http://vllm:8000",
+            "KODIFY_HTTPS": "true",
+            "KODIFY_ALLOWED_HOSTS": "kodify.example.com",
+            "KODIFY_TRUSTED_PROXIES": "10.0.0.0/8,192.168.1.5",
+        },
+        ("--deploy",),
+    ),
+    "bad_proxy": ({"KODIFY_TRUSTED_PROXIES": "10.0.0.0/33,nginx"}, ()),
     "logs_db_post": (
         {"LOGS": "True", "LOGS_DB_HOST": "127.0.0.1", "LOGS_DB_POST": "5433"},
         (),
@@ -534,6 +545,19 @@ def test_check_deploy_accepts_a_secret_key(checked: dict[str, Checked]) -> None:
     assert "(kodify.E010)" not in result.output
     # Django's own deploy advice is present: the --deploy checks did run.
     assert "(security.W004)" in result.output
+    assert "(kodify.W012) KODIFY_ALLOWED_HOSTS is '*'" in result.output
+
+
+@pytest.mark.smoke
+def test_check_deploy_is_clean_with_the_production_switches(checked: dict[str, Checked]) -> None:
+    result = checked["deploy_production"]
+    assert result.returncode == 0, result.output
+    assert "System check identified no issues" in result.output, result.output
+
+
+@pytest.mark.smoke
+def test_a_trusted_proxy_must_be_an_address_or_a_network(checked: dict[str, Checked]) -> None:
+    assert_stops(checked["bad_proxy"], "kodify.E001", "KODIFY_TRUSTED_PROXIES=", "10.0.0.0/33")
 
 
 @pytest.mark.smoke
