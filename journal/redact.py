@@ -8,17 +8,20 @@ The catalogue is Yelp's detect-secrets (its regex-based plugins: AWS, GitHub, Gi
 Slack, Stripe, JWT…; :mod:`journal.redact_detect_secrets`), so that new token formats
 arrive with an upgrade of that package, plus Kodify's own detectors for what it lacks or
 what its shape does not suit to masking (``KEY = "value"`` assignments, ``Authorization``
-headers, whole PEM blocks, Kodify's tokens, passwords in URLs;
-:mod:`journal.redact_catalogue`).  Detectors are named; ``KODIFY_JOURNAL_REDACT_SKIP`` turns
-built-in ones off, ``KODIFY_JOURNAL_REDACT_EXTRA`` adds patterns from a file.
+headers, whole PEM blocks, AWS secret keys without a keyword, Kodify's tokens, passwords
+in URLs; :mod:`journal.redact_catalogue`).  Detectors are named;
+``KODIFY_JOURNAL_REDACT_SKIP`` turns built-in ones off, ``KODIFY_JOURNAL_REDACT_EXTRA``
+adds patterns from a file.
 
 Speed matters: this runs in the journal writer's thread, beside the proxy, on prompts of
 tens of kilobytes.  Python's regex engine is quick only where a pattern starts with a
 literal (it then skips ahead to it); one alternation of all patterns, or a pattern that
 starts with a class or a case-insensitive keyword, costs tens of nanoseconds at every
 character.  So each pattern says how it is found cheaply: by its literal start (most
-token formats), by keywords looked up with ``str.find`` in the lower-cased text, or by
-a cheaper pattern for a part it must contain; the full pattern is tried only there.
+token formats), by keywords looked up with ``str.find`` in the lower-cased text, by
+a cheaper pattern for a part it must contain, or by a function (AWS secret keys, which
+have no literal at all: a pass over the text's bytes); the full pattern is tried only
+there.
 
 Request bodies are masked as JSON text.  A mask never cuts a JSON escape (``\\n``,
 ``\\"``, ``\\u00e9``) in half and never contains a quote or backslash, so masked JSON stays
@@ -87,7 +90,7 @@ def builtin_detectors() -> tuple[Detector, ...]:
 class _Single:
     """One rule compiled, with its detector and its place in the order."""
 
-    __slots__ = ("back", "detector", "finders", "group", "order", "regex", "scan")
+    __slots__ = ("back", "detector", "finders", "group", "locate", "order", "regex", "scan")
 
     def __init__(self, detector: Detector, rule: Rule, order: int) -> None:
         self.detector = detector
@@ -100,10 +103,13 @@ class _Single:
         self.finders += [re.compile(f"(?:{word})s?(?![a-z0-9_])") for word in rule.words]
         self.scan = re.compile(rule.scan) if rule.scan else None
         self.back = rule.back
+        self.locate = rule.locate
 
     def may_match(self, text: str, lower: str | None) -> bool:
         """False when this rule cannot match anywhere: one C-level search, so that the
         common case (nothing secret in the text) costs little per rule."""
+        if self.locate is not None:
+            return True  # where it may match is found once, in starts()
         if self.finders and lower is not None:
             return any(finder.search(lower) is not None for finder in self.finders)
         if self.scan is not None:
@@ -112,7 +118,9 @@ class _Single:
 
     def starts(self, text: str, lower: str | None) -> Iterator[int]:
         """Positions where a match may start, in order (with repeats)."""
-        if self.finders and lower is not None:
+        if self.locate is not None:
+            yield from self.locate(text)
+        elif self.finders and lower is not None:
             hits = {found.start() for finder in self.finders for found in finder.finditer(lower)}
             for at in sorted(hits):
                 yield from range(max(at - self.back, 0), at + 1)
@@ -122,7 +130,8 @@ class _Single:
 
     def find(self, text: str, lower: str | None) -> Iterator[tuple[int, int, int]]:
         """(secret start, order, secret end) of every secret kept."""
-        if (not self.finders and self.scan is None) or (self.finders and lower is None):
+        searched = not self.finders and self.scan is None and self.locate is None
+        if searched or (self.finders and lower is None):
             starts: Iterable[int] = self._searched(text)
         else:
             starts = self.starts(text, lower)

@@ -72,6 +72,9 @@ _DS_RULES: dict[str, dict[str, Any] | None] = {
         "anchors": ("://api.softlayer.com/soap/",),
         "back": 5,
     },
+    # sk_api_key masks these keys already; the leading [...]* would run to the end of a
+    # long hyphenated word at every sk- in it (quadratic).
+    r"sk-[A-Za-z0-9-_]*[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}": None,
     # user:password@….cloudant.com: url_password and basic_auth mask these already.
     r"(?:https?\:\/\/)[\w\-]+\:([0-9a-f]{64})\@[\w\-]+\.cloudant\.com": None,
     r"(?:https?\:\/\/)[\w\-]+\:([a-z]{24})\@[\w\-]+\.cloudant\.com": None,
