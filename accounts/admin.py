@@ -34,7 +34,7 @@ from accounts.admin_lists import (
     limit_shown,
 )
 from accounts.admin_tokens import issue_and_show, may_issue, new_nonce, take_nonce
-from accounts.forms import ApiUserForm, IssueTokenForm
+from accounts.forms import ApiTokenForm, ApiUserForm, IssueTokenForm
 from accounts.models import ApiToken, ApiUser, AuditEvent
 
 
@@ -212,6 +212,7 @@ class ApiUserAdmin(ConsoleModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(ConsoleModelAdmin):
+    form = ApiTokenForm
     list_display = (
         "prefix",
         "user",

@@ -164,7 +164,9 @@ class ApiTokenViewSet(
 
     @extend_schema(
         summary="Change a token's expiry",
-        description="`expires_at: null` removes the expiry; a past date expires it now.",
+        description="`expires_at` must be in the future; `null` removes the expiry. Only a "
+        "live token's expiry changes: an expired or revoked token cannot be revived (400). "
+        "To end a token now, revoke it.",
         request=TokenExpirySerializer,
         responses={200: ApiTokenSerializer},
     )

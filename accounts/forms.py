@@ -8,7 +8,8 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from accounts.models import ApiUser
+from accounts import services
+from accounts.models import ApiToken, ApiUser
 
 _SEPARATORS = re.compile(r"[\s,]+")
 
@@ -44,6 +45,28 @@ class ApiUserForm(forms.ModelForm):
     class Meta:
         model = ApiUser
         fields = ApiUser.EDITABLE_FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Refused rather than trimmed (accounts.usernames), as in the management API.
+        if "username" in self.fields:  # not on a read-only page (auditors)
+            self.fields["username"].strip = False  # type: ignore[attr-defined]
+
+
+class ApiTokenForm(forms.ModelForm):
+    """A token's page: only a live token's expiry changes, to a future date or none."""
+
+    class Meta:
+        model = ApiToken
+        fields = ("expires_at",)
+
+    def clean_expires_at(self) -> Any:
+        expires_at = self.cleaned_data.get("expires_at")
+        if self.instance.pk is not None and "expires_at" in self.changed_data:
+            refusal = services.expiry_refusal(self.instance, expires_at)
+            if refusal is not None:
+                raise forms.ValidationError(refusal)
+        return expires_at
 
 
 class IssueTokenForm(forms.Form):

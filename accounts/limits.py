@@ -25,8 +25,9 @@ Backends:
   lease expiry; the worker renews the leases of its slots in the background, so a slot
   of a crashed worker frees itself within its lease (30 s), and every key expires when
   idle.  **If Redis is unreachable the limiter fails open**: requests are served
-  without limits, a warning is logged at most once a minute, and Redis is tried again
-  after ``RETRY_REDIS_AFTER`` seconds.
+  without limits, one warning says so (and another when Redis is back:
+  :mod:`accounts.redis_outage`), and Redis is tried again after ``RETRY_REDIS_AFTER``
+  seconds.
 * :class:`LocalLimiter` otherwise (embedded defaults, one process): the same rules in
   this process's memory.
 
@@ -57,6 +58,7 @@ from django.conf import settings
 
 from accounts.auth import AuthMode, Principal, auth_mode
 from accounts.redis_client import RedisClient, RedisError, script_sha
+from accounts.redis_outage import outage
 
 logger = logging.getLogger("kodify.limits")
 
@@ -292,7 +294,6 @@ class RedisLimiter(Limiter):
     """
 
     RETRY_REDIS_AFTER = 2.0
-    WARN_EVERY = 60.0
 
     def __init__(
         self,
@@ -319,7 +320,7 @@ class RedisLimiter(Limiter):
         self._held: dict[bytes, bytes] = {}  # slot id -> its key, for the lease renewal
         self._renewal: asyncio.Task[None] | None = None
         self._skip_until = 0.0
-        self._warned_at = -math.inf
+        self._outage = outage(url)
 
     def keys(self, user_id: int) -> tuple[str, str]:
         # The braces keep a user's two keys in one Redis Cluster slot.
@@ -367,6 +368,7 @@ class RedisLimiter(Limiter):
             self._unreachable(exc)
             return NO_SLOT
         self._skip_until = 0.0
+        self._outage.answered()  # one attribute read unless Redis was down
         if verdict == _OVER_CONCURRENCY:
             raise _concurrency_exceeded(concurrent)
         if verdict == _OVER_RATE:
@@ -421,16 +423,8 @@ class RedisLimiter(Limiter):
                 self._unreachable(exc)
 
     def _unreachable(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        self._skip_until = now + self.RETRY_REDIS_AFTER
-        if now - self._warned_at >= self.WARN_EVERY:
-            self._warned_at = now
-            logger.warning(
-                "Redis is unreachable for the per-user limits (%s: %s); serving requests "
-                "without limits until it answers again",
-                type(exc).__name__,
-                exc,
-            )
+        self._skip_until = time.monotonic() + self.RETRY_REDIS_AFTER
+        self._outage.failed(exc, where="per-user limits")
 
     async def aclose(self) -> None:
         """Stop renewing leases and close the connection (slots held are not released)."""

@@ -7,10 +7,15 @@ of their own, named by ``USERS_TABLE`` as in the administrator guide.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
+
+from accounts.usernames import TAKEN_CODE, TAKEN_MESSAGE, validate_username
 
 DEFAULT_USERS_TABLE = "kodify_api_users"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -50,7 +55,7 @@ class ApiUser(models.Model):
         "allowed_models",
     )
 
-    username = models.CharField(max_length=150, unique=True)
+    username = models.CharField(max_length=150, unique=True, validators=[validate_username])
     full_name = models.CharField(max_length=200, blank=True)
     email = models.EmailField(blank=True)
     comment = models.TextField(blank=True)
@@ -75,9 +80,32 @@ class ApiUser(models.Model):
         db_table = users_db_table()
         ordering = ("username",)
         verbose_name = "API user"
+        constraints = (
+            models.UniqueConstraint(
+                Lower("username"),
+                name="accounts_apiuser_username_ci_unique",
+                violation_error_code=TAKEN_CODE,
+                violation_error_message=TAKEN_MESSAGE,
+            ),
+        )
 
     def __str__(self) -> str:
         return self.username
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        # A constraint on an expression is reported for the whole object: name the field.
+        try:
+            super().validate_constraints(exclude=exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict({})
+            general = errors.pop(NON_FIELD_ERRORS, [])
+            taken = [e for e in general if getattr(e, "code", None) == TAKEN_CODE]
+            if taken:
+                errors.setdefault("username", []).extend(taken)
+            rest = [e for e in general if e not in taken]
+            if rest:
+                errors[NON_FIELD_ERRORS] = rest
+            raise ValidationError(errors) from exc
 
 
 class TokenQuerySet(models.QuerySet["ApiToken"]):

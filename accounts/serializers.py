@@ -34,6 +34,8 @@ class ApiUserSerializer(serializers.ModelSerializer[ApiUser]):
         model = ApiUser
         fields = ("id", *ApiUser.EDITABLE_FIELDS, "created_at", "updated_at")
         read_only_fields = ("id", "created_at", "updated_at")
+        # Refused rather than trimmed (accounts.usernames): "alice\n" is a 400, not "alice".
+        extra_kwargs = {"username": {"trim_whitespace": False}}
 
     def create(self, validated_data: dict[str, Any]) -> ApiUser:
         actor = self.context["actor"]
@@ -125,17 +127,30 @@ class IssuedTokenSerializer(ApiTokenSerializer):
 
 
 class TokenExpirySerializer(serializers.ModelSerializer[ApiToken]):
-    """``PATCH /api/tokens/{id}/``: only the expiry changes; a past one expires it now."""
+    """``PATCH /api/tokens/{id}/``: only the expiry changes, to a future date or none, and
+    only while the token is live (:func:`accounts.services.expiry_refusal`)."""
 
     class Meta:
         model = ApiToken
         fields = ("expires_at",)
         extra_kwargs = {"expires_at": {"allow_null": True, "required": True}}
 
+    def validate_expires_at(self, value: Any) -> Any:
+        if self.instance is not None:
+            refusal = services.expiry_refusal(self.instance, value)
+            if refusal is not None:
+                raise serializers.ValidationError(refusal)
+        return value
+
     def update(self, instance: ApiToken, validated_data: dict[str, Any]) -> ApiToken:
-        return services.set_token_expiry(
-            token=instance, expires_at=validated_data["expires_at"], actor=self.context["actor"]
-        )
+        try:
+            return services.set_token_expiry(
+                token=instance,
+                expires_at=validated_data["expires_at"],
+                actor=self.context["actor"],
+            )
+        except DjangoValidationError as exc:  # revoked or expired since validation
+            raise _django_errors(exc) from exc
 
 
 class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -128,13 +129,42 @@ def revoke_token(*, token: ApiToken, actor: Any = None) -> ApiToken:
     return token
 
 
+def expiry_refusal(token: ApiToken, expires_at: datetime | None) -> str | None:
+    """Why ``token``'s expiry may not become ``expires_at`` (None: it may).
+
+    A revoked or expired token stays dead: giving it a later expiry (or none) would bring
+    back a credential that everyone was told is gone.  A new expiry must be in the future;
+    to end a token now, revoke it.
+    """
+    now = timezone.now()
+    if token.revoked_at is not None:
+        return "This token is revoked: its expiry cannot change. Issue a new token."
+    if token.expires_at is not None and token.expires_at <= now:
+        return (
+            f"This token expired at {token.expires_at.isoformat()}: an expired token cannot "
+            "be revived. Issue a new token."
+        )
+    if expires_at is not None and expires_at <= now:
+        return "The expiry date must be in the future (to end a token now, revoke it)."
+    return None
+
+
 def set_token_expiry(
     *, token: ApiToken, expires_at: datetime | None, actor: Any = None
 ) -> ApiToken:
-    if token.expires_at == expires_at:
-        return token
+    """Change a live token's expiry; ValidationError (on ``expires_at``) when
+    :func:`expiry_refusal` says no."""
     with transaction.atomic():
-        old = token.expires_at
+        # Checked on the row as it is now: a revocation or an expiry may have come since
+        # the caller read it.
+        current = ApiToken.objects.select_for_update().get(pk=token.pk)
+        refusal = expiry_refusal(current, expires_at)
+        if refusal is not None:
+            raise ValidationError({"expires_at": refusal}, code="expiry_refused")
+        if current.expires_at == expires_at:
+            token.expires_at = expires_at
+            return token
+        old = current.expires_at
         token.expires_at = expires_at
         token.save(update_fields=["expires_at"])
         audit(

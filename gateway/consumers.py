@@ -330,7 +330,7 @@ class CompletionsConsumer(ProxyConsumer):
     async def handle(self, body: bytes) -> None:
         data = decode_json(body)
         if is_tabby_body(data):
-            await self.complete(tabby.parse_completion(data))
+            await self.complete(tabby.parse_completion(data, self.principal))
             return
         request = check_request(self.endpoint, data, body, max_n=get_table().max_n)
         delivery: Delivery | None = None
@@ -356,12 +356,14 @@ class EventsConsumer(GatewayConsumer):
 
     Answered at once with 200 and an empty body, as Tabby's server does; the event goes
     to the journal's queue, where it is linked to its completion by the completion's id.
+    Only the caller the completion was given to may post its events: its id is signed
+    for that caller (gateway/completion_ids.py), checked with no lookup.
     """
 
     async def handle(self, body: bytes) -> None:
         query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
-        event = tabby.parse_event(decode_json(body), query)
         principal = self.principal
+        event = tabby.parse_event(decode_json(body), query, principal)
         user_agent = self.header(b"user-agent")
         recorder.record_event(
             EventRecord(

@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
+from accounts.redis_outage import settings_redis_answered, settings_redis_failed
 from gateway.snapshot import CONFIG_VERSION_KEY, HEALTH_VERSION_KEY, GatewaySnapshot
 
 if TYPE_CHECKING:
@@ -115,7 +116,9 @@ class DatabaseFollower:
 def _read_versions() -> tuple[Any, Any]:
     try:
         found = cache.get_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
-    except Exception:  # a cache outage must not stop the loop; the table stays as it is
-        logger.warning("the cache cannot be read for the upstream versions", exc_info=True)
+    except Exception as exc:  # a cache outage must not stop the loop; the table stays
+        if not settings_redis_failed(exc, where="reading the upstream versions"):
+            logger.warning("the cache cannot be read for the upstream versions", exc_info=True)
         return _UNREAD
+    settings_redis_answered()
     return found.get(CONFIG_VERSION_KEY, ""), found.get(HEALTH_VERSION_KEY, "")

@@ -17,7 +17,9 @@ from typing import Any
 from django.conf import settings
 
 from gateway.api_schema.answers import answer_schemas, gateway_schemas
-from gateway.api_schema.components import request_schemas
+from gateway.api_schema.components import query_parameters, request_schemas
+from gateway.api_schema.requests import TabbyEventQuery
+from journal.features import Feature
 from kodify_site import __version__
 
 JSON = "application/json"
@@ -97,12 +99,12 @@ def _generation(
                     "in": "header",
                     "required": False,
                     "description": "The assistant action this request serves, as the journal "
-                    "records it; without it (or with another value): `chat` for chat "
-                    "completions, `completion` for completions.",
-                    "schema": {
-                        "type": "string",
-                        "enum": ["completion", "chat", "docs", "fix", "tests", "explain"],
-                    },
+                    f"records it: one of {', '.join(f'`{f}`' for f in Feature.values)}, in any "
+                    "case and with surrounding spaces. Any other value is taken too, and "
+                    "recorded as the default: `chat` for chat completions, `completion` for "
+                    "completions.",
+                    # Not an enum: the gateway never refuses a request for this header.
+                    "schema": {"type": "string", "examples": list(Feature.values)},
                 }
             ],
             "requestBody": {
@@ -151,6 +153,10 @@ def _responses() -> dict[str, Any]:
             "is passed on too."
         ),
         "ModelNotFound": _error("No upstream serves the requested `model`."),
+        "CompletionNotFound": _error(
+            "`completion_id` names no completion given to the caller's API token: made up, "
+            "or another token's (`code` `completion_not_found`)."
+        ),
         "MethodNotAllowed": _error(
             "This path does not answer that HTTP method.",
             Allow={"required": True, "schema": {"type": "string"}},
@@ -277,16 +283,11 @@ def _paths() -> dict[str, Any]:
                 "operationId": "logEvent",
                 "summary": "A completion was shown, accepted or dismissed (Tabby)",
                 "description": "Answered at once with an empty 200; the event is stored "
-                "with the journal (when it is on) for acceptance statistics.",
-                "parameters": [
-                    {
-                        "name": "select_kind",
-                        "in": "query",
-                        "required": False,
-                        "description": "`line` when only a line of the completion was taken.",
-                        "schema": {"type": "string"},
-                    }
-                ],
+                "with the journal (when it is on) for acceptance statistics. Taken only "
+                "from the API token that got the completion: its id is signed for that "
+                "token; another token gets a 404 (`completion_not_found`) and nothing is "
+                "stored.",
+                "parameters": query_parameters(TabbyEventQuery),
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": _schema("TabbyEvent")}},
@@ -298,6 +299,7 @@ def _paths() -> dict[str, Any]:
                     },
                     "400": _ref("responses", "BadRequest"),
                     "401": _ref("responses", "Unauthorized"),
+                    "404": _ref("responses", "CompletionNotFound"),
                     "405": _ref("responses", "MethodNotAllowed"),
                     "413": _ref("responses", "PayloadTooLarge"),
                 },

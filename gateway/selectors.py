@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.db import DatabaseError, close_old_connections, connections
 from django.db.models import Max
 
+from accounts.redis_outage import settings_redis_failed
 from gateway import config_file
 from gateway.config_file import GatewayConfig, load_config
 from gateway.models import SETTING_PK, GatewaySetting, ServedModel, UpstreamServer
@@ -44,7 +45,12 @@ def gateway_snapshot() -> GatewaySnapshot:
     thread).  Raises :class:`SnapshotUnavailable` when the database cannot answer."""
     # Read before the rows: a write that lands in between bumps the stamp past these, so
     # the worker reloads once more rather than keeping a stale table under a new stamp.
-    versions = cache.get_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
+    try:
+        versions = cache.get_many([CONFIG_VERSION_KEY, HEALTH_VERSION_KEY])
+    except Exception as exc:
+        if not settings_redis_failed(exc, where="reading the upstream versions"):
+            raise
+        versions = {}  # Redis is down, not the database: load the rows, stamp unknown
     try:
         upstreams = tuple(
             upstream_row(u) for u in UpstreamServer.objects.order_by("position", "id")

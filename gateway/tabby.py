@@ -14,20 +14,22 @@ from __future__ import annotations
 
 import os
 import platform
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, get_args
 
+from accounts.auth import Principal
 from gateway.api_schema.requests import (
     EventKind,
     TabbyCompletionRequest,
     TabbyDebugOptions,
     TabbyEvent,
+    TabbyEventQuery,
     TabbySnippet,
 )
 from gateway.api_schema.validation import convert
+from gateway.completion_ids import check_given_to, new_completion_id
 from gateway.fim.prompt import Segments, Snippet
 from gateway.upstreams import UpstreamTable
 from kodify_site import __version__
@@ -119,11 +121,13 @@ class CompletionRequest:
     seed: int | None = None
     mode: str = ""
     debug: DebugOptions = field(default_factory=DebugOptions)
-    completion_id: str = field(default_factory=lambda: f"cmpl-{uuid.uuid4()}")
+    # Signed for the caller (gateway/completion_ids.py): only they may post its events.
+    completion_id: str = field(default_factory=lambda: new_completion_id(None))
 
 
-def parse_completion(body: dict[str, Any]) -> CompletionRequest:
-    """Check a Tabby body against ``TabbyCompletionRequest`` (gateway/api_schema/requests.py)."""
+def parse_completion(body: dict[str, Any], principal: Principal | None = None) -> CompletionRequest:
+    """Check a Tabby body against ``TabbyCompletionRequest`` (gateway/api_schema/requests.py);
+    its completion's id is signed for ``principal``, the caller."""
     request = convert(body, TabbyCompletionRequest)
     segments = request.segments
     snippets: list[Snippet] = []
@@ -157,6 +161,7 @@ def parse_completion(body: dict[str, Any]) -> CompletionRequest:
             return_prompt=debug.return_prompt,
             disable_context=debug.disable_retrieval_augmented_code_completion,
         ),
+        completion_id=new_completion_id(principal),
     )
 
 
@@ -173,17 +178,23 @@ class CompletionEvent:
     payload: dict[str, Any]
 
 
-def parse_event(body: dict[str, Any], query: dict[str, str]) -> CompletionEvent:
-    """Check a Tabby event against ``TabbyEvent`` (gateway/api_schema/requests.py)."""
+def parse_event(
+    body: dict[str, Any], query: dict[str, str], principal: Principal | None = None
+) -> CompletionEvent:
+    """Check a Tabby event against ``TabbyEvent`` and its query string against
+    ``TabbyEventQuery`` (gateway/api_schema/requests.py): a 400 naming the field if not;
+    then a 404 unless its completion was given to ``principal`` (gateway/completion_ids.py)."""
     event = convert(body, TabbyEvent)
+    # An empty parameter is one not sent (openapi-fetch's clients leave undefined ones out).
+    select_kind = convert({k: v for k, v in query.items() if v}, TabbyEventQuery).select_kind
+    check_given_to(event.completion_id, principal)
     payload: dict[str, Any] = {}
     if event.view_id is not None:
-        payload["view_id"] = event.view_id[:128]
+        payload["view_id"] = event.view_id
     if event.elapsed is not None:
         payload["elapsed"] = event.elapsed
-    select_kind = query.get("select_kind")
     if select_kind:
-        payload["select_kind"] = select_kind[:16]
+        payload["select_kind"] = select_kind
     return CompletionEvent(
         kind=event.type,
         completion_id=event.completion_id,

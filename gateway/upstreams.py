@@ -380,7 +380,7 @@ class UpstreamTable:
             try:
                 await self.following.follow()
             except Exception:  # keep the loop alive whatever one round does
-                logger.exception("reading the upstreams from the database failed")
+                logger.exception("refreshing the upstream table failed")
             if time.monotonic() - last_check >= self.refresh_interval:
                 last_check = time.monotonic()
                 try:

@@ -221,9 +221,9 @@ async def test_redis_unreachable_fails_open_and_warns_once(
         limiter._skip_until = 0.0  # as if RETRY_REDIS_AFTER had passed: it tries again
         slots.append(await limiter.acquire(user()))
     assert all(slot is NO_SLOT for slot in slots)  # served, though over both limits
-    warnings = [r for r in caplog.records if r.name == "kodify.limits"]
+    warnings = [r for r in caplog.records if r.name == "kodify.redis"]  # accounts.redis_outage
     assert len(warnings) == 1
-    assert "without limits" in warnings[0].getMessage()
+    assert "without per-user limits" in warnings[0].getMessage()
     await limiter.aclose()
 
 

@@ -1,4 +1,5 @@
-"""The OpenAPI document's request schemas, generated from the Structs of ``requests``.
+"""The OpenAPI document's request schemas (and query parameters), generated from the
+Structs of ``requests``.
 
 msgspec writes the JSON Schema; this module only makes it read like the rest of the
 document (``{"type": ["string", "null"]}`` rather than an ``anyOf`` of the two, one
@@ -61,6 +62,37 @@ def _generated() -> dict[str, Any]:
         # The gateway reads only these fields; any other is allowed (and forwarded).
         schema.setdefault("additionalProperties", True)
     return schemas
+
+
+def query_parameters(kind: type) -> list[dict[str, Any]]:
+    """The OpenAPI query parameters of a Struct that a query string is checked against."""
+    return copy.deepcopy(_query_parameters(kind))
+
+
+@cache
+def _query_parameters(kind: type) -> list[dict[str, Any]]:
+    _, components = msgspec.json.schema_components([kind])
+    schema = _tidy(components[kind.__name__])
+    required = set(schema.get("required", ()))
+    parameters: list[dict[str, Any]] = []
+    for name, field in schema["properties"].items():
+        field = {key: value for key, value in field.items() if key != "default"}
+        description = field.pop("description", None)
+        # A query parameter is absent rather than null: the null branch is left out.
+        branches = [b for b in field.pop("anyOf", [field]) if b.get("type") != "null"]
+        if isinstance(field.get("type"), list):
+            branches = [{**field, "type": [t for t in field["type"] if t != "null"]}]
+        value = dict(branches[0]) if len(branches) == 1 else {"anyOf": branches}
+        if "enum" in value and "type" not in value:
+            value["type"] = "string"  # a query string's values are strings
+        if isinstance(value.get("type"), list) and len(value["type"]) == 1:
+            value["type"] = value["type"][0]
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+        if description:
+            parameter["description"] = description
+        parameter["schema"] = value
+        parameters.append(parameter)
+    return parameters
 
 
 def _tidy(node: Any, *, properties: bool = False) -> Any:

@@ -177,8 +177,15 @@ _PROMPT = Says(
     code="invalid_type",
     inner=True,
 )
+# A token id: an index into the model's vocabulary.  Bounded so that the document and
+# the gateway agree on every number (2.0 counts as 2, as for JSON Schema; a number past
+# 2**63 is not even JSON the gateway can read).
+TokenId = (
+    Annotated[int, Meta(ge=0, le=INT32_MAX)]
+    | Annotated[float, Meta(ge=0, le=INT32_MAX, multiple_of=1)]
+)
 TokenIds = Annotated[
-    list[int],
+    list[TokenId],
     Meta(
         min_length=1,
         extra=says(
@@ -191,7 +198,8 @@ TokenIds = Annotated[
 ]
 _ONE_KIND = {"anyOf": [{"items": {"type": kind}} for kind in ("string", "integer", "array")]}
 Prompt = Annotated[
-    str | Annotated[list[str | int | TokenIds], Meta(min_length=1, extra_json_schema=_ONE_KIND)],
+    str
+    | Annotated[list[str | TokenId | TokenIds], Meta(min_length=1, extra_json_schema=_ONE_KIND)],
     Meta(
         description="A string, strings, or token ids (one list or several).",
         extra={"says": _PROMPT},
@@ -228,7 +236,7 @@ def check_max_n(request: _Generation, max_n: int) -> None:
             )
 
 
-_ALL_OF_ONE_KIND = {str: list[str], int: list[int], list: list[list[Any]]}
+_ALL_OF_ONE_KIND = {str: list[str], int: list[TokenId], float: list[TokenId], list: list[list[Any]]}
 
 
 def check_prompt(request: CompletionRequest) -> None:
@@ -343,11 +351,19 @@ class TabbyCompletionRequest(msgspec.Struct, kw_only=True, gc=False):
 
 
 EventKind = Literal["view", "select", "dismiss"]
+SelectKind = Literal["line"]  # Tabby's only kind of partial acceptance
+UINT32_MAX = 2**32 - 1  # Tabby's own bound for its event numbers (u32)
+# An id: printable ASCII, no space (Kodify's are ``cmpl-<uuid4>-<hex>``).  A text the
+# client makes up: any character but the controls (PostgreSQL refuses NUL).  ``(?!\n)``:
+# Python's ``$`` (msgspec's, jsonschema's) also matches before a last newline.
+ID_PATTERN = r"^[\x21-\x7e]+$(?!\n)"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$(?!\n)"
 
 
 class TabbyEvent(msgspec.Struct, kw_only=True, gc=False):
     """What became of a completion in the editor; stored in the journal, linked to the
-    completion's entry, for acceptance statistics."""
+    completion's entry, for acceptance statistics. Taken only from the API token that got
+    the completion (its id is signed for that token); another one gets a 404."""
 
     type: Annotated[
         EventKind,
@@ -363,9 +379,11 @@ class TabbyEvent(msgspec.Struct, kw_only=True, gc=False):
         Meta(
             min_length=1,
             max_length=64,
+            pattern=ID_PATTERN,
+            description="The `id` of the completion's answer.",
             extra=says(
                 message="'completion_id' must be the id of a completion "
-                "(a string of at most 64 characters).",
+                "(at most 64 printable ASCII characters, no spaces).",
                 code="invalid_value",
             ),
         ),
@@ -376,18 +394,45 @@ class TabbyEvent(msgspec.Struct, kw_only=True, gc=False):
         | None,
         Meta(
             extra=says(
-                message="'choice_index' must be a non-negative integer.", code="invalid_type"
+                message="'choice_index' must be a non-negative integer.",
+                value=f"'choice_index' must be an integer from 0 to {INT32_MAX}.",
             )
         ),
     ] = None
-    view_id: str | None = None
+    view_id: Annotated[
+        Annotated[str, Meta(max_length=128, pattern=TEXT_PATTERN)] | None,
+        Meta(
+            extra=says(
+                message="'view_id' must be a string.",
+                value="'view_id' must have at most 128 characters, none of them a control "
+                "character.",
+            )
+        ),
+    ] = None
     elapsed: Annotated[
-        Annotated[int, Meta(ge=0)] | Annotated[float, Meta(ge=0)] | None,
+        Annotated[int, Meta(ge=0, le=UINT32_MAX)]
+        | Annotated[float, Meta(ge=0, le=UINT32_MAX)]
+        | None,
         Meta(
             description="Milliseconds the completion was shown.",
             extra=says(
                 message="'elapsed' must be a non-negative number of milliseconds.",
-                code="invalid_type",
+                value=f"'elapsed' must be a number of milliseconds from 0 to {UINT32_MAX}.",
+            ),
+        ),
+    ] = None
+
+
+class TabbyEventQuery(msgspec.Struct, kw_only=True, gc=False):
+    """The query string of ``POST /v1/events`` (the OpenAPI document's parameters)."""
+
+    select_kind: Annotated[
+        SelectKind | None,
+        Meta(
+            description="`line` when only a line of the completion was taken.",
+            extra=says(
+                message=f"'select_kind' must be one of {', '.join(get_args(SelectKind))}.",
+                code="invalid_value",
             ),
         ),
     ] = None

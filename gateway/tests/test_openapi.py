@@ -208,6 +208,15 @@ REQUEST_CASES: list[tuple[Endpoint, dict[str, Any]]] = [
     (Endpoint.COMPLETIONS, {"prompt": ["a", 1]}),
     (Endpoint.COMPLETIONS, {"prompt": [[1], []]}),
     (Endpoint.COMPLETIONS, {"prompt": [[1], ["a"]]}),
+    (Endpoint.COMPLETIONS, {"prompt": [0, 2**31 - 1]}),
+    (Endpoint.COMPLETIONS, {"prompt": [1.0, 2]}),  # 1.0 is an integer for JSON Schema too
+    (Endpoint.COMPLETIONS, {"prompt": [[1, 2.0], [3]]}),
+    (Endpoint.COMPLETIONS, {"prompt": [-1]}),
+    (Endpoint.COMPLETIONS, {"prompt": [2**31]}),
+    (Endpoint.COMPLETIONS, {"prompt": [[1], [2**40]]}),
+    (Endpoint.COMPLETIONS, {"prompt": [1.5]}),
+    (Endpoint.COMPLETIONS, {"prompt": [True]}),
+    (Endpoint.COMPLETIONS, {"prompt": [1, "a"]}),
     (Endpoint.COMPLETIONS, {"prompt": "x", "suffix": 5}),
     (Endpoint.COMPLETIONS, {"prompt": "x", "n": _too_many()}),
     (Endpoint.COMPLETIONS, {"segments": {"prefix": "def f(", "suffix": ")"}, "language": "py"}),
@@ -374,6 +383,9 @@ def test_successful_answers_match_the_document(client: httpx.Client) -> None:
     assert check(doc, client.post("/v1/events", json=event, headers=AUTH), "/v1/events") is None
     refused = client.post("/v1/events", json={"type": "launch"}, headers=AUTH)
     assert check(doc, refused, "/v1/events")["error"]["param"] == "type"
+    not_given = {**event, "completion_id": "cmpl-1"}  # no completion this token got
+    unknown = client.post("/v1/events", json=not_given, headers=AUTH)
+    assert check(doc, unknown, "/v1/events")["error"]["code"] == "completion_not_found"
     path = "/v1beta/chat/completions"
     chat = check(doc, client.post(path, json={"messages": MESSAGES}, headers=AUTH), path)
     assert chat["object"] == "chat.completion"

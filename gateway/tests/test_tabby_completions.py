@@ -21,7 +21,10 @@ KEY = "tabby-completion-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 QWEN_MODEL = "qwen2.5-coder-7b"
 OTHER_MODEL = "deepseek-coder-6.7b-base"
-ID = re.compile(r"^cmpl-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Tabby's shape (a uuid4), then the signature for the caller's token (completion_ids.py).
+ID = re.compile(
+    r"^cmpl-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{20}$"
+)
 
 # What the fake model says, by a marker found in the prompt Kodify built.
 ANSWERS = {
@@ -205,6 +208,9 @@ def test_events_are_answered_at_once_with_an_empty_200(client: httpx.Client) -> 
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "type"
     missing = client.post("/v1/events", json={"type": "view"})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "completion_id"
+    made_up = client.post("/v1/events", json={"type": "view", "completion_id": "cmpl-1"})
+    assert made_up.status_code == 404
+    assert made_up.json()["error"]["code"] == "completion_not_found"
 
 
 def test_openai_prompt_and_suffix_become_the_models_fim_prompt(
