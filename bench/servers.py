@@ -211,9 +211,8 @@ def start_kodify(
     """Kodify on one uvicorn worker, started exactly as production starts it."""
     port = free_port()
     argv = [
-        sys.executable, "-m", "uvicorn", "kodify_site.asgi:application",
+        sys.executable, "-m", "kodify_site.serve",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
     ]  # fmt: skip
     env = kodify_environment(workdir, upstream_url, extra_env)
     server = ServerProcess(name, argv, workdir, env)

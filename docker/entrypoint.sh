@@ -21,8 +21,6 @@ prepare_dir KODIFY_DATA_DIR "${KODIFY_DATA_DIR:-/var/lib/kodify}"
 prepare_dir KODIFY_METRICS_DIR "${KODIFY_METRICS_DIR:-/run/kodify/metrics}"
 
 if [ "$#" -eq 0 ]; then
-    set -- uvicorn kodify_site.asgi:application --host 0.0.0.0 --port 8000 \
-        --workers "${WORKERS:-4}" --loop uvloop --http httptools --no-access-log \
-        --no-proxy-headers
+    set -- python -m kodify_site.serve --host 0.0.0.0 --port 8000 --workers "${WORKERS:-4}"
 fi
 exec "$@"

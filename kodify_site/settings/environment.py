@@ -483,6 +483,21 @@ KODIFY_MAX_BODY_BYTES = env.int(
     help="Largest request body accepted, in bytes; larger ones get 413.",
     example="16777216",
 )
+KODIFY_HEADER_TIMEOUT = env.float(
+    "KODIFY_HEADER_TIMEOUT",
+    15.0,
+    minimum=1,
+    help="Seconds a client has to send a request's headers, from the connection's start "
+    "(or the request's first byte on a kept-alive connection); a slower one gets 408 "
+    "and is disconnected (uvicorn through kodify_site.http_protocol).",
+)
+KODIFY_BODY_TIMEOUT = env.float(
+    "KODIFY_BODY_TIMEOUT",
+    60.0,
+    minimum=1,
+    help="Seconds a client has to send a request's body once its headers are in; a "
+    "slower one gets 408 and is disconnected.",
+)
 
 # ---------------------------------------------------------------------------------------
 env.group = "Metrics"

@@ -515,9 +515,8 @@ def test_kodify_dockerfile_essentials() -> None:
     assert len(healthchecks) == 1 and "/health" in healthchecks[0]
 
     cmd = [args for keyword, args in runtime if keyword == "CMD"][-1]
-    assert "uvicorn kodify_site.asgi:application" in cmd
+    assert "python -m kodify_site.serve" in cmd
     assert "--workers ${WORKERS:-4}" in cmd
-    assert "--loop uvloop" in cmd and "--http httptools" in cmd
     assert "--host 0.0.0.0 --port 8000" in cmd
     assert ("EXPOSE", "8000") in runtime
     envs = " ".join(args for keyword, args in runtime if keyword == "ENV")

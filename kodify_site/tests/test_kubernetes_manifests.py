@@ -318,7 +318,7 @@ def test_gateway_runs_uvicorn_with_the_workers_setting() -> None:
     c = container(gateway(), "gateway")
     command = c["args"]
     assert "command" not in c, "keep the image's entrypoint"
-    assert command[:4] == ["python", "-m", "uvicorn", "kodify_site.asgi:application"]
+    assert command[:3] == ["python", "-m", "kodify_site.serve"]  # uvicorn, production's flags
     assert option(command, "--workers") == "$(WORKERS)"
     assert int(container_env(c)["WORKERS"]) >= 2
 
