@@ -26,6 +26,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts import tokens
+from accounts.auth_failures import FailedAuthentications
 from accounts.tokens import TokenRecord
 
 logger = logging.getLogger("kodify.auth")
@@ -62,18 +63,34 @@ class Principal:
 
 
 class AuthenticationFailed(Exception):
-    """The request carries no valid credentials; ``str(exc)`` is safe to show the caller."""
+    """The request carries no valid credentials; ``str(exc)`` is safe to show the caller.
 
-    def __init__(self, message: str, code: str = "invalid_api_key") -> None:
+    ``status``: 401, or 429 with ``retry_after`` seconds when the caller's address failed
+    too often (``accounts.auth_failures``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: str = "invalid_api_key",
+        *,
+        status: int = 401,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
+        self.retry_after = retry_after
 
 
 class Authenticator(Protocol):
     mode: AuthMode
 
     async def authenticate(
-        self, authorization: bytes | None, user_agent: bytes | None = None
+        self,
+        authorization: bytes | None,
+        user_agent: bytes | None = None,
+        client: str | None = None,
     ) -> Principal: ...
 
 
@@ -102,7 +119,10 @@ class DummyAuthenticator:
     _anyone = Principal(mode=AuthMode.DUMMY)
 
     async def authenticate(
-        self, authorization: bytes | None, user_agent: bytes | None = None
+        self,
+        authorization: bytes | None,
+        user_agent: bytes | None = None,
+        client: str | None = None,
     ) -> Principal:
         return self._anyone
 
@@ -115,7 +135,10 @@ class OneTokenAuthenticator:
         self._everyone = Principal(mode=AuthMode.ONE_TOKEN)
 
     async def authenticate(
-        self, authorization: bytes | None, user_agent: bytes | None = None
+        self,
+        authorization: bytes | None,
+        user_agent: bytes | None = None,
+        client: str | None = None,
     ) -> Principal:
         if hmac.compare_digest(bearer_token(authorization), self._key):
             return self._everyone
@@ -129,7 +152,9 @@ class PerUserAuthenticator:
     ``KODIFY_AUTH_CACHE_SECONDS`` (at most 1 s), so a revoked or expired token or a
     disabled user is refused everywhere within that time, and the database sees at most
     one lookup per token per second per worker, whatever the request rate.  Unknown
-    prefixes are cached too, so garbage tokens cannot hammer the database.
+    prefixes are cached too, and an address that fails too often has its unknown tokens
+    refused unread (``accounts.auth_failures``), so garbage tokens cannot hammer the
+    database.
     """
 
     mode = AuthMode.PER_USER
@@ -141,8 +166,10 @@ class PerUserAuthenticator:
         ttl: float,
         lookup: Callable[[str], Awaitable[TokenRecord | None]],
         usage: TokenUsage | None = None,
+        failures: FailedAuthentications | None = None,
     ) -> None:
         self._key = key
+        self._failures = failures or FailedAuthentications(0)
         self._ttl = ttl
         self._lookup = lookup
         self._usage = usage
@@ -153,7 +180,10 @@ class PerUserAuthenticator:
         self._verified: dict[bytes, tuple[float, int, Principal]] = {}
 
     async def authenticate(
-        self, authorization: bytes | None, user_agent: bytes | None = None
+        self,
+        authorization: bytes | None,
+        user_agent: bytes | None = None,
+        client: str | None = None,
     ) -> Principal:
         token = bearer_token(authorization)
         verified = self._verified.get(token)
@@ -161,7 +191,19 @@ class PerUserAuthenticator:
             if self._usage is not None:
                 self._usage.note(verified[1], user_agent)
             return verified[2]
-        principal, record_until = await self._verify(token)
+        wait = self._failures.wait(client)
+        if wait:
+            raise AuthenticationFailed(
+                f"Too many failed authentications from this address; try again in {wait} s.",
+                code="too_many_failures",
+                status=429,
+                retry_after=wait,
+            )
+        try:
+            principal, record_until = await self._verify(token)
+        except AuthenticationFailed:
+            self._failures.failed(client)
+            raise
         if len(self._verified) >= self.MAX_ENTRIES:
             self._verified.clear()
         self._verified[token] = (record_until, principal.token_id or 0, principal)
@@ -300,5 +342,6 @@ def get_authenticator() -> Authenticator:
             settings.KODIFY_AUTH_CACHE_SECONDS,
             _lookup_token,
             get_token_usage(),
+            FailedAuthentications(settings.KODIFY_AUTH_FAILURES_PER_MINUTE),
         )
     return DummyAuthenticator()

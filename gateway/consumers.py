@@ -198,17 +198,18 @@ class GatewayConsumer(AsyncHttpConsumer):
 
     async def authenticate(self) -> Principal:
         try:
+            client = self.scope.get("client")
             return await get_authenticator().authenticate(
-                self.header(b"authorization"), self.header(b"user-agent")
+                self.header(b"authorization"),
+                self.header(b"user-agent"),
+                client[0] if client else None,
             )
         except AuthenticationFailed as exc:
             metrics.auth_failure(exc.code)
-            raise OpenAIError(
-                401,
-                str(exc),
-                code=exc.code,
-                headers=((b"www-authenticate", b'Bearer realm="kodify"'),),
-            ) from None
+            headers = [(b"www-authenticate", b'Bearer realm="kodify"')]
+            if exc.retry_after is not None:
+                headers.append((b"retry-after", str(exc.retry_after).encode()))
+            raise OpenAIError(exc.status, str(exc), code=exc.code, headers=tuple(headers)) from None
 
     async def answer(self, body: bytes) -> None:
         try:

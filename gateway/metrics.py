@@ -120,7 +120,14 @@ _ENDPOINT_OF = {**{route: route for route in ENDPOINTS}, **{f"{r}/": r for r in 
 _ENDPOINT_LABELS = frozenset((*ENDPOINTS, OTHER))
 # AuthenticationFailed's codes (accounts/auth.py).
 AUTH_CODES = frozenset(
-    {"missing_api_key", "invalid_api_key", "token_revoked", "token_expired", "user_disabled"}
+    {
+        "missing_api_key",
+        "invalid_api_key",
+        "token_revoked",
+        "token_expired",
+        "user_disabled",
+        "too_many_failures",
+    }
 )
 # UpstreamUnavailable.reason (gateway/upstream_failures.py) for a replica that did not
 # answer; one that answered with a 5xx is "http_<status>".  Anything else: "other".

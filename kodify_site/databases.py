@@ -21,7 +21,9 @@ def normalise_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
 
 
-def database_from_url(url: str) -> dict[str, Any]:
+def database_from_url(url: str, *, pool_size: int = 0) -> dict[str, Any]:
+    """``pool_size``: PostgreSQL connections each process keeps open (psycopg's pool);
+    0 opens one per use, as Django does by default."""
     config: dict[str, Any] = dict(
         dj_database_url.parse(normalise_url(url), conn_max_age=0, conn_health_checks=True)
     )
@@ -29,6 +31,17 @@ def database_from_url(url: str) -> dict[str, Any]:
         config.setdefault("OPTIONS", {})
         config["OPTIONS"].setdefault("connect_timeout", 10)
         config["OPTIONS"].setdefault("application_name", "kodify")
+        if pool_size:
+            # Opening a connection costs PostgreSQL a process and the caller milliseconds;
+            # a pool keeps a few per process (Django's own psycopg pool support).
+            # With a pool, CONN_HEALTH_CHECKS makes the pool check each connection it
+            # hands out, so one that PostgreSQL dropped is replaced, not failed on.
+            config["OPTIONS"]["pool"] = {
+                "min_size": 1,
+                "max_size": pool_size,
+                "timeout": 10,  # waiting for a free connection
+                "max_idle": 300,
+            }
     return config
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from accounts import tokens
 from accounts.auth import AuthenticationFailed, AuthMode, PerUserAuthenticator
+from accounts.auth_failures import FailedAuthentications
 from accounts.selectors import TokenRecord
 
 pytestmark = pytest.mark.smoke
@@ -154,3 +155,39 @@ async def test_a_failed_lookup_reaches_every_waiter_and_is_not_cached() -> None:
         with pytest.raises(RuntimeError):
             await auth.authenticate(bearer(new.plain))
     assert attempts == 2
+
+
+async def test_an_address_that_fails_too_often_gets_429_without_a_lookup() -> None:
+    good = tokens.generate(KEY)
+    lookups = Lookups({good.prefix: make_record(good)})
+    auth = PerUserAuthenticator(KEY, 1.0, lookups, failures=FailedAuthentications(3))
+    assert (await auth.authenticate(bearer(good.plain), client="10.0.0.1")).token_id == 7
+    for _ in range(3):  # made-up tokens, each a lookup of its own prefix
+        with pytest.raises(AuthenticationFailed):
+            await auth.authenticate(bearer(tokens.generate(KEY).plain), client="10.0.0.1")
+    looked_up = lookups.calls
+    with pytest.raises(AuthenticationFailed) as failure:
+        await auth.authenticate(bearer(tokens.generate(KEY).plain), client="10.0.0.1")
+    assert (failure.value.status, failure.value.code) == (429, "too_many_failures")
+    assert failure.value.retry_after is not None and 1 <= failure.value.retry_after <= 60
+    assert lookups.calls == looked_up  # refused unread
+    # A token already verified still works from that address; other addresses are free.
+    assert (await auth.authenticate(bearer(good.plain), client="10.0.0.1")).token_id == 7
+    other = tokens.generate(KEY)
+    with pytest.raises(AuthenticationFailed) as failure:
+        await auth.authenticate(bearer(other.plain), client="10.0.0.2")
+    assert failure.value.status == 401
+
+
+def test_the_failure_window_ends() -> None:
+    now = [1000.0]
+    failures = FailedAuthentications(2, clock=lambda: now[0])
+    failures.failed("10.0.0.1")
+    failures.failed("10.0.0.1")
+    assert failures.wait("10.0.0.1") == 60
+    now[0] += 59.5
+    assert failures.wait("10.0.0.1") == 1
+    now[0] += 1
+    assert failures.wait("10.0.0.1") == 0
+    failures.failed("10.0.0.1")  # a new window: one failure of two
+    assert failures.wait("10.0.0.1") == 0

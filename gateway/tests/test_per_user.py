@@ -241,7 +241,8 @@ def _revoke(user: ApiUser, token: ApiToken) -> None:
 
 
 def _expire(user: ApiUser, token: ApiToken) -> None:
-    services.set_token_expiry(token=token, expires_at=timezone.now() - timedelta(seconds=1))
+    # What the clock does to a token (no service moves an expiry into the past).
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
 
 def _disable(user: ApiUser, token: ApiToken) -> None:
@@ -453,3 +454,29 @@ def test_health_and_models_take_no_slot(
         assert_rate_limited(client.post(CHAT, plain, chat()), "too_many_concurrent_requests")
     finally:
         held.close()
+
+
+def database_sessions() -> int:
+    """Sessions ever opened to the test database (as far as PostgreSQL has counted)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def test_made_up_tokens_do_not_each_open_a_database_connection(server: KodifyServer) -> None:
+    from accounts import tokens
+
+    key = tokens.hash_key(HASH_KEY)
+    before = database_sessions()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(40):  # fewer than the failures one address may have in a minute
+            made_up = tokens.generate(key).plain  # well-formed, in no database
+            assert_error(
+                client.post(CHAT, json=chat(), headers=bearer(made_up)), 401, "invalid_api_key"
+            )
+    # Without a pool each lookup was a session of its own (40); with one, the two workers
+    # reuse a few each.  Sessions still open may not be counted yet: that only lowers it.
+    assert database_sessions() - before <= 12

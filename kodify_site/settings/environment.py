@@ -188,6 +188,14 @@ KODIFY_AUTH_CACHE_SECONDS = env.float(
     help="How long each worker trusts what it read about a token; a revoked or expired "
     "token or a disabled user is refused everywhere within this time.",
 )
+KODIFY_AUTH_FAILURES_PER_MINUTE = env.int(
+    "KODIFY_AUTH_FAILURES_PER_MINUTE",
+    60,
+    minimum=0,
+    help="Per-user mode: failed authentications a client address may have per minute in "
+    "each worker; past it, tokens the worker has not seen valid get 429 without a "
+    "database lookup (0: no limit).",
+)
 KODIFY_RATE_LIMIT_PER_MINUTE = env.int(
     "KODIFY_RATE_LIMIT_PER_MINUTE",
     600,
@@ -235,6 +243,15 @@ DB_URL = env.url(
     help="Kodify's main database (users, tokens, upstreams, schedules) in every auth mode. "
     "Unset: a SQLite file in KODIFY_DATA_DIR, fine for one instance.",
     example="postgresql://kodify:secret@postgres:5432/kodify",
+)
+KODIFY_DB_POOL_SIZE = env.int(
+    "KODIFY_DB_POOL_SIZE",
+    4,
+    minimum=0,
+    maximum=100,
+    help="PostgreSQL connections each server process keeps open for reuse (psycopg's "
+    "pool). Keep workers times this under PostgreSQL's max_connections. 0: a new "
+    "connection for every use.",
 )
 RUN_MIGRATIONS = env.bool(
     "RUN_MIGRATIONS",

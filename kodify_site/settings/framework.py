@@ -10,6 +10,7 @@ from kodify_site.settings.environment import (
     BASE_DIR,
     DB_URL,
     KODIFY_DATA_DIR,
+    KODIFY_DB_POOL_SIZE,
     KODIFY_HSTS_PRELOAD,
     KODIFY_HSTS_SECONDS,
     KODIFY_HTTPS,
@@ -94,7 +95,7 @@ TEMPLATES = [
 ]
 
 if DB_URL:
-    DATABASES = {"default": database_from_url(DB_URL)}
+    DATABASES = {"default": database_from_url(DB_URL, pool_size=KODIFY_DB_POOL_SIZE)}
 else:
     DATABASES = {"default": sqlite_database(KODIFY_DATA_DIR / "kodify.sqlite3")}
 if LOGS and LOGS_DB_HOST:

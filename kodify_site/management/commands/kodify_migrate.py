@@ -57,10 +57,23 @@ class Command(BaseCommand):
                 )
 
 
+def _connect(connection: Any) -> None:
+    """Connect once; a pooled database is tried directly, since the pool would only
+    retry until its timeout and then hide why it could not connect."""
+    if connection.vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("pool"):
+        import psycopg
+
+        try:
+            psycopg.connect(**connection.get_connection_params()).close()
+        except psycopg.OperationalError as exc:
+            raise OperationalError(str(exc)) from exc
+    connection.ensure_connection()
+
+
 def create_database_if_missing(alias: str) -> None:
     connection = connections[alias]
     try:
-        connection.ensure_connection()
+        _connect(connection)
         return
     except OperationalError as exc:
         # 3D000 invalid_catalog_name; libpq may not report it at connect time, hence the text.
@@ -71,10 +84,11 @@ def create_database_if_missing(alias: str) -> None:
     try:
         with connection._nodb_cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {connection.ops.quote_name(name)}")
+        connection.ensure_connection()
     except Exception as exc:
         # Replicas starting together race to create it: the losers find it there now.
         with contextlib.suppress(OperationalError):
-            connection.ensure_connection()
+            _connect(connection)
             return
         raise CommandError(
             f"Database {name!r} does not exist and could not be created ({exc}). "
