@@ -8,7 +8,7 @@ A bad value stops the start before vLLM loads anything: one sentence per problem
 stderr, exit status 2.
 
 Why this module reads the environment itself (elsewhere only
-``kodify_site/settings/environment.py`` does): it runs inside the vLLM container, not
+``kodify_site/settings/`` does): it runs inside the vLLM container, not
 inside Kodify.  The model-server image is the official vLLM image with this file and its
 sibling ``launch_plan.py`` copied in (``python3 /opt/kodify/model_server.py``), and that
 image has neither Django nor any of Kodify's dependencies, so both files use the standard

@@ -1,4 +1,5 @@
-"""Django's machinery, built from what ``environment.py`` read (it reads nothing itself)."""
+"""Django's machinery, built from what ``environment.py`` and ``serving.py`` read (it reads
+nothing itself)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ from kodify_site.settings.environment import (
     KODIFY_LOGIN_FAILURE_LIMIT,
     KODIFY_SESSION_HOURS,
     LOG_LEVEL,
+    REDIS_PREFIX,
+    REDIS_URL,
+)
+from kodify_site.settings.serving import (
     LOGS,
     LOGS_DB_HOST,
     LOGS_DB_NAME,
     LOGS_DB_PASSWORD,
     LOGS_DB_PORT,
     LOGS_DB_USERNAME,
-    REDIS_PREFIX,
-    REDIS_URL,
 )
 
 INSTALLED_APPS = [

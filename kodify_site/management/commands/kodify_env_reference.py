@@ -24,7 +24,7 @@ SECTION_TITLE = "## Environment variables"
 REGENERATE = "make env-reference"
 
 INTRODUCTION = (
-    "Every variable Kodify reads, generated from `kodify_site/settings/environment.py` by "
+    "Every variable Kodify reads, generated from `kodify_site/settings/` by "
     f"`{REGENERATE}` (`manage.py kodify_env_reference --write README.md`); edit the "
     "settings, not this table. A blank value counts as unset. A bad value stops the "
     "start with a one-line message (`manage.py check` shows it too)."
