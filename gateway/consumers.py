@@ -34,6 +34,7 @@ from gateway.openai_api import (
     is_tabby_body,
     parse_request,
 )
+from gateway.operators import from_this_machine, shows_metrics_token
 from gateway.pipeline import Delivery, FimDelivery, Pipeline, SuffixDelivery
 from gateway.tabby_completion import FimCompletion
 from gateway.upstreams import get_table
@@ -406,7 +407,10 @@ class HealthConsumer(GatewayConsumer):
     async def handle(self, body: bytes) -> None:
         table = get_table()
         table.ensure_background_refresh()
-        await self.send_json(200, health.report(table))
+        operator = from_this_machine(self.scope) or shows_metrics_token(
+            self.header(b"authorization")
+        )
+        await self.send_json(200, health.report(table, operator=operator))
 
 
 class TabbyHealthConsumer(GatewayConsumer):

@@ -1,4 +1,8 @@
-"""The ``GET /health`` report: the server is up; each upstream's state."""
+"""The ``GET /health`` report: the server is up; each upstream's state.
+
+Where the upstreams are, and their errors (which may quote addresses), is told only to
+operators (``gateway.operators``): a load balancer needs the states, not the network.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,13 @@ from accounts.auth import auth_mode
 from gateway.upstreams import UpstreamTable
 from kodify_site import __version__
 
+_OPERATORS_ONLY = ("url", "error")
 
-def report(table: UpstreamTable) -> dict[str, Any]:
+
+def report(table: UpstreamTable, *, operator: bool) -> dict[str, Any]:
     upstreams = table.health()
+    if not operator:
+        upstreams = [{k: v for k, v in u.items() if k not in _OPERATORS_ONLY} for u in upstreams]
     return {
         "status": "ok",
         "version": __version__,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 from typing import ClassVar
 
 from django.conf import settings
@@ -26,10 +25,9 @@ from accounts.auth import AuthenticationFailed, bearer_token
 from gateway import metrics
 from gateway.consumers import GatewayConsumer
 from gateway.errors import OpenAIError
+from gateway.operators import from_this_machine
 from gateway.upstreams import get_table
 
-# Headers a reverse proxy adds: their presence means the loopback peer is only a relay.
-FORWARDING_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
 _CHALLENGE = ((b"www-authenticate", b'Bearer realm="kodify-metrics"'),)
 
 
@@ -79,7 +77,7 @@ class MetricsConsumer(GatewayConsumer):
                     code="invalid_metrics_token",
                 )
             return
-        if settings.KODIFY_METRICS_PUBLIC or self.from_this_machine():
+        if settings.KODIFY_METRICS_PUBLIC or from_this_machine(self.scope):
             return
         raise OpenAIError(
             403,
@@ -88,20 +86,3 @@ class MetricsConsumer(GatewayConsumer):
             "KODIFY_METRICS_PUBLIC=true).",
             code="metrics_forbidden",
         )
-
-    def from_this_machine(self) -> bool:
-        """A loopback peer, not relaying anyone (no proxy's forwarding header)."""
-        client = self.scope.get("client")
-        if not client or not _is_loopback(str(client[0])):
-            return False
-        return not any(key in FORWARDING_HEADERS for key, _ in self.scope["headers"])
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:  # a Unix socket's path, or no address at all
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback

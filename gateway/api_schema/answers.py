@@ -299,19 +299,21 @@ def gateway_schemas() -> dict[str, Any]:
         "UpstreamState": {
             "type": "object",
             "required": [
-                "url",
                 "name",
                 "healthy",
                 "enabled",
                 "checked",
                 "last_check",
-                "error",
                 "models",
                 "outstanding",
                 "source",
             ],
             "properties": {
-                "url": {"type": "string", "description": "Without any credentials."},
+                "url": {
+                    "type": "string",
+                    "description": "Without any credentials. Operators only (a client on "
+                    "this machine, or one sending KODIFY_METRICS_TOKEN), as is 'error'.",
+                },
                 "name": {"type": ["string", "null"]},
                 "healthy": {"type": "boolean"},
                 "enabled": {"type": "boolean"},
@@ -320,7 +322,10 @@ def gateway_schemas() -> dict[str, Any]:
                     "description": "False until the first health check has finished.",
                 },
                 "last_check": {"type": ["string", "null"], "format": "date-time"},
-                "error": {"type": ["string", "null"], "description": "Why it is down."},
+                "error": {
+                    "type": ["string", "null"],
+                    "description": "Why it is down (operators only).",
+                },
                 "models": {"type": "array", "items": {"type": "string"}},
                 "outstanding": {
                     "type": "integer",

@@ -38,13 +38,21 @@ class Answer:
 
 
 async def call(
-    method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    *,
+    client: tuple[str, int] | None = None,
 ) -> Answer:
+    """``client``: the peer's address and port (none given: a peer of unknown address)."""
     raw = body if isinstance(body, bytes) else b"" if body is None else orjson.dumps(body)
     sent = [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
     if body is not None:
         sent.append((b"content-type", b"application/json"))
     communicator = HttpCommunicator(ROUTES, method, path, body=raw, headers=sent)
+    if client is not None:
+        communicator.scope["client"] = client
     return Answer(await communicator.get_response(timeout=30))
 
 

@@ -116,12 +116,34 @@ async def test_models_list_what_the_upstreams_serve(closing: FakeUpstreamServer)
 
 async def test_health_says_which_worker_and_what_it_sees(closing: FakeUpstreamServer) -> None:
     await call("GET", "/v1/models")  # the first reading of the upstreams
-    answer = await call("GET", "/health")
+    answer = await call("GET", "/health", client=("127.0.0.1", 40000))
     report = answer.json()
     assert answer.status == 200
     assert (report["status"], report["auth_mode"]) == ("ok", "dummy")
     assert isinstance(report["worker"], int) and report["console_version"] == ""
     assert [u["url"] for u in report["upstreams"]] == [closing.url]
+
+
+async def test_health_tells_only_operators_where_the_upstreams_are(
+    closing: FakeUpstreamServer,
+) -> None:
+    await call("GET", "/v1/models")
+    with override_settings(KODIFY_METRICS_TOKEN="metrics-secret"):
+        remote = await call("GET", "/health", client=("203.0.113.9", 40000))
+        relayed = await call(
+            "GET", "/health", {}, {"x-forwarded-for": "203.0.113.9"}, client=("127.0.0.1", 1)
+        )
+        with_token = await call(
+            "GET",
+            "/health",
+            headers={"authorization": "Bearer metrics-secret"},
+            client=("203.0.113.9", 40000),
+        )
+    for answer in (remote, relayed):
+        [upstream] = answer.json()["upstreams"]
+        assert upstream["healthy"] is True and "url" not in upstream and "error" not in upstream
+        assert closing.url.split("//")[1] not in answer.body.decode()
+    assert [u["url"] for u in with_token.json()["upstreams"]] == [closing.url]
 
 
 async def test_the_api_document_is_openapi_3_1(gateway: FakeUpstreamServer) -> None:

@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import metrics, metrics_files
 from gateway.errors import OpenAIError
-from gateway.metrics_endpoint import MetricsConsumer, _is_loopback
+from gateway.metrics_endpoint import MetricsConsumer
+from gateway.operators import from_this_machine
 from gateway.tests.fake_upstream import FakeUpstreamServer
 from gateway.tests.test_per_user import hold_request
 from kodify_site.testing import KodifyServer, wait_until
@@ -363,11 +364,14 @@ def test_with_a_token_everyone_needs_it(settings: Any) -> None:
     assert access(("10.0.0.5", 1), {b"authorization": b"Bearer metrics-secret"}) == 200
 
 
-def test_loopback_addresses() -> None:
-    assert _is_loopback("127.0.0.1")
-    assert _is_loopback("::1")
-    assert not _is_loopback("fe80::1%lo")
-    assert not _is_loopback("localhost")  # a name is not an address
+def test_this_machine_is_a_loopback_peer_relaying_nobody() -> None:
+    def peer(host: str, *headers: tuple[bytes, bytes]) -> bool:
+        return from_this_machine({"client": (host, 1), "headers": list(headers)})
+
+    assert peer("127.0.0.1") and peer("::1") and peer("::ffff:127.0.0.1")
+    assert not peer("fe80::1%lo")
+    assert not peer("localhost")  # a name is not an address
+    assert not peer("127.0.0.1", (b"x-forwarded-for", b"203.0.113.7"))
 
 
 # -- real servers ------------------------------------------------------------------------------
