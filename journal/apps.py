@@ -13,6 +13,9 @@ class JournalConfig(AppConfig):
 
     def ready(self) -> None:
         from journal import checks, redact_checks  # noqa: F401 - register the system checks
+        # Connects the signals that close the live view's sockets on logout or a loss of
+        # rights, in every process (a password changed from a shell counts too).
+        from journal import live  # noqa: F401
 
         post_migrate.connect(grant_journal_roles, sender=self)
 

@@ -44,8 +44,8 @@ ALLOWED_HOSTS = list(
 CSRF_TRUSTED_ORIGINS = list(
     env.list(
         "KODIFY_CSRF_TRUSTED_ORIGINS",
-        help="Origins allowed to post console forms when the console is behind a "
-        "proxy that changes the scheme or port.",
+        help="Origins allowed to post console forms and to open the live journal's "
+        "WebSocket when the console is behind a proxy that changes the scheme or port.",
         example="https://kodify.example.com",
     )
 )

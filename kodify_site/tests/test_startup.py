@@ -150,7 +150,7 @@ def test_wait_vllm_gives_up_after_the_last_attempt_and_serves_anyway(
     assert set(error) == {"message", "type", "param", "code"}
     assert error["type"] == "server_error"
     assert error["code"] == "upstream_unavailable"
-    assert nobody in error["message"]
+    assert nobody.split("//")[1] not in error["message"]  # addresses go to the log only
 
 
 @pytest.mark.smoke
