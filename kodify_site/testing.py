@@ -1,7 +1,12 @@
 """Shared pytest fixtures (loaded with ``-p kodify_site.testing``, see pyproject.toml).
 
 * each test run gets a PostgreSQL database of its own: the Makefile names the main
-  database ``kodify_<pid>``, and pytest-django creates ``test_kodify_<pid>``;
+  database ``kodify_<pid>``, and pytest-django creates ``test_kodify_<pid>`` (under
+  pytest-xdist one per worker, ``test_kodify_<pid>_gw0``, and the worker's Redis names
+  end in ``-gw0`` too);
+* what a test leaves outside its own transaction is undone after it (see
+  :class:`RowsWrittenOutside` and :func:`pytest_fixture_post_finalizer`), so that tests
+  pass in any order and on any worker;
 * ``fake_upstream``: the fake vLLM (gateway/tests/fake_upstream.py) on a free port;
 * ``kodify_server``: a real Kodify under uvicorn in a subprocess, with the environment a
   test gives it, ready once uvicorn listens and every worker has started.
@@ -10,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import queue
 import shutil
@@ -66,6 +72,19 @@ _SCRUB_PREFIXES = (
     "RUN_MIGRATIONS",
     "COMPLETIONS_PREPROCESSING_CONFIG",
 )
+
+
+def _worker_redis_prefix() -> None:
+    """Under pytest-xdist each worker (and the servers it starts) names its Redis keys
+    after itself as well: the workers' stamps, queues and groups never meet, and each
+    cleans up its own at the end.  Runs on import, before Django reads its settings."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    prefix = os.environ.get("KODIFY_REDIS_PREFIX", "")
+    if worker and prefix.startswith("kodify-test-") and not prefix.endswith(f"-{worker}"):
+        os.environ["KODIFY_REDIS_PREFIX"] = f"{prefix}-{worker}"
+
+
+_worker_redis_prefix()
 
 
 def free_port() -> int:
@@ -292,6 +311,102 @@ def migrated_sqlite_template() -> Path:
     return _sqlite_template[0]
 
 
+# -- isolation: what a test leaves outside its own transaction -----------------------------
+#
+# Tests run in any order, on any pytest-xdist worker: none may find what another left.
+# Two things escape a test's transaction on PostgreSQL, and are undone as soon as the
+# test's database work is torn down:
+# * rows that other processes (servers under test) commit into the test database;
+# * the flush that ends a transactional test (``django_db(transaction=True)``), which also
+#   empties what the data migrations wrote; Django's ``post_migrate`` handlers bring back
+#   the permissions (and the gateway's and journal's grants), not the rest.
+
+# The apps whose tables servers under test write: upstreams and their models, the console's
+# settings, the journal, users, tokens and the audit trail.
+_APPS_WRITTEN_BY_SERVERS = ("accounts", "gateway", "journal")
+_INTEGER_KEYS = ("AutoField", "BigAutoField", "SmallAutoField")
+_rows_to_remove: list[RowsWrittenOutside] = []
+
+
+class RowsWrittenOutside:
+    """The rows that other processes write into the test database from now on.
+
+    They commit outside the test's transaction, so its rollback leaves them behind.
+    Remembers the highest key of each table of the project's apps (keys only grow, in
+    committed and rolled-back transactions alike); :meth:`remove_when_possible` deletes
+    the rows above it, at once or, while the test's transaction is open, right after it.
+    """
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        from django.apps import apps
+        from django.db.models import Max
+
+        self.blocker = request.getfixturevalue("django_db_blocker")
+        self.marks: dict[Any, int] = {}
+        with self.blocker.unblock():
+            for label in _APPS_WRITTEN_BY_SERVERS:
+                for model in apps.get_app_config(label).get_models():
+                    if model._meta.pk.get_internal_type() in _INTEGER_KEYS:
+                        highest = model._default_manager.aggregate(highest=Max("pk"))["highest"]
+                        self.marks[model] = highest or 0
+
+    def remove_when_possible(self) -> None:
+        from django.db import connections
+
+        if any(c.in_atomic_block for c in connections.all(initialized_only=True)):
+            _rows_to_remove.append(self)  # see pytest_fixture_post_finalizer
+        else:
+            self.remove()
+
+    def remove(self) -> None:
+        with self.blocker.unblock():
+            for model, mark in self.marks.items():
+                model._default_manager.filter(pk__gt=mark).delete()
+
+
+_DATA_MIGRATIONS = (
+    ("accounts.roles", "create_roles"),
+    ("gateway.migrations.0002_health_check_schedule", "create_schedule"),
+)
+_migrated_apps: list[Any] = []
+
+
+def _restore_migration_data(blocker: Any) -> None:
+    """Run the data migrations' code again (it leaves what exists alone), with the apps as
+    the last migrations left them, as ``migrate`` would."""
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    with blocker.unblock():
+        if not _migrated_apps:
+            _migrated_apps.append(MigrationLoader(connection).project_state().apps)
+        for module, function in _DATA_MIGRATIONS:
+            getattr(importlib.import_module(module), function)(_migrated_apps[0], None)
+
+
+def _transactional(request: pytest.FixtureRequest) -> bool:
+    """Whether pytest-django ran the test as a ``TransactionTestCase`` (as it decides)."""
+    from pytest_django.fixtures import validate_django_db
+
+    marker = request.node.get_closest_marker("django_db")
+    transaction, reset_sequences, *_ = validate_django_db(marker) if marker else (False, False)
+    flushing = {"transactional_db", "live_server", "django_db_reset_sequences"}
+    return bool(transaction or reset_sequences or flushing & set(request.fixturenames))
+
+
+def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureRequest) -> None:
+    """pytest-django's helper has just rolled the test's transaction back, or flushed the
+    database; the test database is still there (torn down with the session)."""
+    if fixturedef.argname != "_django_db_helper":
+        return
+    while _rows_to_remove:
+        _rows_to_remove.pop().remove()
+    if _transactional(request):
+        from pytest_django.plugin import blocking_manager_key
+
+        _restore_migration_data(request.config.stash[blocking_manager_key])
+
+
 def start_server(
     tmp_dir: Path,
     env: dict[str, str] | None = None,
@@ -382,8 +497,10 @@ def _server_factory(
     request: pytest.FixtureRequest, base: Path
 ) -> Iterator[Callable[..., KodifyServer]]:
     servers: list[KodifyServer] = []
+    written: RowsWrittenOutside | None = None
     if os.environ.get("DB_URL"):
         request.getfixturevalue("django_db_setup")  # the server uses the test database
+        written = RowsWrittenOutside(request)
 
     def factory(env: dict[str, str] | None = None, **kwargs: Any) -> KodifyServer:
         server = start_server(base / f"server{len(servers)}", env, **kwargs)
@@ -393,6 +510,8 @@ def _server_factory(
     yield factory
     for server in servers:
         server.stop()
+    if written is not None and servers:
+        written.remove_when_possible()
 
 
 @pytest.fixture
