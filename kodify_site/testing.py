@@ -422,21 +422,17 @@ def start_server(
         (tmp_dir / "data").mkdir(exist_ok=True)
         shutil.copy(migrated_sqlite_template(), tmp_dir / "data" / "kodify.sqlite3")
     if server == "uvicorn":
+        # As production starts it: uvicorn with production's flags.
         command = [
             sys.executable,
             "-m",
-            "uvicorn",
-            "kodify_site.asgi:application",
+            "kodify_site.serve",
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--workers",
             str(workers),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
         ]
         # Listening ("Uvicorn running on") and every worker started, in either order.
         ready = ["Uvicorn running on", *["Application startup complete"] * workers]

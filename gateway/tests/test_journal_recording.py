@@ -284,3 +284,27 @@ def test_a_tabby_completion_and_its_events_are_recorded_and_linked(
         assert client.post("/v1/events", json=event).status_code == 200
     events = journal_events(server, completion["id"], count=2)
     assert [event["kind"] for event in events] == ["view", "select"]
+
+
+def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(
+    server: KodifyServer,
+    client: httpx.Client,
+    module_kodify_server: Any,
+    module_fake_upstream: FakeUpstreamServer,
+) -> None:
+    forged = {"X-Forwarded-For": "203.0.113.66", "X-Forwarded-Proto": "https"}
+    untrusted = client.post(CHAT, json=chat_body(), headers=forged)
+    row = journal_entry(server, untrusted.headers["x-request-id"])
+    assert row is not None and str(row["client_ip"]) == "127.0.0.1"  # nobody is trusted by default
+
+    behind_proxy = module_kodify_server(
+        {
+            "KODIFY_UPSTREAMS": module_fake_upstream.url,
+            "LOGS": "true",
+            "KODIFY_JOURNAL_FLUSH_SECONDS": "0.05",
+            "KODIFY_TRUSTED_PROXIES": "127.0.0.1",
+        }
+    )
+    relayed = httpx.post(behind_proxy.url + CHAT, json=chat_body(), headers=forged, timeout=30)
+    row = journal_entry(behind_proxy, relayed.headers["x-request-id"])
+    assert row is not None and str(row["client_ip"]) == "203.0.113.66"
