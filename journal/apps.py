@@ -12,10 +12,10 @@ class JournalConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from journal import checks, redact_checks  # noqa: F401 - register the system checks
-        # Connects the signals that close the live view's sockets on logout or a loss of
-        # rights, in every process (a password changed from a shell counts too).
-        from journal import live  # noqa: F401
+        # checks, redact_checks: register the system checks.  live: connects the signals
+        # that close the live view's sockets on logout or a loss of rights, in every
+        # process (a password changed from a shell counts too).
+        from journal import checks, live, redact_checks  # noqa: F401
 
         post_migrate.connect(grant_journal_roles, sender=self)
 
