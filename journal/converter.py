@@ -12,6 +12,11 @@ summaries (``KODIFY_JOURNAL_CONVERTER=process``, the default).  What the helper 
 as before: spool, probe, replay, isolate.
 
 The helper is started (spawned, not forked: the server runs threads) on the first batch.
+It dies with its server process, however that one ends: on Linux the kernel kills it
+when its parent goes (``PR_SET_PDEATHSIG``), and elsewhere a thread of its own notices
+the parent is gone (:func:`_start_helper`); it honours SIGTERM whatever signals its
+parent blocked or ignored.  A server process killed with ``kill -9`` used to leave it
+behind, orphaned and deaf to SIGTERM.
 If it dies or cannot start, batches are converted in the writer's thread until a new one
 is up, so no record waits on it: :func:`rows_here` does that, and :func:`rows_of` pairs
 the helper's answers with their records.  Either way a record that cannot become a row
@@ -21,9 +26,14 @@ comes back with the reason, for the writer to set aside.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -43,6 +53,9 @@ Converted = tuple[bool, Any]
 BuildRow = Callable[[Record], Row]
 
 RESTART_AFTER_SECONDS = 30.0
+# How often the helper checks that its parent lives, where the kernel cannot tell it.
+PARENT_CHECK_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
 BATCH_TIMEOUT_SECONDS = 60.0
 # The settings journal.rows reads; sent with each batch, so that the helper always works
 # with the server's current values (tests change them in the server process).
@@ -99,7 +112,10 @@ class ProcessConverter:
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_helper,
-                    initargs=(os.environ.get("DJANGO_SETTINGS_MODULE", "kodify_site.settings"),),
+                    initargs=(
+                        os.environ.get("DJANGO_SETTINGS_MODULE", "kodify_site.settings"),
+                        os.getpid(),
+                    ),
                 )
             except OSError as exc:
                 logger.warning("Journal: no conversion helper process (%s).", exc)
@@ -178,11 +194,38 @@ def _row_settings() -> dict[str, Any]:
 # -- in the helper process ------------------------------------------------------------
 
 
-def _start_helper(settings_module: str) -> None:
+def _start_helper(settings_module: str, server_pid: int | None = None) -> None:
+    if server_pid is not None:
+        die_with(server_pid)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
     import django
 
     django.setup()
+
+
+def die_with(server_pid: int) -> None:
+    """End this process when ``server_pid`` (its parent) ends, and on SIGTERM."""
+    # A signal blocked or ignored in the spawning thread stays so across fork and exec.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # Also where prctl is missing, and should the parent have died before the call above
+    # (the helper is then a child of init, or of a subreaper, already).
+    watcher = threading.Thread(
+        target=_watch_parent, args=(server_pid,), name="kodify-journal-parent", daemon=True
+    )
+    watcher.start()
+    if os.getppid() != server_pid:
+        os._exit(1)
+
+
+def _watch_parent(server_pid: int) -> None:
+    while os.getppid() == server_pid:
+        time.sleep(PARENT_CHECK_SECONDS)  # a poll of the parent, not a synchronisation
+    os._exit(1)
 
 
 @dataclass

@@ -62,6 +62,16 @@ def record(rec: Record) -> None:
         logger.exception("Journal: a request could not be recorded")
 
 
+def start() -> None:
+    """Start this process's writer now rather than at its first record (the server's
+    start calls it): a worker that replaces a killed one then recovers the records the
+    dead one had handed over at once, whether or not a request comes its way."""
+    try:
+        _writer_here()
+    except Exception:
+        logger.exception("Journal: the writer could not start")
+
+
 def record_event(event: EventRecord) -> None:
     """Queue one Tabby completion event for the journal; never blocks, never raises.
 

@@ -76,7 +76,7 @@ class Spool:
             spool_file = self._current or self._create()
             self._current = spool_file
             try:
-                _write_all(spool_file.fd, data)
+                write_all(spool_file.fd, data)
             except OSError:
                 # Cut a partial write off, or every later line would be glued to it.
                 with contextlib.suppress(OSError):
@@ -111,19 +111,7 @@ class Spool:
         return current is not None and current.size > 0
 
     def _create(self) -> SpoolFile:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{os.getpid()}-{secrets.token_hex(6)}{SPOOL_SUFFIX}"
-        creating = self.directory / f"{_CREATING_PREFIX}{name}"
-        fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            path = self.directory / f"{SPOOL_PREFIX}{name}"
-            os.rename(creating, path)
-        except OSError:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                creating.unlink()
-            raise
+        path, fd = create_locked(self.directory, SPOOL_PREFIX, SPOOL_SUFFIX)
         return SpoolFile(path=path, fd=fd)
 
     # -- replaying -------------------------------------------------------------------
@@ -134,25 +122,15 @@ class Spool:
             candidates = sorted(self.directory.glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"))
         except OSError:
             return 0
-        self._remove_abandoned_creations()
+        remove_abandoned_creations(self.directory)
         adopted = 0
         for path in candidates:
-            spool_file = _lock_orphan(path)
+            spool_file = lock_orphan(path)
             if spool_file is not None:
                 with self._lock:
                     self._sealed.append(spool_file)
                 adopted += 1
         return adopted
-
-    def _remove_abandoned_creations(self) -> None:
-        """Files of processes that died between creating and naming one (still empty)."""
-        with contextlib.suppress(OSError):
-            for path in self.directory.glob(f"{_CREATING_PREFIX}*"):
-                spool_file = _lock_orphan(path)
-                if spool_file is not None:
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-                    os.close(spool_file.fd)
 
     def sealed(self) -> list[SpoolFile]:
         with self._lock:
@@ -225,7 +203,37 @@ class Spool:
                 os.close(spool_file.fd)
 
 
-def _lock_orphan(path: Path) -> SpoolFile | None:
+def create_locked(directory: Path, prefix: str, suffix: str) -> tuple[Path, int]:
+    """A new file ``<prefix><pid>-<random><suffix>`` in ``directory``, open for appending
+    and locked (``flock``) for as long as this process keeps the descriptor."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{os.getpid()}-{secrets.token_hex(6)}{suffix}"
+    creating = directory / f"{_CREATING_PREFIX}{name}"
+    fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path = directory / f"{prefix}{name}"
+        os.rename(creating, path)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            creating.unlink()
+        raise
+    return path, fd
+
+
+def remove_abandoned_creations(directory: Path) -> None:
+    """Files of processes that died between creating and naming one (still empty)."""
+    with contextlib.suppress(OSError):
+        for path in directory.glob(f"{_CREATING_PREFIX}*"):
+            spool_file = lock_orphan(path)
+            if spool_file is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                os.close(spool_file.fd)
+
+
+def lock_orphan(path: Path) -> SpoolFile | None:
     """Lock a spool file whose owner is gone; None when it lives or the file is gone."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -242,7 +250,7 @@ def _lock_orphan(path: Path) -> SpoolFile | None:
         return None
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -255,7 +263,7 @@ def append_lines(path: Path, rows: Iterable[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -9,10 +9,17 @@ Here the thread wakes once per ``KODIFY_JOURNAL_FLUSH_SECONDS`` or once per full
 The queue is bounded: past ``KODIFY_JOURNAL_QUEUE_SIZE`` records go to the spool file at
 once (nothing is dropped).
 
+A record in the queue is also on disk: :meth:`JournalWriter.submit` writes it to this
+process's hand-off log as it queues it (one ``writev``, no fsync), and each turn deletes
+the part of the log whose records it stored, so that a worker killed with records in
+memory loses none of them: another writer recovers them (``journal/handoff.py``).
+
 When the database is unreachable, batches go to the spool (``journal/spool.py``) and the
 thread probes the database with a growing pause; once it answers, every spool file
 (ours and those of dead processes) is replayed with inserts that skip stored rows, which
 is why a batch that committed but whose acknowledgement was lost is never stored twice.
+Replay goes a bounded batch at a time with a rest in between (``journal/replay.py``), so
+that it never takes the GIL from the requests for long.
 A row the database refuses (too long, not null…) is set aside in ``rejected-<pid>.jsonl``
 so that it cannot hold the rest of the journal back.
 
@@ -29,7 +36,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,31 +44,22 @@ from typing import Any
 from django.conf import settings
 
 from journal.converter import BuildRow, ProcessConverter, record_fields, rows_here, rows_of
-from journal.events import decode_event_rows, event_rows
+from journal.events import event_rows
+from journal.handoff import HANDOFF_SUBDIR, HandoffLog
 from journal.live_publish import publish_rows, publish_summaries
 from journal.record import EventRecord, Record
+from journal.replay import REPLAY_BATCH_ROWS, CatchingUp
 from journal.router import journal_database
 from journal.spool import EVENT_SPOOL_SUBDIR, Row, Spool, append_lines
-from journal.store import (
-    EventStore,
-    HelperReport,
-    Store,
-    decode_rows,
-    describe,
-    insert_batch,
-    store_for,
-)
+from journal.store import EventStore, HelperReport, Store, describe, insert_batch, store_for
 
 logger = logging.getLogger("kodify.journal")
 
 PROBE_FIRST_SECONDS = 0.5
 PROBE_MAX_SECONDS = 10.0
-# Other processes' spool files appear when a worker dies; a new worker adopts them at
-# start, and every writer looks again this often.
+# Other processes' spool and hand-off files appear when a worker dies; a new worker
+# adopts them at start, and every writer looks again this often.
 ORPHAN_SCAN_SECONDS = 30.0
-# Batches replayed between two looks at the queue, so fresh records keep flowing while
-# a long outage's spool drains.
-REPLAY_BATCHES_PER_TURN = 20
 # A full queue drops events; saying so once a minute is enough to be noticed.
 EVENT_DROP_WARNING_SECONDS = 60.0
 
@@ -89,9 +87,11 @@ class WriterStats:
     events_spooled: int = 0
     events_replayed: int = 0
     events_dropped: int = 0  # events that found the queue full
+    recovered: int = 0  # records recovered from dead workers' hand-off logs
+    replay_steps: int = 0  # bounded steps of replay and recovery, each followed by a rest
 
 
-class JournalWriter(threading.Thread):
+class JournalWriter(CatchingUp, threading.Thread):
     """One per process (see ``journal/recorder.py``); settings are read on creation."""
 
     def __init__(
@@ -112,6 +112,8 @@ class JournalWriter(threading.Thread):
         self.flush_seconds = flush_seconds or settings.KODIFY_JOURNAL_FLUSH_SECONDS
         self.spool = Spool(spool_dir or settings.KODIFY_JOURNAL_SPOOL_DIR)
         self.event_spool = Spool(self.spool.directory / EVENT_SPOOL_SUBDIR)
+        self.handoff = HandoffLog(self.spool.directory / HANDOFF_SUBDIR)
+        self.replay_rows = min(self.batch_size, REPLAY_BATCH_ROWS)
         self.loop = loop  # where the live view runs; set by the recorder
         self.stats = WriterStats()
         self.down = False
@@ -134,6 +136,9 @@ class JournalWriter(threading.Thread):
         self._next_probe = 0.0
         self._next_orphan_scan = 0.0
         self._replayed: dict[str, int] = {}  # rows replayed per spool, for the log
+        self._next_step_at = 0.0  # of catching up: after a rest (journal/replay.py)
+        self._catching_up = False
+        self._lost = False  # a spool append failed this turn
 
     # -- the request side --------------------------------------------------------------
 
@@ -143,7 +148,7 @@ class JournalWriter(threading.Thread):
         if len(pending) >= self.queue_size:
             self._overflow(rec)
             return
-        pending.append(rec)
+        self.handoff.append(rec, pending)  # on disk (page cache), then queued
         if len(pending) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
 
@@ -209,12 +214,15 @@ class JournalWriter(threading.Thread):
             # The thread closed them already, unless it never started.
             self.spool.close()
             self.event_spool.close()
+            self.handoff.close()
 
     def _spool_pending(self) -> None:
         records: list[Record] = []
         events: list[EventRecord] = []
         flushes: list[_Flush] = []
-        while True:
+        count, handed_over = self.handoff.cut(self._pending)
+        self._lost = False
+        for _ in range(count):
             try:
                 item = self._pending.popleft()
             except IndexError:
@@ -227,18 +235,28 @@ class JournalWriter(threading.Thread):
                 flushes.append(item)
         if records:
             self._spool(self._convert(records), sync=True)
+        self._handed_over(handed_over)
         if events:
             self._spool_events(self._event_rows(events))
         for flush in flushes:
             flush.done.set()
+
+    def _handed_over(self, handed_over: Any) -> None:
+        """The records of a cut of the hand-off log are stored (or spooled): delete it,
+        unless a spool write failed on the way."""
+        if self._lost:
+            self.handoff.recover_later(handed_over)
+        else:
+            self.handoff.done(handed_over)
 
     # -- the thread ----------------------------------------------------------------------
 
     def run(self) -> None:
         try:
             self._next_orphan_scan = time.monotonic()
+            self._maintain(stopping=False)  # at once: adopt what dead workers left
             while True:
-                self._wake.wait(self.flush_seconds)
+                self._wake.wait(self._wait_seconds())
                 self._wake.clear()
                 try:
                     if self._turn():
@@ -249,12 +267,24 @@ class JournalWriter(threading.Thread):
         finally:
             self._close()
 
+    def _wait_seconds(self) -> float:
+        """Until the next turn: the flush interval, or the end of a rest of catching up."""
+        if not self._catching_up:
+            return self.flush_seconds
+        return max(0.0, min(self.flush_seconds, self._next_step_at - time.monotonic()))
+
     def _turn(self) -> bool:
         """One pass: store what is queued, then probe or replay; True when told to stop."""
         items: list[Any] = []
         pending = self._pending
-        for _ in range(len(pending)):
-            items.append(pending.popleft())
+        # The records taken now are exactly those of the cut of the hand-off log.
+        count, handed_over = self.handoff.cut(pending)
+        self._lost = False
+        for _ in range(count):
+            try:
+                items.append(pending.popleft())
+            except IndexError:  # taken by stop() meanwhile
+                break
         records = [item for item in items if isinstance(item, Record)]
         events = [item for item in items if isinstance(item, EventRecord)]
         stop = self._stop_requested or any(item is _STOP for item in items)
@@ -273,11 +303,13 @@ class JournalWriter(threading.Thread):
             self._spool(self._convert(records[done:]), sync=True)
             if not events_done:
                 self._spool_events(self._event_rows(events))
+            self.handoff.recover_later(handed_over)  # in case: recovery skips stored ones
             raise
         finally:
             self.spool.sync()  # the event loop's overflow appends
             if self._overflowing and len(pending) < self.queue_size // 2:
                 self._overflowing = False
+        self._handed_over(handed_over)
         self._maintain(stopping=stop)
         for item in items:
             if isinstance(item, _Flush):
@@ -339,85 +371,31 @@ class JournalWriter(threading.Thread):
 
     def _maintain(self, *, stopping: bool) -> None:
         now = time.monotonic()
-        if self.down:
-            if stopping or now < self._next_probe:
-                return
-            if not self._probe():
+        if self.down and not stopping and now >= self._next_probe:
+            if self._probe():
+                self.down = False
+                logger.info(
+                    "Journal database is back after %.1f s; replaying %d spooled rows.",
+                    now - self._down_since,
+                    self._outage_rows,
+                )
+                self._outage_rows = 0
+                self._next_orphan_scan = now
+            else:
                 self._backoff = min(self._backoff * 2, PROBE_MAX_SECONDS)
                 self._next_probe = now + self._backoff
-                return
-            self.down = False
-            logger.info(
-                "Journal database is back after %.1f s; replaying %d spooled rows.",
-                now - self._down_since,
-                self._outage_rows,
-            )
-            self._outage_rows = 0
-            self._next_orphan_scan = now
-        for spool in (self.spool, self.event_spool):
-            if spool.has_unsealed():
-                spool.seal()
+        if not self.down:
+            for spool in (self.spool, self.event_spool):
+                if spool.has_unsealed():
+                    spool.seal()
         if now >= self._next_orphan_scan:
             self._next_orphan_scan = now + ORPHAN_SCAN_SECONDS
-            self.spool.adopt_orphans()
-            self.event_spool.adopt_orphans()
-        if not self._replay_some() and not stopping:
-            self._wake.set()  # more to replay: come back without waiting
-
-    def _replay_some(self) -> bool:
-        """Replay up to a budget of spooled batches, requests first; True when both
-        spools are drained (or the database went away again)."""
-        budget = [REPLAY_BATCHES_PER_TURN]
-        if not self._replay(self.spool, self._replay_rows_batch, "rows", budget):
-            return False
-        if self.down:
-            return True
-        return self._replay(self.event_spool, self._replay_events_batch, "events", budget)
-
-    def _replay(
-        self,
-        spool: Spool,
-        insert: Callable[[list[Row]], BaseException | None],
-        what: str,
-        budget: list[int],
-    ) -> bool:
-        """Replay ``spool`` while ``budget[0]`` lasts; True when drained or down again."""
-        for spool_file in spool.sealed():
-            try:
-                for rows, end in spool.batches(spool_file, self.batch_size):
-                    if budget[0] == 0:
-                        return False
-                    if rows:
-                        error = insert(rows)
-                        if error is not None:
-                            self._go_down(error)
-                            return True
-                        self._replayed[what] = self._replayed.get(what, 0) + len(rows)
-                        budget[0] -= 1
-                    spool_file.offset = end
-            except OSError as exc:
-                # Left for a later writer (it is unlocked now) rather than retried each turn.
-                logger.error("Journal spool %s unreadable: %s", spool_file.path, exc.strerror)
-                spool.release(spool_file)
-                continue
-            spool.discard(spool_file)
-            if not spool.sealed():
-                logger.info("Journal spool replayed: %d %s.", self._replayed.pop(what, 0), what)
-        return True
-
-    def _replay_rows_batch(self, rows: list[Row]) -> BaseException | None:
-        decoded = self._kept(decode_rows(rows))
-        error = self._insert(self._store, decoded, skip_stored=True, kind="row")
-        if error is None:
-            self.stats.replayed += len(rows)
-        return error
-
-    def _replay_events_batch(self, rows: list[Row]) -> BaseException | None:
-        decoded = self._kept(decode_event_rows(rows))
-        error = self._insert(self._event_store, decoded, skip_stored=True, kind="event")
-        if error is None:
-            self.stats.events_replayed += len(rows)
-        return error
+            self.handoff.adopt_orphans()
+            if not self.down:
+                self.spool.adopt_orphans()
+                self.event_spool.adopt_orphans()
+        # Bounded steps with rests between them (journal/replay.py); not while stopping.
+        self._catching_up = not stopping and self._catch_up()
 
     # -- the database -------------------------------------------------------------------
 
@@ -475,6 +453,7 @@ class JournalWriter(threading.Thread):
 
     def _spool(self, rows: Sequence[Row], *, sync: bool) -> None:
         count = _append(self.spool, rows, sync=sync, what="records")
+        self._lost = self._lost or count < len(rows)
         self.stats.spooled += count
         if self.down:
             self._outage_rows += count
@@ -497,6 +476,7 @@ class JournalWriter(threading.Thread):
         self._store.close()
         self.spool.close()
         self.event_spool.close()
+        self.handoff.close()
         if self._converter is not None:
             self._converter.close()
 

@@ -12,6 +12,7 @@ from gateway import metrics
 from gateway.http_client import close_upstream_session
 from gateway.upstreams import get_table
 from journal.recorder import shutdown as shutdown_journal
+from journal.recorder import start as start_journal
 
 # Longest wait for the journal writer at shutdown; what it cannot write goes to its spool.
 JOURNAL_SHUTDOWN_TIMEOUT = 10.0
@@ -24,6 +25,7 @@ class Lifespan:
             if message["type"] == "lifespan.startup":
                 get_table().ensure_background_refresh()
                 metrics.start()
+                start_journal()  # recovers what a killed worker had handed over
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await get_table().close()

@@ -27,7 +27,7 @@ from journal.record import EventRecord, Record
 from journal.tests.conftest import PrivateCluster
 from journal.tests.entries import console_account, make_entry, make_event
 from journal.tests.test_outage import private_alias  # noqa: F401 - a fixture
-from journal.tests.test_writer import new_record, simple_row, writers
+from journal.tests.test_writer import new_record, simple_row, wait_until, writers
 from journal.writer import JournalWriter
 from kodify_site.testing import WAIT_S
 
@@ -274,13 +274,15 @@ def test_events_wait_in_their_spool_during_an_outage_and_are_stored_once_back(
     assert writer.stats.events_spooled == 10
 
     outage.down = False
-    assert writer.flush(WAIT_S)  # probes, replays the requests, then the events
-    assert not writer.down
-    assert stored_events() == sorted(
+    assert writer.flush(WAIT_S)  # probes: the database is back
+    # Replays the requests, then the events (a paced batch at a time).
+    expected = sorted(
         [("cmpl-before", "view"), *((event.response_id, event.kind) for event in during)]
     )
+    assert wait_until(lambda: stored_events() == expected)
+    assert not writer.down
     assert Entry.objects.filter(request_id="req-during").exists()
-    assert not list((spool_dir / "events").glob("spool-*.jsonl"))
+    assert wait_until(lambda: not list((spool_dir / "events").glob("spool-*.jsonl")))
     assert writer.stats.events_replayed == 10
     assert "Journal spool replayed: 10 events." in caplog.text
 
@@ -322,8 +324,8 @@ def test_a_dead_processs_spooled_events_are_adopted_and_replayed(make_writer, sp
     # Twice: a file replayed in part before its process died holds rows already stored.
     dead.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows + rows))
     writer = make_writer()
-    assert writer.flush(WAIT_S)  # the first turn adopts and replays
-    assert not dead.exists()
+    assert writer.flush(WAIT_S)
+    assert wait_until(lambda: not dead.exists())  # adopted at once, replayed
     assert stored_events() == [(f"cmpl-{n}", "select") for n in range(3)]
     # The requests' replay never reads the events' folder.
     assert Entry.objects.count() == 0
@@ -384,13 +386,14 @@ def test_events_survive_a_real_database_outage(
         assert writer.down and writer.stats.events_spooled == 20
 
         private_postgres.start()
-        assert writer.flush(WAIT_S)
-        assert not writer.down
-        assert stored() == [
+        assert writer.flush(WAIT_S)  # probes: the database is back
+        expected = [
             *((f"cmpl-down-{number:02d}", "select") for number in range(20)),
             ("cmpl-up", "view"),
         ]
-        assert not list((spool_dir / "events").glob("spool-*.jsonl"))
+        assert wait_until(lambda: stored() == expected)  # replayed a paced batch at a time
+        assert not writer.down
+        assert wait_until(lambda: not list((spool_dir / "events").glob("spool-*.jsonl")))
     finally:
         writer.stop(WAIT_S)
 
