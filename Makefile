@@ -124,6 +124,19 @@ $(VLLM_VENV)/.installed:
 bench: install-dev
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+## attack: the security review kept as code (attack/): a production-like Kodify on 127.0.0.1
+## (uvicorn, 2 workers, PostgreSQL, Redis, the journal) attacked within about ten minutes;
+## a table of findings, a JSON record in attack/results/, exit 1 on any finding.
+## attack-fast: its fast part (about a minute), also run by `make test` (attack/test_attack.py).
+ATTACK_DB_URL    ?= postgresql://postgres@127.0.0.1:5432/postgres
+ATTACK_REDIS_URL ?= $(TEST_REDIS_URL)
+.PHONY: attack attack-fast
+attack: install-dev
+	$(BIN)/python -m attack.run --full --db-url $(ATTACK_DB_URL) --redis-url $(ATTACK_REDIS_URL)
+
+attack-fast: install-dev
+	$(BIN)/python -m attack.run --db-url $(ATTACK_DB_URL) --redis-url $(ATTACK_REDIS_URL)
+
 ## env-reference: rewrite the environment-variable reference in README.md
 env-reference: install
 	$(BIN)/python manage.py kodify_env_reference --write README.md

@@ -11,6 +11,7 @@ Who may call what: see :mod:`accounts.permissions`.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.db.models import QuerySet
@@ -189,9 +190,19 @@ class ApiTokenViewSet(
         return Response(ApiTokenSerializer(token).data)
 
 
+class UtcDateTimeFilter(filters.IsoDateTimeFilter):
+    """An ISO 8601 instant, compared in UTC: PostgreSQL refuses offsets past ±15:59 that
+    Python accepts (up to ±23:59), so the offset never reaches the database."""
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return super().filter(qs, value)
+
+
 class AuditEventFilter(filters.FilterSet):
-    since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

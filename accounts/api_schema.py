@@ -7,7 +7,8 @@ are left out.  Every operation here can answer:
 * 403 ``{"detail": …}``: a console account whose role may not do that;
 * 404 ``{"detail": …}``: an id (in the path) that names nothing;
 * 400, the fields' errors (``{"username": ["…"]}``, ``{"non_field_errors": […]}``): a
-  write that is refused, or a list's filter with a value it does not take.
+  write that is refused, or a list's filter with a value it does not take; or
+  ``{"detail": …}`` for a body that is not JSON.
 
 :func:`add_error_responses` adds those that apply, and leaves any an operation
 documents itself.
@@ -31,6 +32,13 @@ FIELD_ERRORS = {
     },
 }
 
+BAD_REQUEST = {
+    "anyOf": [
+        {"$ref": "#/components/schemas/FieldErrors"},
+        {"$ref": "#/components/schemas/ErrorDetail"},
+    ]
+}
+
 _WRITES = frozenset({"post", "put", "patch"})
 _METHODS = frozenset({"get", "post", "put", "patch", "delete", "head", "options", "trace"})
 
@@ -48,6 +56,7 @@ def add_error_responses(
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("ErrorDetail", ERROR_DETAIL)
     schemas.setdefault("FieldErrors", FIELD_ERRORS)
+    schemas.setdefault("BadRequest", BAD_REQUEST)
     for path, item in result.get("paths", {}).items():
         for method, operation in item.items():
             if method not in _METHODS:
@@ -59,7 +68,8 @@ def add_error_responses(
                 method == "get" and not has_id
             ):
                 errors["400"] = _answer(
-                    "Refused: the fields' errors (or the filter's).", "FieldErrors"
+                    "Refused: the fields' errors (or the filter's), or a body that is not JSON.",
+                    "BadRequest",
                 )
             if operation.get("security") != []:
                 errors["401"] = _answer(

@@ -48,9 +48,17 @@ def _ok(
     content: dict[str, Any] = {JSON: {"schema": schema}}
     if stream_event is not None:
         content[SSE] = {
+            # As OpenAPI 3.1 reads an event stream: the schema of each event.
             "schema": {
-                "type": "string",
-                "description": "Server-Sent Events: `data: <JSON>` events, then `data: [DONE]`.",
+                "type": "object",
+                "description": "One Server-Sent Event: `data: <JSON>` events, then `data: [DONE]`.",
+                "required": ["data"],
+                "properties": {
+                    "data": {"type": "string"},
+                    "event": {"type": "string"},
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer"},
+                },
             },
             # OpenAPI 3.1 cannot describe an event stream's items (3.2's itemSchema can):
             # this extension names the schema of each `data:` JSON, for clients and tests.

@@ -89,3 +89,19 @@ def test_error_answers_match_the_schema() -> None:
     check(refused, "/api/tokens/", "get")
     refused = admin.get("/api/audit/", {"since": "yesterday"})
     check(refused, "/api/audit/", "get")
+
+
+def test_odd_inputs_get_documented_answers_not_server_errors() -> None:
+    admin = client_of(roles.ADMINISTRATORS)
+    # A filter's own refusal (a NUL) comes as the fields' errors, never a bare list.
+    nul = admin.get("/api/users/", {"search": "a\x00b"})
+    assert nul.status_code == 400 and isinstance(nul.json(), dict)
+    check(nul, "/api/users/", "get")
+    # A body that is not JSON: {"detail": …}, documented for 400 too.
+    garbage = admin.generic("POST", "/api/users/", b"\xff{not json", "application/json")
+    assert garbage.status_code == 400
+    check(garbage, "/api/users/", "post")
+    # Offsets PostgreSQL refuses (past ±15:59) are compared in UTC instead.
+    for since in ("2030-01-01T00:00:00+20:00", "2030-01-01T00:00:00-23:59"):
+        answer = admin.get("/api/audit/", {"since": since})
+        assert answer.status_code == 200, answer.content
