@@ -1,10 +1,10 @@
 """Failed authentications per client address, counted in each worker.
 
 Past ``KODIFY_AUTH_FAILURES_PER_MINUTE`` failures in a minute from one address, a token
-this worker has not verified already is refused (429) without asking the database: made-up
-tokens cannot turn into database lookups, and guessing is slowed down.  Tokens already
-verified keep working, so clients behind the same address (a proxy, a NAT) that hold
-good tokens are not locked out by one that holds a bad one.
+whose prefix this worker does not know as a real token's is refused (429) without asking
+the database: made-up tokens cannot turn into database lookups, and guessing is slowed
+down.  Tokens of known prefixes keep working, so clients behind the same address (a
+proxy, a NAT) that hold good tokens are not locked out by one that holds a bad one.
 """
 
 from __future__ import annotations

@@ -466,13 +466,21 @@ def database_sessions() -> int:
         return int(cursor.fetchone()[0])
 
 
-def test_made_up_tokens_do_not_each_open_a_database_connection(server: KodifyServer) -> None:
+def test_made_up_tokens_do_not_each_open_a_database_connection(
+    kodify_server: Any, fake_upstream: FakeUpstreamServer
+) -> None:
     from accounts import tokens
 
+    # A server of its own, where no other test's failures count against this address, and
+    # no limit on failures: what is measured is the pool alone.
+    server = kodify_server(
+        {"KODIFY_UPSTREAMS": fake_upstream.url, **PER_USER, "KODIFY_AUTH_FAILURES_PER_MINUTE": "0"},
+        workers=2,
+    )
     key = tokens.hash_key(HASH_KEY)
     before = database_sessions()
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        for _ in range(40):  # fewer than the failures one address may have in a minute
+        for _ in range(40):
             made_up = tokens.generate(key).plain  # well-formed, in no database
             assert_error(
                 client.post(CHAT, json=chat(), headers=bearer(made_up)), 401, "invalid_api_key"
