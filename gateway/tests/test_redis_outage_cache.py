@@ -5,39 +5,25 @@ failed" (the database answers; the table loads from it)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.test import override_settings
 
-from accounts import redis_outage
 from accounts.redis_outage import redis_location
+
+# The same clean slate and log capture as the accounts tests of the outage.
+from accounts.tests.test_redis_outage import fresh_state, warnings  # noqa: F401
 from gateway import following, selectors
 from kodify_site.testing import free_port
 
 pytestmark = pytest.mark.smoke
 
 
-@pytest.fixture(autouse=True)
-def fresh_state() -> Iterator[None]:
-    redis_outage.reset()
-    yield
-    redis_outage.reset()
-
-
-@pytest.fixture
-def caught(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="kodify")
-    return caplog
-
-
-def warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.levelno >= logging.WARNING]
-
-
 @pytest.mark.django_db
-def test_a_cache_outage_is_not_a_database_failure(caught: pytest.LogCaptureFixture) -> None:
+def test_a_cache_outage_is_not_a_database_failure(caplog: pytest.LogCaptureFixture) -> None:
+    caught = caplog
+    caught.set_level(logging.DEBUG, logger="kodify")
     url = f"redis://127.0.0.1:{free_port()}/0"
     caches: dict[str, Any] = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
