@@ -69,6 +69,7 @@ class GatewayConsumer(AsyncHttpConsumer):
         self.client_gone = False
         self.record: Record | None = None
         self.journal_on = False
+        self.handed_over = False  # the record went to the journal
         self.status = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -84,7 +85,7 @@ class GatewayConsumer(AsyncHttpConsumer):
             await self.serve(receive)
         finally:
             record = self.record
-            if record is not None and self.journal_on:
+            if record is not None and self.journal_on and not self.handed_over:
                 self.journal(record)
             first_byte_at = record.first_byte_at if record is not None else None
             metrics.request_finished(
@@ -150,6 +151,7 @@ class GatewayConsumer(AsyncHttpConsumer):
 
     def journal(self, record: Record) -> None:
         """Hand the finished record to the journal (a queue put; never waits)."""
+        self.handed_over = True
         record.finished_at = time.perf_counter()
         record.cancelled = self.client_gone
         if not record.status and self.client_gone:
@@ -249,6 +251,11 @@ class GatewayConsumer(AsyncHttpConsumer):
     async def send_body(self, body: bytes, *, more_body: bool = False) -> None:
         if not more_body:
             self.response_complete = True
+            record = self.record
+            if record is not None and self.journal_on and not self.handed_over:
+                # Before the answer's last bytes leave: a client that has its whole answer
+                # has its journal row, even if this process is killed the next instant.
+                self.journal(record)
         await super().send_body(body, more_body=more_body)
 
     async def send_json(self, status: int, data: Any, headers: Any = ()) -> None:
