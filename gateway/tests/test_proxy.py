@@ -328,7 +328,6 @@ def test_upstream_down_gives_a_quick_503_and_health_says_so(kodify_server: Any) 
     with httpx.Client(base_url=server.url, timeout=30) as client:
         response = client.post(CHAT, json=chat_body())
         error = assert_openai_error(response, 503, "upstream_unavailable")
-        assert "connection refused" in error["message"]
         assert str(port) not in error["message"]  # where upstreams are: the operator's business
         assert int(response.headers["retry-after"]) >= 1
         health = client.get("/health")
