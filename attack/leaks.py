@@ -17,23 +17,11 @@ import httpx
 from attack.findings import Row
 from attack.hostile import CHAT, COMPLETIONS, describe
 from attack.target import MODEL, Target
-from journal.tests.secret_corpus import SECRETS, Secret
+from journal.tests.secret_corpus import SECRETS, Secret, leaked
 from kodify_site.testing import wait_until
 
-WINDOW = 8  # the journal's own measure of a leak (journal/tests/test_redact_corpus.py)
 ANSWER = "Here you go:\n\n{}\n\nAnything else?"
 WAYS = ("chat", "chat stream", "completions stream")
-
-
-def leaked(stored: str, secret: Secret) -> list[str]:
-    """Every ``WINDOW`` characters in a row of the secret's body still in ``stored``."""
-    found = []
-    for part in secret.body:
-        size = min(WINDOW, len(part))
-        found += [
-            part[i : i + size] for i in range(len(part) - size + 1) if part[i : i + size] in stored
-        ]
-    return found
 
 
 def _send(target: Target, client: httpx.Client, secret: Secret, way: str) -> str | None:

@@ -41,6 +41,21 @@ class Secret:
     body: tuple[str, ...]  # what must not survive, not even 8 characters of it
 
 
+# A leak: this many characters in a row of a secret's body, still in what was stored.
+WINDOW = 8
+
+
+def leaked(stored: str, secret: Secret) -> list[str]:
+    """Every ``WINDOW`` characters in a row of the secret's body still in ``stored``."""
+    found = []
+    for part in secret.body:
+        size = min(WINDOW, len(part))
+        found += [
+            part[i : i + size] for i in range(len(part) - size + 1) if part[i : i + size] in stored
+        ]
+    return found
+
+
 def _secret(kind: str, text: str, *body: str) -> Secret:
     return Secret(kind, text, body or (text,))
 

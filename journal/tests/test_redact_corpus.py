@@ -24,9 +24,9 @@ from journal.tests.secret_corpus import (
     OPENSSH_LINES,
     SECRETS,
     Secret,
+    leaked,
 )
 
-WINDOW = 8
 PLAIN = re.compile(r"[!#-\[\]-~]+")  # printable ASCII, no space, quote or backslash
 
 
@@ -127,17 +127,6 @@ PLACES: dict[str, Place] = {
     "stream": in_stream,
     "reasoning_stream": in_reasoning_stream,
 }
-
-
-def leaked(stored: str, secret: Secret) -> list[str]:
-    """Every 8 characters in a row of the secret's body that are still there."""
-    found = []
-    for part in secret.body:
-        size = min(WINDOW, len(part))
-        found += [
-            part[i : i + size] for i in range(len(part) - size + 1) if part[i : i + size] in stored
-        ]
-    return found
 
 
 def test_the_corpus_is_well_formed() -> None:
