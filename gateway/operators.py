@@ -11,6 +11,8 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.auth import AuthenticationFailed, bearer_token
+
 # Headers a reverse proxy adds: their presence means the loopback peer is only a relay.
 FORWARDING_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
 
@@ -25,9 +27,13 @@ def from_this_machine(scope: dict[str, Any]) -> bool:
 
 def shows_metrics_token(authorization: bytes | None) -> bool:
     token: str | None = settings.KODIFY_METRICS_TOKEN
-    if not token or not authorization or authorization[:7].lower() != b"bearer ":
+    if not token:
         return False
-    return hmac.compare_digest(authorization[7:].strip(), token.encode())
+    try:
+        given = bearer_token(authorization)
+    except AuthenticationFailed:
+        return False
+    return hmac.compare_digest(given, token.encode())
 
 
 def _is_loopback(host: str) -> bool:
