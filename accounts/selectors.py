@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import QuerySet
 
 from accounts.models import ApiToken, ApiUser
@@ -45,6 +47,19 @@ def token_record(prefix: str) -> TokenRecord | None:
 
 def tokens_of(user: ApiUser) -> QuerySet[ApiToken]:
     return ApiToken.objects.filter(user=user).order_by("-created_at")
+
+
+_NUMBERED_NAME = re.compile(r"token-(\d+)")
+
+
+def next_token_name(user: ApiUser) -> str:
+    """A name for a token issued without one: ``token-<n>``, numbered past every token of
+    ``user`` so named (revoked ones too), so that it tells the user's tokens apart."""
+    names = ApiToken.objects.filter(user=user, name__startswith="token-").values_list(
+        "name", flat=True
+    )
+    numbers = [int(found[1]) for name in names if (found := _NUMBERED_NAME.fullmatch(name))]
+    return f"token-{max(numbers, default=0) + 1}"
 
 
 def users() -> QuerySet[ApiUser]:

@@ -7,7 +7,9 @@ cannot drift from the code.
 
 A bad value never raises at import time: the reader keeps the default, remembers the
 problem, and the system check ``kodify.E001`` turns each problem into one clear line that
-stops the start (see ``kodify_site/checks.py``).
+stops the start (see ``kodify_site/checks.py``).  Variables read only when a switch is on
+(:meth:`Env.only_when`) are the exception: while it is off nothing uses them, so a bad
+value of theirs is a warning (``kodify.W001``) instead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import builtins  # Env.str, Env.bool… hide the built-in names inside the class body
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +42,8 @@ class Variable:
     example: str
     group: str
     aliases: tuple[str, ...] = ()
+    # The boolean variable that must be on for this one to be read; "": always read.
+    switch: str = ""
 
 
 @dataclass
@@ -50,6 +55,8 @@ class Env:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     group: str = "General"
+    # (name, value) of the switch the variables being declared depend on (only_when).
+    _switch: tuple[str, bool] | None = field(default=None, init=False, repr=False)
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -71,15 +78,38 @@ class Env:
             example=example if example is not None else shown,
             group=self.group,
             aliases=aliases,
+            switch=self._switch[0] if self._switch else "",
         )
+
+    @contextmanager
+    def only_when(self, switch: str, on: builtins.bool) -> Iterator[None]:
+        """Variables declared inside are read only when the boolean variable ``switch`` is
+        on (``on`` is its value); the reference says so.
+
+        While it is off nothing uses them, so a bad value of theirs (a placeholder such as
+        ``<PORT>`` left from an example, say) is a warning rather than a problem that
+        stops the start.
+        """
+        self._switch = (switch, on)
+        try:
+            yield
+        finally:
+            self._switch = None
 
     def raw(self, name: str, aliases: tuple[str, ...] = ()) -> str | None:
         """The raw value, surrounding blanks removed; ``None`` when unset or blank."""
-        value = self.environ.get(name)
+        found = self._lookup(name, aliases)
+        return found[1] if found else None
+
+    def _lookup(self, name: str, aliases: tuple[str, ...]) -> tuple[str, str] | None:
+        """(the spelling that was set, its value without surrounding blanks); ``None``
+        when unset or blank."""
+        spelling, value = name, self.environ.get(name)
         if value is None:
             for alias in aliases:
                 value = self.environ.get(alias)
                 if value is not None:
+                    spelling = alias
                     self.warnings.append(
                         f"{alias} is an old spelling of {name}; it is accepted, "
                         f"but please rename it to {name}."
@@ -88,7 +118,7 @@ class Env:
         if value is None:
             return None
         value = value.strip()
-        return value or None
+        return (spelling, value) if value else None
 
     def is_set(self, name: str) -> bool:
         return self.raw(name) is not None
@@ -105,15 +135,22 @@ class Env:
         secret: bool = False,
     ) -> T | D:
         self._declare(name, kind, default, help, example, aliases)
-        value = self.raw(name, aliases)
-        if value is None:
+        found = self._lookup(name, aliases)
+        if found is None:
             return default
+        spelling, value = found
         try:
             return convert(value)
         except ValueError as exc:
-            # A secret's value never reaches a log line, even when it is wrong.
-            shown = name if secret else f"{name}={value!r}"
-            self.problems.append(f"{shown} is not valid: {exc}.")
+            # Named as the administrator wrote it (an old spelling too), and a secret's
+            # value never reaches a log line, even when it is wrong.
+            shown = spelling if secret else f"{spelling}={value!r}"
+            if self._switch is not None and not self._switch[1]:
+                self.warnings.append(
+                    f"{shown} is not valid: {exc}; it is ignored because {self._switch[0]} is off."
+                )
+            else:
+                self.problems.append(f"{shown} is not valid: {exc}.")
             return default
 
     # -- typed readers -----------------------------------------------------------------

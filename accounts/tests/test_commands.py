@@ -161,11 +161,33 @@ def test_token_issue_for_a_disabled_user_says_so(ada: ApiUser) -> None:
     assert ApiToken.objects.get().state == "user disabled"
 
 
+def test_token_issue_without_a_name_numbers_the_tokens(ada: ApiUser) -> None:
+    # As the env files' comments show it: `manage.py kodify_token issue USER`.
+    first, err = run("kodify_token", "issue", "ada")
+    second, _ = run("kodify_token", "issue", "ada")
+    assert first.strip() != second.strip()
+    names = sorted(ApiToken.objects.filter(user=ada).values_list("name", flat=True))
+    assert names == ["token-1", "token-2"]
+    assert "'token-1' for 'ada'" in err
+
+
+def test_a_numbered_name_comes_after_the_users_own_numbered_names(ada: ApiUser) -> None:
+    bob = services.create_user(username="bob")
+    services.issue_token(user=bob, name="token-9")  # another user's numbers do not count
+    services.issue_token(user=ada, name="laptop")
+    gone, _ = services.issue_token(user=ada, name="token-3")
+    services.revoke_token(token=gone)  # a revoked token keeps its name
+    services.issue_token(user=ada, name="token-x")
+    run("kodify_token", "issue", "ada")
+    newest = ApiToken.objects.filter(user=ada).order_by("-pk").first()
+    assert newest is not None and newest.name == "token-4"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("issue", "ghost", "--name", "x"), "No API user named 'ghost'"),
-        (("issue", "ada"), "--name"),
+        (("issue", "ghost"), "No API user named 'ghost'"),
         (("issue", "ada", "--name", "  "), "--name must not be empty"),
         (("issue", "ada", "--name", "x", "--expires", "2001-01-01"), "not in the future"),
         (("issue", "ada", "--name", "x", "--expires", "0d"), "not in the future"),

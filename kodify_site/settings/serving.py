@@ -17,32 +17,40 @@ LOGS = env.bool(
     help="Record every API request in the journal (who, what, the prompt and the answer, "
     "timings, tokens). Off by default.",
 )
-LOGS_DB_HOST = env.str(
-    "LOGS_DB_HOST",
-    help="PostgreSQL host of the journal's own database. Unset: the journal is kept in the "
-    "main database (DB_URL). Only read when LOGS is on.",
-    example="postgres-logs",
-)
-LOGS_DB_PORT = env.int(
-    "LOGS_DB_PORT",
-    5432,
-    minimum=1,
-    maximum=65535,
-    aliases=("LOGS_DB_POST",),
-    help="Port of the journal database (the guide's examples spell it LOGS_DB_POST, "
-    "which is accepted with a warning).",
-)
-LOGS_DB_NAME = env.str(
-    "LOGS_DB_NAME",
-    help="Name of the journal database; created on first start when the role may.",
-    example="kodify_journal",
-)
-LOGS_DB_USERNAME = env.str(
-    "LOGS_DB_USERNAME", help="User of the journal database.", example="kodify"
-)
-LOGS_DB_PASSWORD = env.str(
-    "LOGS_DB_PASSWORD", secret=True, help="Password of the journal database.", example="secret"
-)
+# The journal's own database matters only with the journal on: while LOGS is off, a value
+# left from the guide's examples (LOGS_DB_POST=<PORT>) must not stop the start.
+with env.only_when("LOGS", LOGS):
+    LOGS_DB_HOST = env.str(
+        "LOGS_DB_HOST",
+        # libpq's host: names, addresses, a socket folder, or several of them with commas.
+        pattern=(r"[A-Za-z0-9._:%,/\[\]-]+", "a host name, an IP address or a socket folder"),
+        help="PostgreSQL host of the journal's own database. Unset: the journal is kept in "
+        "the main database (DB_URL).",
+        example="postgres-logs",
+    )
+    LOGS_DB_PORT = env.int(
+        "LOGS_DB_PORT",
+        5432,
+        minimum=1,
+        maximum=65535,
+        aliases=("LOGS_DB_POST",),
+        help="Port of the journal database (the guide's examples spell it LOGS_DB_POST, "
+        "which is accepted with a warning).",
+    )
+    LOGS_DB_NAME = env.str(
+        "LOGS_DB_NAME",
+        help="Name of the journal database; created on first start when the role may.",
+        example="kodify_journal",
+    )
+    LOGS_DB_USERNAME = env.str(
+        "LOGS_DB_USERNAME", help="User of the journal database.", example="kodify"
+    )
+    LOGS_DB_PASSWORD = env.str(
+        "LOGS_DB_PASSWORD",
+        secret=True,
+        help="Password of the journal database.",
+        example="secret",
+    )
 JOURNAL_RETENTION_DAYS = env.int(
     "JOURNAL_RETENTION_DAYS",
     90,

@@ -44,7 +44,6 @@ def test_guide_format_with_empty_values(tmp_path: Path) -> None:
         UpstreamSpec(url="http://upstream2:8000", source=str(path)),
     )
     assert config.tabby_model_name == "tabby_model_name"
-    assert config.extra == {}
 
 
 def test_upstream_options(tmp_path: Path) -> None:
@@ -82,26 +81,29 @@ def test_upstream_options(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "reason"),
     [
-        ("    weight: 0\n", "weight must be a positive number"),
-        ("    weight: -1\n", "weight must be a positive number"),
-        ("    weight: heavy\n", "weight must be a positive number"),
-        ("    weight: true\n", "weight must be a positive number"),
-        ("    enabled: maybe\n", "enabled must be true or false"),
-        ("    api_key: [a, b]\n", "api_key must be a string"),
-        ("    wieght: 2\n", "unknown option(s) wieght; known: api_key, weight"),
+        ("    weight: 0\n", ": weight must be a positive number."),
+        ("    weight: -1\n", ": weight must be a positive number."),
+        ("    weight: heavy\n", ": weight must be a positive number."),
+        ("    weight: true\n", ": weight must be a positive number."),
+        ("    enabled: maybe\n", ": enabled must be true or false."),
+        ("    api_key: [a, b]\n", ": api_key must be a string."),
+        (
+            "    wieght: 2\n",
+            ' has unknown option "wieght" (expected: api_key, weight, enabled, name, '
+            'preprocessing, max_concurrent); did you mean "weight"?',
+        ),
     ],
 )
 def test_bad_upstream_options_are_refused(tmp_path: Path, options: str, reason: str) -> None:
-    path = write(tmp_path, "upstreams:\n  http://a:8000:\n" + options)
+    # The bad option is on line 4, under the URL's line 3.
+    path = write(tmp_path, "upstreams:\n  http://a:8000:\n    name: a\n" + options)
     with pytest.raises(ConfigError) as error:
         load_config(path, ())
-    message = str(error.value)
-    assert message.startswith(f"{path}: upstream http://a:8000")
-    assert reason in message
+    assert str(error.value) == f"{path} line 4: upstream http://a:8000{reason}"
 
 
 def test_options_must_be_a_mapping(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="the options of upstream http://a:8000 must be a"):
+    with pytest.raises(ConfigError, match="line 2: the options of upstream http://a:8000 must be"):
         load_text(tmp_path, "upstreams:\n  http://a:8000: secret\n")
 
 
@@ -126,13 +128,18 @@ def test_duplicates_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "upstreams:\n  http://a:8000:\n  http://a:8000/v1:\n")
     with pytest.raises(ConfigError) as error:
         load_config(path, ())
-    assert str(error.value) == f"{path}: upstream http://a:8000 is listed twice."
+    assert str(error.value) == (
+        f"{path} line 3: upstream http://a:8000 is listed twice (first at {path} line 2)."
+    )
 
 
 def test_duplicates_between_the_file_and_kodify_upstreams_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "upstreams:\n  http://a:8000:\n")
-    with pytest.raises(ConfigError, match="upstream http://a:8000 is listed twice"):
+    with pytest.raises(ConfigError) as error:
         load_config(path, (), ["http://a:8000/v1/"])
+    assert str(error.value) == (
+        f"KODIFY_UPSTREAMS: upstream http://a:8000 is listed twice (first at {path} line 2)."
+    )
 
 
 def test_kodify_upstreams_come_after_the_file(tmp_path: Path) -> None:
@@ -156,24 +163,70 @@ def test_a_plain_list_of_urls_is_accepted(tmp_path: Path) -> None:
     assert [spec.url for spec in config.upstreams] == ["http://a:8000", "http://b:8000"]
 
 
+def test_a_list_of_upstreams_with_their_options_is_accepted(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "upstreams:\n"
+        "- url: http://a:8000\n"  # a list at the key's own indentation is still under it
+        "  name: first\n"
+        "  weight: 2\n"
+        "- http://b:8000\n"
+        "- http://c:8000:\n"
+        "    enabled: false\n",
+    )
+    config = load_config(path, ())
+    assert config.upstreams == (
+        UpstreamSpec(url="http://a:8000", name="first", weight=2.0, source=str(path)),
+        UpstreamSpec(url="http://b:8000", source=str(path)),
+        UpstreamSpec(url="http://c:8000", enabled=False, source=str(path)),
+    )
+
+
+def test_an_upstream_in_a_list_needs_its_url(tmp_path: Path) -> None:
+    path = write(tmp_path, "upstreams:\n  - url: http://a:8000\n  - name: second\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ())
+    assert str(error.value).startswith(f"{path} line 3: this upstream has no url")
+
+
+def test_an_unknown_option_of_a_listed_upstream_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "upstreams:\n  - url: http://a:8000\n    api-key: x\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ())
+    assert str(error.value).startswith(
+        f'{path} line 3: upstream http://a:8000 has unknown option "api-key"'
+    )
+    assert 'did you mean "api_key"?' in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("upstreams:\n  ftp://a:8000:\n", "expected a URL starting with http:// or https://"),
-        ("upstreams:\n  http://:8000:\n", "the URL has no host"),
-        ("upstreams: http://a:8000\n", "'upstreams' must map upstream URLs to their options"),
-        ("- http://a:8000\n", "must be a mapping with 'upstreams' and 'tabby' keys"),
-        ("tabby: tabby_model_name\n", "'tabby' must be a mapping such as 'model_name: NAME'"),
-        ("tabby:\n  model_name: [a]\n", "tabby.model_name must be a string"),
-        ("upstreams:\n\thttp://a:8000:\n", "is not valid YAML at line 2"),
+        (
+            "upstreams:\n  ftp://a:8000:\n",
+            " line 2: upstream 'ftp://a:8000': expected a URL starting with http:// or https://",
+        ),
+        ("upstreams:\n  http://:8000:\n", " line 2: upstream 'http://:8000': the URL has no host"),
+        (
+            "upstreams: http://a:8000\n",
+            " line 1: 'upstreams' must map upstream URLs to their options",
+        ),
+        ("upstreams:\n  http://a:8000: secret\n", " line 2: the options of upstream"),
+        ("- http://a:8000\n", ": must be a mapping with 'upstreams' and 'tabby' keys"),
+        (
+            "\ntabby: tabby_model_name\n",
+            " line 2: 'tabby' must be a mapping such as 'model_name: NAME'",
+        ),
+        ("tabby:\n  model_name: [a]\n", " line 2: tabby.model_name must be a string"),
+        ("upstreams:\n\thttp://a:8000:\n", ": is not valid YAML at line 2"),
+        ("upstreams: !!python/name:os.system\n", ": is not valid YAML at line 1"),
     ],
 )
 def test_malformed_files_are_refused(tmp_path: Path, text: str, reason: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as error:
         load_config(path, ())
-    assert str(error.value).startswith(f"{path}: ")
-    assert reason in str(error.value)
+    assert str(error.value).startswith(f"{path}{reason}")
 
 
 def test_tabby_model_name_is_read(tmp_path: Path) -> None:
@@ -193,9 +246,100 @@ def test_empty_file_is_an_empty_configuration(tmp_path: Path) -> None:
     assert config.tabby_model_name is None
 
 
-def test_unknown_top_level_keys_are_kept_aside(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, GUIDE_EXAMPLE + "logging:\n  level: debug\n"), ())
-    assert config.extra == {"logging": {"level": "debug"}}
+def test_empty_sections_are_empty(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "upstreams:\ntabby:\n"), ())
+    assert (config.upstreams, config.tabby_model_name) == ((), None)
+
+
+# -- keys that are unknown or lost their indentation: named with their line ---------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            GUIDE_EXAMPLE + "logging:\n  level: debug\n",
+            'line 6: unknown key "logging" (expected: upstreams, tabby).',
+        ),
+        (
+            "# Kodify\n\nupstream:\n  http://upstream1:8000:\n",
+            'line 3: unknown key "upstream" (expected: upstreams, tabby); did you mean '
+            '"upstreams"?',
+        ),
+        (
+            "upstreams:\n  http://upstream1:8000:\ntabbby:\n  model_name: m\n",
+            'line 3: unknown key "tabbby" (expected: upstreams, tabby); did you mean "tabby"?',
+        ),
+        (
+            "tabby:\n  model_name: m\n  modelname: n\n",
+            'line 3: unknown key "modelname" under tabby (expected: model_name); did you mean '
+            '"model_name"?',
+        ),
+        (
+            "upstreams:\n  http://a:8000:\nupstreams:\n  http://b:8000:\n",
+            'line 3: "upstreams" is written twice (first at line 1).',
+        ),
+    ],
+)
+def test_unknown_keys_are_refused_with_their_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ())
+    assert str(error.value) == f"{path} {message}"
+
+
+LOST = "(the indentation may have been lost in copying)."
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # The guide's example with every indentation lost.
+        (
+            "".join(line.lstrip() + "\n" for line in GUIDE_EXAMPLE.splitlines()),
+            f'line 2: "http://upstream1:8000" is an upstream, so it belongs under '
+            f'"upstreams:": indent it {LOST}',
+        ),
+        (
+            "upstreams:\n- name: first\nurl: http://a:8000\n",
+            f'line 3: "url" is an option of an upstream, so it belongs under its upstream: '
+            f"indent it {LOST}",
+        ),
+        (
+            "upstreams:\n  http://a:8000:\ntabby:\nmodel_name: m\n",
+            f'line 4: "model_name" belongs under "tabby:": indent it {LOST}',
+        ),
+        (
+            "upstreams:\n  http://a:8000:\n  weight: 2\n",
+            f'line 3: "weight" is an option of an upstream, not an upstream\'s URL: indent it '
+            f"under its upstream {LOST}",
+        ),
+    ],
+)
+def test_keys_that_lost_their_indentation_are_refused_with_their_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ())
+    assert str(error.value) == f"{path} {message}"
+
+
+def test_merged_keys_are_read_as_yaml_reads_them(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            "upstreams:\n"
+            "  http://a:8000: &shared\n"
+            "    weight: 2\n"
+            "    name: a\n"
+            "  http://b:8000:\n"
+            "    <<: *shared\n"
+            "    name: b\n",  # the file's own key wins over the merged one
+        ),
+        (),
+    )
+    assert [(spec.weight, spec.name) for spec in config.upstreams] == [(2.0, "a"), (2.0, "b")]
 
 
 # -- where the file is found -------------------------------------------------------------

@@ -119,6 +119,16 @@ def test_rendering_never_shows_secret_defaults_or_the_environment() -> None:
         assert leak not in text
 
 
+def test_rendering_says_which_switch_a_variable_needs() -> None:
+    env = Env(environ={})
+    with env.only_when("FEATURE", False):
+        env.int("PORT", 5432, help="A port.")
+    env.int("OTHER", 1, help="Another.")
+    text = render_reference(env.variables.values())
+    assert "| `PORT` | `5432` | *integer* — A port. Only read when FEATURE is on. |" in text
+    assert "| `OTHER` | `1` | *integer* — Another. |" in text
+
+
 def test_reference_does_not_depend_on_the_environment(tmp_path: Path) -> None:
     """Two different environments, one reference: the declarations alone decide it."""
     plain = server_environment(tmp_path / "plain", {})

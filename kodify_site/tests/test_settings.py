@@ -275,7 +275,55 @@ def test_name_wins_over_alias_without_a_warning() -> None:
 def test_bad_alias_value_names_the_alias_value() -> None:
     env = env_of(LOGS_DB_POST="five")
     assert env.int("LOGS_DB_PORT", 5432, aliases=("LOGS_DB_POST",), help=HELP) == 5432
-    assert env.problems == ["LOGS_DB_PORT='five' is not valid: expected a whole number."]
+    # Named as written: the administrator never set LOGS_DB_PORT.
+    assert env.problems == ["LOGS_DB_POST='five' is not valid: expected a whole number."]
+
+
+# -- variables read only when a switch is on ---------------------------------------------
+
+
+@pytest.mark.smoke
+def test_a_bad_value_is_only_a_warning_while_its_switch_is_off() -> None:
+    env = env_of(PORT="<PORT>", OLD_HOST="<HOST>", KEY="<KEY>")
+    with env.only_when("FEATURE", False):
+        assert env.int("PORT", 5432, help=HELP) == 5432
+        assert env.str("HOST", None, pattern=(r"[a-z]+", "a name"), aliases=("OLD_HOST",),
+                       help=HELP) is None  # fmt: skip
+        assert env.str("KEY", None, secret=True, pattern=(r"[a-z]+", "letters"), help=HELP) is None
+    assert env.problems == []
+    assert env.warnings == [
+        "PORT='<PORT>' is not valid: expected a whole number; it is ignored because FEATURE "
+        "is off.",
+        "OLD_HOST is an old spelling of HOST; it is accepted, but please rename it to HOST.",
+        "OLD_HOST='<HOST>' is not valid: expected a name; it is ignored because FEATURE is off.",
+        "KEY is not valid: expected letters; it is ignored because FEATURE is off.",
+    ]
+    assert {env.variables[name].switch for name in ("PORT", "HOST", "KEY")} == {"FEATURE"}
+
+
+@pytest.mark.smoke
+def test_a_bad_value_stops_the_start_while_its_switch_is_on() -> None:
+    env = env_of(PORT="<PORT>", GOOD="6543")
+    with env.only_when("FEATURE", True):
+        assert env.int("PORT", 5432, help=HELP) == 5432
+        assert env.int("GOOD", 5432, help=HELP) == 6543
+    assert env.problems == ["PORT='<PORT>' is not valid: expected a whole number."]
+    assert env.warnings == []
+
+
+@pytest.mark.smoke
+def test_only_the_variables_inside_depend_on_the_switch() -> None:
+    env = env_of(BEFORE="x", AFTER="y")
+    env.int("BEFORE", 1, help=HELP)
+    with env.only_when("FEATURE", False):
+        env.int("INSIDE", 1, help=HELP)
+    env.int("AFTER", 1, help=HELP)
+    assert [env.variables[name].switch for name in ("BEFORE", "INSIDE", "AFTER")] == [
+        "",
+        "FEATURE",
+        "",
+    ]
+    assert [problem.split("=", 1)[0] for problem in env.problems] == ["BEFORE", "AFTER"]
 
 
 @pytest.mark.smoke
@@ -340,6 +388,9 @@ def test_settings_declare_the_guide_variables() -> None:
 # A tab indents line 3: YAML forbids it, and editors slip one in easily.
 BROKEN_YAML = "upstreams:\n  http://upstream1:8000:\n\thttp://upstream2:8000:\n"
 UNKNOWN_OPTION = "upstreams:\n  http://upstream1:8000:\n    wieght: 2\n"
+# The guide's example with its first key misspelt and its indentation lost.
+MISSPELT_KEY = "upstream:\n  http://upstream1:8000:\ntabby:\n  model_name: m\n"
+LOST_INDENTATION = "upstreams:\nhttp://upstream1:8000:\ntabby:\nmodel_name: m\n"
 
 # name -> (environment on top of a clean slate, arguments of `manage.py check`).
 # {dir} stands for the scenario's own folder.
@@ -352,6 +403,8 @@ SCENARIOS: dict[str, tuple[dict[str, str | None], tuple[str, ...]]] = {
     "negative_timeout": ({"KODIFY_UPSTREAM_CONNECT_TIMEOUT": "-1"}, ()),
     "invalid_yaml": ({"KODIFY_CONFIG": "{dir}/broken.yml"}, ()),
     "unknown_option": ({"KODIFY_CONFIG": "{dir}/unknown.yml"}, ()),
+    "misspelt_key": ({"KODIFY_CONFIG": "{dir}/misspelt.yml"}, ()),
+    "lost_indentation": ({"KODIFY_CONFIG": "{dir}/lost.yml"}, ()),
     "missing_config": ({"KODIFY_CONFIG": "{dir}/nowhere/config.yml"}, ()),
     "per_user_with_key": ({"MTSAI_AUTH": "true", "AUTH_TYPE": "DB", "VLLM_API_KEY": "x"}, ()),
     "deploy_without_key": ({"KODIFY_SECRET_KEY": None}, ("--deploy",)),
@@ -377,6 +430,16 @@ SCENARIOS: dict[str, tuple[dict[str, str | None], tuple[str, ...]]] = {
     ),
     "logs_db_while_off": ({"LOGS_DB_HOST": "postgres-logs"}, ()),
     "logs_db_bad_port": ({"LOGS": "True", "LOGS_DB_PORT": "70000"}, ()),
+    # The guide's placeholders, left in an env file that keeps the journal off.
+    "logs_db_placeholders_while_off": (
+        {"LOGS": "False", "LOGS_DB_HOST": "<HOST>", "LOGS_DB_POST": "<PORT>"},
+        (),
+    ),
+    "logs_db_port_placeholder_while_on": (
+        {"LOGS": "True", "LOGS_DB_HOST": "postgres-logs", "LOGS_DB_POST": "<PORT>"},
+        (),
+    ),
+    "logs_db_host_placeholder_while_on": ({"LOGS": "True", "LOGS_DB_HOST": "<HOST>"}, ()),
     "redis_prefix": ({"KODIFY_REDIS_PREFIX": "two words"}, ()),
 }
 
@@ -401,6 +464,8 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Checked]:
         folder = tmp_path_factory.mktemp(name)
         (folder / "broken.yml").write_text(BROKEN_YAML)
         (folder / "unknown.yml").write_text(UNKNOWN_OPTION)
+        (folder / "misspelt.yml").write_text(MISSPELT_KEY)
+        (folder / "lost.yml").write_text(LOST_INDENTATION)
         environment = server_environment(folder, {})
         # Checks read no database: keep both runs of the suite alike.
         environment.pop("DB_URL", None)
@@ -510,9 +575,36 @@ def test_check_stops_on_an_unknown_upstream_option(checked: dict[str, Checked]) 
     assert_stops(
         result,
         "kodify.E101",
-        f"{result.folder}/unknown.yml: upstream http://upstream1:8000 has unknown option(s) "
-        "wieght; known: api_key, weight",
+        f"{result.folder}/unknown.yml line 3: upstream http://upstream1:8000 has unknown option "
+        '"wieght" (expected: api_key, weight, ',
+        'did you mean "weight"?',
     )
+
+
+@pytest.mark.smoke
+def test_check_stops_on_a_misspelt_config_key_instead_of_finding_no_upstream(
+    checked: dict[str, Checked],
+) -> None:
+    result = checked["misspelt_key"]
+    assert_stops(
+        result,
+        "kodify.E101",
+        f'{result.folder}/misspelt.yml line 1: unknown key "upstream" (expected: upstreams, '
+        'tabby); did you mean "upstreams"?',
+    )
+    assert "(kodify.W101)" not in result.output
+
+
+@pytest.mark.smoke
+def test_check_stops_on_a_config_that_lost_its_indentation(checked: dict[str, Checked]) -> None:
+    result = checked["lost_indentation"]
+    assert_stops(
+        result,
+        "kodify.E101",
+        f'{result.folder}/lost.yml line 2: "http://upstream1:8000" is an upstream, so it '
+        'belongs under "upstreams:": indent it',
+    )
+    assert "(kodify.W101)" not in result.output
 
 
 @pytest.mark.smoke
@@ -616,6 +708,40 @@ def test_logs_db_settings_are_not_needed_and_only_warned_about_when_logs_is_off(
 @pytest.mark.smoke
 def test_logs_db_port_out_of_range_stops_the_start(checked: dict[str, Checked]) -> None:
     assert_stops(checked["logs_db_bad_port"], "kodify.E001", "LOGS_DB_PORT='70000' is not valid")
+
+
+@pytest.mark.smoke
+def test_logs_db_placeholders_are_only_warned_about_when_logs_is_off(
+    checked: dict[str, Checked],
+) -> None:
+    result = checked["logs_db_placeholders_while_off"]
+    assert result.returncode == 0, result.output
+    assert "(kodify.E" not in result.output
+    warnings = [line for line in result.output.splitlines() if "(kodify.W001)" in line]
+    for expected in (
+        "LOGS_DB_HOST='<HOST>' is not valid: expected a host name, an IP address or a socket "
+        "folder; it is ignored because LOGS is off.",
+        "LOGS_DB_POST='<PORT>' is not valid: expected a whole number; it is ignored because "
+        "LOGS is off.",
+    ):
+        assert [line for line in warnings if line.endswith(expected)], result.output
+
+
+@pytest.mark.smoke
+def test_a_logs_db_placeholder_stops_the_start_when_logs_is_on(
+    checked: dict[str, Checked],
+) -> None:
+    port = checked["logs_db_port_placeholder_while_on"]
+    assert_stops(
+        port, "kodify.E001", "LOGS_DB_POST='<PORT>' is not valid: expected a whole number."
+    )
+    assert "ignored" not in message_line(port, "kodify.E001")
+    assert_stops(
+        checked["logs_db_host_placeholder_while_on"],
+        "kodify.E001",
+        "LOGS_DB_HOST='<HOST>' is not valid: expected a host name, an IP address or a socket "
+        "folder.",
+    )
 
 
 @pytest.mark.smoke

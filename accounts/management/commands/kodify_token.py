@@ -3,6 +3,7 @@
 ``issue`` prints the token alone on standard output, so ``TOKEN=$(manage.py kodify_token
 issue alice --name ci)`` captures it; what people need to know goes to standard error.
 The token is shown this once: the database keeps only its prefix and a keyed hash.
+Without ``--name`` the token is named ``token-<n>``, the user's next such number.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from accounts import services, tokens
+from accounts import selectors, services, tokens
 from accounts.management import table, when
 from accounts.management.commands.kodify_user import find_user
 from accounts.models import ApiToken
@@ -74,7 +75,11 @@ class Command(BaseCommand):
 
         issue = actions.add_parser("issue", help="issue a token and print it (shown only once)")
         issue.add_argument("username")
-        issue.add_argument("--name", required=True, help="where it is used, e.g. 'laptop VS Code'")
+        issue.add_argument(
+            "--name",
+            help="where it is used, e.g. 'laptop VS Code' (default: token-<n>, the user's "
+            "next such number)",
+        )
         issue.add_argument("--comment", default="")
         issue.add_argument("--expires", help=f"expiry: {EXPIRES_HELP} (default: never)")
 
@@ -95,9 +100,15 @@ class Command(BaseCommand):
 
     def issue(self, options: dict[str, Any]) -> None:
         user = find_user(options["username"])
-        name = options["name"].strip()
-        if not name:
-            raise CommandError("--name must not be empty: say where the token is used.")
+        if options["name"] is None:
+            name = selectors.next_token_name(user)
+        else:
+            name = options["name"].strip()
+            if not name:
+                raise CommandError(
+                    "--name must not be empty: say where the token is used, or leave --name "
+                    "out for a numbered name."
+                )
         now = timezone.now()
         expires_at = parse_expiry(options["expires"], now) if options["expires"] else None
         if expires_at is not None and expires_at <= now:

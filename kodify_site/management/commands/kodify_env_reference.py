@@ -27,7 +27,9 @@ INTRODUCTION = (
     "Every variable Kodify reads, generated from `kodify_site/settings/` by "
     f"`{REGENERATE}` (`manage.py kodify_env_reference --write README.md`); edit the "
     "settings, not this table. A blank value counts as unset. A bad value stops the "
-    "start with a one-line message (`manage.py check` shows it too)."
+    "start with a one-line message (`manage.py check` shows it too), except in a "
+    "variable only read when a switch is on while that switch is off: then it is "
+    "ignored with a warning."
 )
 
 
@@ -64,6 +66,8 @@ def _row(variable: Variable) -> str:
     if variable.aliases:
         spellings = ", ".join(f"`{alias}`" for alias in variable.aliases)
         meaning += f" Also read as {spellings} (old spelling, accepted with a warning)."
+    if variable.switch:
+        meaning += f" Only read when {variable.switch} is on."
     example = _code(variable.example) if variable.example else ""
     if is_secret(variable) and variable.example == variable.default:
         example = ""  # without an example of its own, the reader copies the default here
