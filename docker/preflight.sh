@@ -16,12 +16,17 @@
 #   KODIFY_MIN_KUBERNETES=1.24     Kubernetes server
 #   KODIFY_MIN_GPU_GB=20           GPU memory, all GPUs together (40-80 GB recommended)
 #   KODIFY_MIN_RAM_GB=28           memory
+#   KODIFY_MIN_DISK_GB=100         total size of the disk holding the container images
+#                                  (the guide's SSD: 100 GB to 1 TB)
 #   KODIFY_MIN_IMAGES_GB=40        free disk where the container images are kept
 #   KODIFY_MIN_MODELS_GB=30        free disk for the weights, until they are in place
 #   KODIFY_MIN_SHM_GB=10           /dev/shm (a warning: the containers get their own)
 #   KODIFY_HOST_DIR=/opt/mtsai     where config.yml and models/ are expected
-# The commands it calls (nvidia-smi, docker, docker-compose, kubectl, nvidia-ctk, df, …) are
-# looked up on PATH, and PREFLIGHT_MEMINFO names the memory file (/proc/meminfo).
+# Operating system: Linux, one of the guide's distributions (Ubuntu 20.04 or later, Oracle
+# Linux, Astra Linux); another Linux distribution is a warning.
+# The commands it calls (nvidia-smi, docker, docker-compose, kubectl, nvidia-ctk, df, stat,
+# uname, …) are looked up on PATH, PREFLIGHT_MEMINFO names the memory file (/proc/meminfo)
+# and PREFLIGHT_OS_RELEASE the operating system's (/etc/os-release).
 set -uo pipefail
 
 MIN_DRIVER=${KODIFY_MIN_DRIVER:-525.105.17}
@@ -30,11 +35,13 @@ MIN_DOCKER=${KODIFY_MIN_DOCKER:-24.0.4}
 MIN_KUBERNETES=${KODIFY_MIN_KUBERNETES:-1.24}
 MIN_GPU_GB=${KODIFY_MIN_GPU_GB:-20}
 MIN_RAM_GB=${KODIFY_MIN_RAM_GB:-28}
+MIN_DISK_GB=${KODIFY_MIN_DISK_GB:-100}
 MIN_IMAGES_GB=${KODIFY_MIN_IMAGES_GB:-40}
 MIN_MODELS_GB=${KODIFY_MIN_MODELS_GB:-30}
 MIN_SHM_GB=${KODIFY_MIN_SHM_GB:-10}
 HOST_DIR=${KODIFY_HOST_DIR:-/opt/mtsai}
 MEMINFO=${PREFLIGHT_MEMINFO:-/proc/meminfo}
+OS_RELEASE=${PREFLIGHT_OS_RELEASE:-/etc/os-release}
 
 MODE=docker
 HOST_CHECKS=1
@@ -109,12 +116,62 @@ existing() {
     while [ ! -e "$path" ] && [ "$path" != / ]; do path=$(dirname "$path"); done
     echo "$path"
 }
-# "AVAILABLE_KB MOUNT_POINT" of the filesystem holding $1.
-df_free() {
-    df -Pk "$(existing "$1")" 2>/dev/null | awk 'NR == 2 { print $4, $6 }'
+# "AVAILABLE_KB SIZE_KB MOUNT_POINT FILESYSTEM" of the filesystem holding $1.
+df_info() {
+    df -Pk "$(existing "$1")" 2>/dev/null | awk 'NR == 2 { print $4, $2, $6, $1 }'
+}
+# The device number of the filesystem holding $1: a bind mount, or one filesystem mounted
+# at two places, has two mount points but one device, and one free space.
+device_of() {
+    stat -c %d "$(existing "$1")" 2>/dev/null
 }
 df_size_kb() {
     df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $2 }'
+}
+
+OS_FIX="the guide supports Linux: Ubuntu 24.04 LTS, 22.04.4 LTS or 20.04.6 LTS, Oracle Linux, Astra Linux"
+
+# The value of $1 in the os-release file, without its quotes.
+os_release_value() {
+    local value
+    value=$(sed -n "s/^$1=//p" "$OS_RELEASE" 2>/dev/null | sed -n '$p')
+    value=${value#[\"\']}
+    printf '%s\n' "${value%[\"\']}"
+}
+
+check_os() {
+    local kernel
+    kernel=$(uname -s 2>/dev/null)
+    if [ -n "$kernel" ] && [ "$kernel" != Linux ]; then
+        fail "operating system: $kernel, not Linux (the NVIDIA Container Toolkit gives containers the GPUs on Linux only)" \
+            "run Kodify on a Linux host: $OS_FIX"
+        return
+    fi
+    if [ ! -r "$OS_RELEASE" ]; then
+        warn "operating system: cannot read $OS_RELEASE" "check by hand that the host runs one of them: $OS_FIX"
+        return
+    fi
+    local id version name
+    id=$(os_release_value ID)
+    version=$(os_release_value VERSION_ID)
+    name=$(os_release_value PRETTY_NAME)
+    name=${name:-$(os_release_value NAME) $version}
+    case "$id" in
+        ubuntu)
+            if version_ge "$version" 20.04; then
+                ok "operating system: $name"
+            else
+                warn "operating system: $name, older than Ubuntu 20.04" "upgrade: $OS_FIX"
+            fi
+            ;;
+        astra* | ol)
+            ok "operating system: $name"
+            ;;
+        *)
+            warn "operating system: $name is not one of the guide's (Kodify runs in containers, so it may well work)" \
+                "for a supported host: $OS_FIX"
+            ;;
+    esac
 }
 
 DRIVER_FIX="install an NVIDIA driver >= $MIN_DRIVER (Ubuntu: sudo ubuntu-drivers install, or sudo apt-get install nvidia-driver-535-server), then reboot"
@@ -219,15 +276,24 @@ images_dir() {
 }
 
 check_disk() {
-    local images models free_images mount_images free_models mount_models weights=""
+    local images models free_images size_images mount_images fs_images weights=""
+    local free_models mount_models fs_models
     images=$(images_dir)
     models="$HOST_DIR/models"
-    read -r free_images mount_images <<<"$(df_free "$images")"
-    read -r free_models mount_models <<<"$(df_free "$models")"
+    read -r free_images size_images mount_images fs_images <<<"$(df_info "$images")"
+    read -r free_models _ mount_models fs_models <<<"$(df_info "$models")"
     if [ -z "${free_images:-}" ] || [ -z "${free_models:-}" ]; then
         warn "disk: df cannot tell the free space of $images and $models" \
-            "check by hand: $MIN_IMAGES_GB GB free for the images, $MIN_MODELS_GB GB for the weights (df -h)"
+            "check by hand: a disk of $MIN_DISK_GB GB or more, $MIN_IMAGES_GB GB free for the images, $MIN_MODELS_GB GB for the weights (df -h)"
         return
+    fi
+    local root_setting="\"data-root\" in /etc/docker/daemon.json"
+    [ "$MODE" = kubernetes ] && root_setting="\"root\" in /etc/containerd/config.toml"
+    if [ "${size_images:-0}" -ge "$(kb_from_gb "$MIN_DISK_GB")" ]; then
+        ok "disk: $mount_images, where the images are kept, is $(gb_from_kb "$size_images") GB (>= $MIN_DISK_GB GB)"
+    else
+        fail "disk: $mount_images, where the images are kept ($images), is $(gb_from_kb "${size_images:-0}") GB, below $MIN_DISK_GB GB" \
+            "move the images' folder ($root_setting) to a disk of at least $MIN_DISK_GB GB (an SSD: 100 GB to 1 TB)"
     fi
     if [ -d "$models" ] && [ -n "$(find "$models" -maxdepth 2 -name config.json -print -quit 2>/dev/null)" ]; then
         weights=present
@@ -236,15 +302,28 @@ check_disk() {
     need_images=$(kb_from_gb "$MIN_IMAGES_GB")
     need_models=0
     [ -n "$weights" ] || need_models=$(kb_from_gb "$MIN_MODELS_GB")
+    # Mount points alone would count one free space twice (a bind mount, /var/lib/docker
+    # and /opt on one disk): the device number, else df's device name, tells.
+    local same=0 device_images device_models
+    device_images=$(device_of "$images")
+    device_models=$(device_of "$models")
     if [ "$mount_images" = "$mount_models" ]; then
+        same=1
+    elif [ -n "$device_images" ] && [ "$device_images" = "$device_models" ]; then
+        same=1
+    elif [[ "$fs_images" == /dev/* ]] && [ "$fs_images" = "$fs_models" ]; then
+        same=1
+    fi
+    if [ "$same" = 1 ]; then
         local need=$((need_images + need_models))
-        local what="the images"
+        local what="the images" where=$mount_images
         [ "$need_models" -gt 0 ] && what="the images and the weights"
+        [ "$mount_images" = "$mount_models" ] || where="$mount_images and $mount_models (one filesystem, $fs_images)"
         if [ "$free_images" -ge "$need" ]; then
-            ok "disk: $(gb_from_kb "$free_images") GB free on $mount_images for $what (>= $(gb_from_kb "$need") GB)"
+            ok "disk: $(gb_from_kb "$free_images") GB free on $where for $what (>= $(gb_from_kb "$need") GB)"
         else
-            fail "disk: $(gb_from_kb "$free_images") GB free on $mount_images, $what need $(gb_from_kb "$need") GB" \
-                "free space on $mount_images or move Docker's data root (\"data-root\" in /etc/docker/daemon.json) or $models to a larger disk (an SSD: 100 GB to 1 TB)"
+            fail "disk: $(gb_from_kb "$free_images") GB free on $where, $what need $(gb_from_kb "$need") GB" \
+                "free space on $mount_images or move the images' folder ($root_setting) or $models to a larger disk (an SSD: 100 GB to 1 TB)"
         fi
         return
     fi
@@ -252,7 +331,7 @@ check_disk() {
         ok "disk: $(gb_from_kb "$free_images") GB free on $mount_images for the images (>= $MIN_IMAGES_GB GB)"
     else
         fail "disk: $(gb_from_kb "$free_images") GB free on $mount_images ($images), the images need $MIN_IMAGES_GB GB" \
-            "free space there or move Docker's data root (\"data-root\" in /etc/docker/daemon.json) to a larger disk"
+            "free space there or move the images' folder ($root_setting) to a larger disk"
     fi
     if [ "$need_models" -eq 0 ]; then
         ok "disk: the weights are in place in $models"
@@ -376,6 +455,7 @@ check_kubernetes() {
 
 echo "Kodify preflight ($MODE)"
 if [ "$HOST_CHECKS" = 1 ]; then
+    check_os
     check_nvidia
     check_toolkit
     check_memory

@@ -30,7 +30,6 @@ for arg in "$@"; do
     esac
 done
 out=${out:-kodify-images-$KODIFY_VERSION}
-mkdir -p "$out"
 
 compress=(gzip -1)
 command -v pigz >/dev/null 2>&1 && compress=(pigz -1)
@@ -41,28 +40,66 @@ while read -r image; do
     [ -n "$image" ] && images+=("$image")
 done < <(dependency_images)
 
+# Every image is settled before anything is written: a run that stops at the third image
+# would leave a folder that load.sh takes for a delivery, and would report the missing
+# images one run at a time.
+missing=()
+for image in "${images[@]}"; do
+    "$DOCKER" image inspect "$image" >/dev/null 2>&1 && continue
+    case "$image" in
+        "$KODIFY_REGISTRY"/*)
+            fix="build it: docker/build.sh"
+            [ "$KODIFY_REGISTRY" = kodify ] || fix="$fix, or pull it from your registry: $DOCKER pull $image"
+            missing+=("$image: not here; $fix")
+            ;;
+        *)
+            if [ "$pull" = 0 ]; then
+                missing+=("$image: not here (--no-pull); pull it: $DOCKER pull $image, or run save.sh without --no-pull")
+            elif ! "$DOCKER" pull "$image"; then
+                missing+=("$image: not here, and pulling it failed (see above); check the network or log in, then: $DOCKER pull $image")
+            fi
+            ;;
+    esac
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "save.sh: ${#missing[@]} image(s) missing, nothing written to $out:" >&2
+    printf '  %s\n' "${missing[@]}" >&2
+    exit 1
+fi
+
+made_out=0
+[ -d "$out" ] || made_out=1
+written=()
+finished=0
+# Leave no folder that looks complete after a failure (a full disk, an interrupted docker
+# save): SHA256SUMS comes last, and what this run wrote goes, since a rerun writes it all again.
+cleanup() {
+    [ "$finished" = 1 ] && return
+    local file
+    for file in ${written[@]+"${written[@]}"}; do
+        rm -f "$out/$file" "$out/$file.part"
+    done
+    rm -f "$out/SHA256SUMS" "$out/SHA256SUMS.part"
+    [ "$made_out" = 0 ] || rmdir "$out" 2>/dev/null || true
+    echo "save.sh: saving failed; removed what this run wrote to $out: run it again" >&2
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$out"
+# A SHA256SUMS from an earlier run would vouch for files this run replaces.
+rm -f "$out/SHA256SUMS"
 files=()
 for image in "${images[@]}"; do
-    if ! "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
-        case "$image" in
-            "$KODIFY_REGISTRY"/*)
-                echo "save.sh: no image $image here: build it first (docker/build.sh)" >&2
-                exit 1
-                ;;
-        esac
-        if [ "$pull" = 1 ]; then
-            "$DOCKER" pull "$image"
-        else
-            echo "save.sh: no image $image here (and --no-pull)" >&2
-            exit 1
-        fi
-    fi
     name=${image##*/}
     file="${name//:/-}.tar.gz"
     echo "==> $image -> $out/$file"
+    written+=("$file")
     "$DOCKER" save "$image" | "${compress[@]}" >"$out/$file.part"
     mv "$out/$file.part" "$out/$file"
     files+=("$file")
 done
-(cd "$out" && sha256sum "${files[@]}" >SHA256SUMS)
+(cd "$out" && sha256sum "${files[@]}" >SHA256SUMS.part && mv SHA256SUMS.part SHA256SUMS)
+finished=1
 echo "Saved to $out/. Copy the folder to the host, then: docker/load.sh $out"

@@ -47,6 +47,8 @@ model_server = load_launcher()
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 COMPOSE = DOCKER / "compose.yml"
+# Published ports, read by compose with compose.yml unless -f names the files.
+COMPOSE_OVERRIDE = DOCKER / "compose.override.yml"
 EXAMPLES = ("one-token", "per-user", "journal")
 SERVICES = {"gateway", "worker", "beat", "postgres", "db-init", "redis", "vllm"}
 KODIFY_SERVICES = ("gateway", "worker", "beat")
@@ -106,16 +108,26 @@ def filled_env(example: str, **overrides: str) -> str:
 def compose_project(tmp_path: Path, env_text: str) -> Path:
     """The folder an operator deploys from: compose.yml, its files, and the env file as .env."""
     project = tmp_path / "kodify"
-    project.mkdir()
+    project.mkdir(parents=True)
     shutil.copy(COMPOSE, project / "compose.yml")
+    shutil.copy(COMPOSE_OVERRIDE, project / "compose.override.yml")
     shutil.copy(DOCKER / "config.yml", project / "config.yml")
     shutil.copytree(DOCKER / "postgres", project / "postgres")
     (project / ".env").write_text(env_text)
     return project
 
 
+def compose_environment() -> dict[str, str]:
+    """This process's environment less what compose would take over the env file's values."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("KODIFY_", "COMPOSE_")) and name not in ("DB_URL", "REDIS_URL")
+    }
+
+
 def compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KODIFY_", "COMPOSE_"))}
+    env = compose_environment()
     return subprocess.run(
         [
             docker_compose_command(),
@@ -123,6 +135,8 @@ def compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
             str(project),
             "-f",
             str(project / "compose.yml"),
+            "-f",
+            str(project / "compose.override.yml"),
             "--env-file",
             str(project / ".env"),
             *args,
@@ -132,6 +146,47 @@ def compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         timeout=60,
     )
+
+
+# What `docker compose up` would start: compose's own rule (profiles from .env included),
+# asked of Debian's docker-compose library, since `config --services` lists every service.
+SERVICES_STARTED = """
+import sys
+from compose.cli.command import get_profiles_from_options, get_project
+from compose.config.environment import Environment
+
+project_dir, env_file, *files = sys.argv[1:]
+environment = Environment.from_env_file(project_dir, env_file)
+project = get_project(
+    project_dir, config_path=files, environment=environment, environment_file=env_file,
+    enabled_profiles=get_profiles_from_options({}, environment),
+)
+print(" ".join(service.name for service in project.get_services()))
+"""
+
+
+def services_started(project: Path) -> set[str]:
+    compose_script = Path(docker_compose_command()).read_text().splitlines()[0]
+    interpreter = compose_script.removeprefix("#!").split()[0]
+    env = compose_environment()
+    result = subprocess.run(
+        [
+            interpreter,
+            "-c",
+            SERVICES_STARTED,
+            str(project),
+            str(project / ".env"),
+            str(project / "compose.yml"),
+            str(project / "compose.override.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
 
 
 def compose_config(tmp_path: Path, env_text: str) -> dict[str, Any]:
@@ -166,6 +221,16 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     if isinstance(env, list):
         env = dict(item.partition("=")[::2] for item in env)
     return {name: "" if value is None else str(value) for name, value in env.items()}
+
+
+def kodify_variable_names() -> set[str]:
+    """Every variable Kodify's settings read, aliases included."""
+    from django.conf import settings
+
+    names: set[str] = set()
+    for variable in settings.ENV_VARIABLES.values():
+        names |= {variable.name, *variable.aliases}
+    return names
 
 
 def healthcheck_test(service: dict[str, Any]) -> str:
@@ -238,15 +303,19 @@ def test_compose_file_with_each_example(tmp_path: Path, example: str) -> None:
             assert not service.get("ports"), f"{name} must not publish ports"
     assert services["gateway"]["ports"], "the gateway publishes the address plugins call"
 
-    # The gateway, the worker and the beat: one image, one env file, the same settings.
+    # The gateway, the worker and the beat: one image, the same settings, and only Kodify's
+    # (the model server's and PostgreSQL's stay with them).
     images = {services[name]["image"] for name in KODIFY_SERVICES}
     assert images == {f"kodify/kodify:{__version__}"}
     shared = environment(services["gateway"])
     for name in KODIFY_SERVICES:
         assert environment(services[name]) == shared, f"{name} differs from the gateway"
+    kodify_names = kodify_variable_names()
     for name, value in values.items():
-        if name not in ("DB_URL", "REDIS_URL") and value:
+        if name in kodify_names and value:
             assert shared[name] == value, f"{name} from the env file"
+    for name in ("MODEL", "GPUUTIL", "MAX_MODEL_LEN", "ADDITIONAL_ARGS", "COMPOSE_PROFILES"):
+        assert name not in shared, f"{name} is not the gateway's"
     assert services["worker"]["command"] in (
         "celery -A kodify_site worker -l info",
         ["celery", "-A", "kodify_site", "worker", "-l", "info"],
@@ -257,19 +326,24 @@ def test_compose_file_with_each_example(tmp_path: Path, example: str) -> None:
     )
     assert "command" not in services["gateway"], "the image's own command (uvicorn)"
 
-    # DB_URL always points at the bundled PostgreSQL, REDIS_URL at the bundled Redis.
+    # The bundled PostgreSQL runs with its profile (set by every example); without a DB_URL
+    # of the administrator's, the entry point builds its URL from POSTGRES_PASSWORD.
+    assert values["COMPOSE_PROFILES"] == "bundled-postgres"
+    for name in ("postgres", "db-init"):
+        assert services[name]["profiles"] == ["bundled-postgres"]
     postgres = environment(services["postgres"])
     assert postgres["POSTGRES_PASSWORD"] == SECRETS["POSTGRES_PASSWORD"]
-    db_url = urlsplit(shared["DB_URL"])
-    assert db_url.scheme == "postgresql"
-    assert db_url.hostname == "postgres" and db_url.hostname in services
-    assert db_url.port == 5432
-    assert db_url.username == postgres["POSTGRES_USER"]
-    assert db_url.password == postgres["POSTGRES_PASSWORD"]
-    assert db_url.path == "/" + postgres["POSTGRES_DB"]
+    assert shared["DB_URL"] == ""
+    assert shared["POSTGRES_PASSWORD"] == postgres["POSTGRES_PASSWORD"]
+    assert shared["BUNDLED_POSTGRES_HOST"] == "postgres" and "postgres" in services
+    assert postgres["POSTGRES_USER"] == postgres["POSTGRES_DB"] == "kodify"
     redis_url = urlsplit(shared["REDIS_URL"])
     assert redis_url.hostname == "redis" and redis_url.hostname in services
     assert shared["KODIFY_SECRET_KEY"] == SECRETS["KODIFY_SECRET_KEY"]
+
+    # The root filesystems are read-only: Kodify writes to its volume and two tmpfs only.
+    for name in KODIFY_SERVICES:
+        assert services[name]["read_only"] is True, name
 
     # PostgreSQL 16 keeps its data in the guide's volume.
     assert re.search(r"(^|/)postgres:16(\.|$)", services["postgres"]["image"])
@@ -282,10 +356,13 @@ def test_compose_file_with_each_example(tmp_path: Path, example: str) -> None:
         assert ("/opt/mtsai/config.yml", "/vllm-workspace/config.yml", True) in mounts(
             services[name]
         )
-        # Each container's metric files in memory of its own.
+        # Each container's metric files in memory of its own, owned by the image's user
+        # (a mode alone is not applied on every Docker); a /tmp for Celery's pool.
         tmpfs = services[name]["tmpfs"]
         tmpfs = [tmpfs] if isinstance(tmpfs, str) else tmpfs
-        assert any(entry.split(":")[0] == shared["KODIFY_METRICS_DIR"] for entry in tmpfs), tmpfs
+        folders = {entry.split(":")[0]: entry.partition(":")[2].split(",") for entry in tmpfs}
+        for folder in (shared["KODIFY_METRICS_DIR"], "/tmp"):
+            assert {"uid=10001", "gid=10001"} <= set(folders[folder]), tmpfs
 
     # vLLM: the model-server image, the GPUs, shared memory, the weights read-only, offline.
     vllm = services["vllm"]
@@ -301,12 +378,19 @@ def test_compose_file_with_each_example(tmp_path: Path, example: str) -> None:
     vllm_env = environment(vllm)
     assert vllm_env["HF_HUB_OFFLINE"] == "1"
     assert vllm_env["PORT"] == "8000"
+    assert vllm_env["MODEL"] == values["MODEL"]
+    launcher = {v.name for v in model_server.VARIABLES} | set(model_server.SHOWN_ENVIRONMENT)
+    assert set(vllm_env) - launcher <= {"CUDA_DEVICE_ORDER"}, "only the launcher's variables"
+    assert "KODIFY_SECRET_KEY" not in vllm_env and "POSTGRES_PASSWORD" not in vllm_env
 
     # Start-up order and health checks.
+    # The gateway waits for its databases itself (KODIFY_WAIT_SECONDS): compose cannot
+    # depend on a service that a profile may leave out.
     gateway_needs = services["gateway"]["depends_on"]
-    assert gateway_needs["postgres"]["condition"] == "service_healthy"
+    assert set(gateway_needs) == {"redis"}
     assert gateway_needs["redis"]["condition"] == "service_healthy"
-    assert gateway_needs["db-init"]["condition"] == "service_completed_successfully"
+    assert int(shared["KODIFY_WAIT_SECONDS"]) > 0
+    assert services["db-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("worker", "beat"):
         # Beat's scheduler reads tables the gateway's start creates.
         assert services[name]["depends_on"]["gateway"]["condition"] == "service_healthy"
@@ -326,20 +410,54 @@ def test_examples_as_shipped_refuse_to_start_without_their_secrets(
     project = compose_project(tmp_path, (DOCKER / "env" / f"{example}.env").read_text())
     result = compose(project, "config", "-q")
     assert result.returncode != 0
-    assert "set POSTGRES_PASSWORD in .env" in result.stderr
+    assert "set KODIFY_SECRET_KEY in .env" in result.stderr
 
 
-def test_db_url_in_the_env_file_cannot_point_elsewhere(tmp_path: Path) -> None:
-    env_text = filled_env(
+def test_db_url_in_the_env_file_is_honoured(tmp_path: Path) -> None:
+    """The administrator's own PostgreSQL and Redis: the bundled PostgreSQL is not started."""
+    own = filled_env(
         "per-user",
         DB_URL="postgresql://someone:else@db.example.com:5432/other",
         REDIS_URL="redis://cache.example.com:6379/3",
-    )
-    services = compose_config(tmp_path, env_text)["services"]
+        POSTGRES_PASSWORD="",
+    ).replace("COMPOSE_PROFILES=bundled-postgres\n", "")
+    project = compose_project(tmp_path, own)
+    config = compose(project, "config")
+    assert config.returncode == 0, config.stderr
+    services = yaml.safe_load(config.stdout)["services"]
     for name in KODIFY_SERVICES:
         env = environment(services[name])
-        assert urlsplit(env["DB_URL"]).hostname == "postgres"
-        assert urlsplit(env["REDIS_URL"]).hostname == "redis"
+        assert env["DB_URL"] == "postgresql://someone:else@db.example.com:5432/other"
+        assert env["REDIS_URL"] == "redis://cache.example.com:6379/3"
+        assert env["POSTGRES_PASSWORD"] == ""
+    assert services_started(project) == {"gateway", "worker", "beat", "redis", "vllm"}
+
+    bundled = compose_project(tmp_path / "bundled", filled_env("per-user"))
+    assert {"postgres", "db-init", "gateway"} <= services_started(bundled)
+
+
+def test_published_address_comes_from_the_env_file(tmp_path: Path) -> None:
+    """compose.override.yml publishes the gateway, where KODIFY_PUBLISH says."""
+    default = compose_config(tmp_path, filled_env("one-token"))["services"]["gateway"]["ports"]
+    assert [(str(p["published"]), p["target"]) for p in default] == [("8000", 8000)]
+    local = compose_config(
+        tmp_path / "local", filled_env("one-token", KODIFY_PUBLISH="127.0.0.1:9000")
+    )["services"]["gateway"]["ports"]
+    assert [str(p).removesuffix("/tcp") for p in local] == ["127.0.0.1:9000:8000"]
+
+
+def test_compose_hands_kodify_every_setting_it_reads_and_nothing_else() -> None:
+    """x-kodify-environment lists exactly Kodify's settings (each service its own variables)."""
+    raw = yaml.safe_load(COMPOSE.read_text())
+    listed = set(raw["x-kodify-environment"])
+    entry_point = {"POSTGRES_PASSWORD", "BUNDLED_POSTGRES_HOST", "KODIFY_WAIT_SECONDS", "WORKERS"}
+    assert listed == kodify_variable_names() | entry_point
+    for name, value in raw["x-kodify-environment"].items():
+        # Every one from .env, but the folders fixed by the image.
+        if name not in ("BUNDLED_POSTGRES_HOST", "KODIFY_DATA_DIR", "KODIFY_METRICS_DIR"):
+            assert str(value).startswith(f"${{{name}:"), name
+    for name in ("gateway", "worker", "beat", "postgres", "db-init", "redis", "vllm"):
+        assert "env_file" not in raw["services"][name], f"{name} would get the whole .env"
 
 
 def test_host_paths_and_registry_come_from_the_env_file(tmp_path: Path) -> None:
@@ -381,8 +499,10 @@ def test_env_examples_name_only_variables_something_reads() -> None:
     known |= {variable.name for variable in model_server.VARIABLES}
     known |= set(model_server.SHOWN_ENVIRONMENT)
     known |= set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE.read_text()))
+    known |= set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_OVERRIDE.read_text()))
     known |= {
         "COMPOSE_PROJECT_NAME",  # docker compose's own
+        "COMPOSE_PROFILES",
         "WORKERS",  # the image's command (uvicorn --workers)
         "VLLM_WORKER_MULTIPROC_METHOD",  # vLLM's own, checked by the launcher
     }
@@ -684,15 +804,79 @@ def test_entrypoint_reports_a_folder_it_cannot_write(tmp_path: Path) -> None:
     assert "started" not in result.stdout
 
 
+def run_entrypoint(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The entry point running `env` instead of a server: what the server would be given."""
+    return subprocess.run(
+        ["sh", str(DOCKER / "entrypoint.sh"), "env"],
+        env={
+            "PATH": os.environ["PATH"],
+            "KODIFY_DATA_DIR": str(tmp_path / "data"),
+            "KODIFY_METRICS_DIR": str(tmp_path / "metrics"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_entrypoint_finds_the_bundled_postgresql(tmp_path: Path) -> None:
+    result = run_entrypoint(
+        tmp_path, BUNDLED_POSTGRES_HOST="postgres", POSTGRES_PASSWORD="pg0123", DB_URL=""
+    )
+    assert result.returncode == 0, result.stderr
+    env = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+    assert env["DB_URL"] == "postgresql://kodify:pg0123@postgres:5432/kodify"
+    # The password reaches Kodify in DB_URL only.
+    assert "POSTGRES_PASSWORD" not in env and "BUNDLED_POSTGRES_HOST" not in env
+
+
+def test_entrypoint_keeps_the_administrators_db_url(tmp_path: Path) -> None:
+    own = "postgresql://someone:else@db.example.com:5432/other"
+    result = run_entrypoint(
+        tmp_path, BUNDLED_POSTGRES_HOST="postgres", POSTGRES_PASSWORD="", DB_URL=own
+    )
+    assert result.returncode == 0, result.stderr
+    env = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+    assert env["DB_URL"] == own
+
+
+def test_entrypoint_asks_for_a_database_when_it_has_none(tmp_path: Path) -> None:
+    result = run_entrypoint(tmp_path, BUNDLED_POSTGRES_HOST="postgres", POSTGRES_PASSWORD="")
+    assert result.returncode == 1
+    assert "set POSTGRES_PASSWORD in .env for the bundled PostgreSQL" in result.stderr
+    assert "DB_URL for your own" in result.stderr
+    assert "PATH=" not in result.stdout, "the command did not run"
+
+
+def test_image_leaves_the_metrics_folder_to_its_tmpfs() -> None:
+    """A folder in the image would keep its own mode under a tmpfs on some Docker versions."""
+    runtime = stage(dockerfile_instructions(DOCKER / "Dockerfile"), -1)
+    runs = " ".join(args for keyword, args in runtime if keyword == "RUN")
+    assert "/run/kodify/metrics" not in runs
+    assert re.search(r"mkdir -p [^&]*/run/kodify\b", runs)
+    assert re.search(r"chown 10001:10001 [^&]*/run/kodify\b", runs)
+
+
 # --- preflight.sh ----------------------------------------------------------------------------
 
 GB = 1000**3
+UBUNTU_22_04 = """PRETTY_NAME="Ubuntu 22.04.4 LTS"
+NAME="Ubuntu"
+VERSION_ID="22.04"
+VERSION="22.04.4 LTS (Jammy Jellyfish)"
+ID=ubuntu
+ID_LIKE=debian
+"""
 PASSING_HOST = {
+    "FAKE_OS_RELEASE": UBUNTU_22_04,
+    "FAKE_UNAME": "Linux",
     "FAKE_DRIVER": "535.104.05",
     "FAKE_CUDA": "12.2",
     "FAKE_GPUS": "0, NVIDIA A100-SXM4-80GB, 81920",
     "FAKE_RAM_KB": str(64 * GB // 1024),
     "FAKE_DISK_KB": str(500 * GB // 1024),
+    "FAKE_DISK_SIZE_KB": str(1000 * GB // 1024),
     "FAKE_SHM_KB": str(32 * GB // 1024),
     "FAKE_DOCKER_SERVER": "26.1.4",
     "FAKE_COMPOSE": "v2.27.0",
@@ -734,14 +918,27 @@ case "$1" in
   get) printf '%s\\n' "$FAKE_K8S_GPUS" ;;
 esac
 """,
+    # The models' folder (under KODIFY_HOST_DIR) is on the images' filesystem, mounted at
+    # /, unless FAKE_MODELS_FS, FAKE_MODELS_MOUNT and FAKE_MODELS_DEV say otherwise.
     "df": """
 for path; do :; done
 echo "Filesystem 1024-blocks Used Available Capacity Mounted on"
 case "$path" in
   /dev/shm) echo "tmpfs $FAKE_SHM_KB 0 $FAKE_SHM_KB 0% /dev/shm" ;;
-  *) echo "/dev/nvme0n1p2 999999999 1000 $FAKE_DISK_KB 1% /" ;;
+  "$KODIFY_HOST_DIR"*)
+    echo "${FAKE_MODELS_FS:-/dev/nvme0n1p2} $FAKE_DISK_SIZE_KB 1000" \
+      "${FAKE_MODELS_KB:-$FAKE_DISK_KB} 1% ${FAKE_MODELS_MOUNT:-/}" ;;
+  *) echo "/dev/nvme0n1p2 $FAKE_DISK_SIZE_KB 1000 $FAKE_DISK_KB 1% /" ;;
 esac
 """,
+    "stat": """
+for path; do :; done
+case "$path" in
+  "$KODIFY_HOST_DIR"*) echo "${FAKE_MODELS_DEV:-66306}" ;;
+  *) echo 66306 ;;
+esac
+""",
+    "uname": 'echo "$FAKE_UNAME"\n',
 }
 # What preflight.sh may call from the system besides the fakes.
 UTILITIES = ("sed", "awk", "head", "tr", "dirname", "find", "sort", "nproc")
@@ -772,10 +969,13 @@ def preflight_host(tmp_path: Path) -> Any:
         values = {**PASSING_HOST, **overrides}
         meminfo = tmp_path / "meminfo"
         meminfo.write_text(f"MemTotal:       {values['FAKE_RAM_KB']} kB\nMemFree: 1 kB\n")
+        os_release = tmp_path / "os-release"
+        os_release.write_text(values["FAKE_OS_RELEASE"])
         env = {
             "PATH": f"{fakes}:{utilities}",
             "KODIFY_HOST_DIR": str(host_dir),
             "PREFLIGHT_MEMINFO": str(meminfo),
+            "PREFLIGHT_OS_RELEASE": str(os_release),
             **values,
         }
         return subprocess.run(
@@ -975,13 +1175,184 @@ def test_preflight_usage_errors(preflight_host: Any) -> None:
     assert preflight_host("--help").returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("overrides", "without"),
+    [
+        ({}, ()),
+        # Without stat, df's device name tells the same.
+        ({}, ("stat",)),
+        # A bind mount: df names the source differently, the device number is the same.
+        ({"FAKE_MODELS_FS": "/dev/disk/by-uuid/0f3a9c"}, ()),
+    ],
+)
+def test_preflight_counts_one_filesystem_once_across_two_mount_points(
+    preflight_host: Any, overrides: dict[str, str], without: tuple[str, ...]
+) -> None:
+    # No weights yet: the images (40 GB) and the weights (30 GB) both need room on it.
+    shutil.rmtree(preflight_host.host_dir / "models")
+    result = preflight_host(
+        without=without,
+        FAKE_DISK_KB=str(50 * GB // 1024),
+        FAKE_MODELS_MOUNT="/opt",
+        **overrides,
+    )
+    assert result.returncode == 1, result.stdout
+    failure = (
+        "[FAIL] disk: 50.0 GB free on / and /opt (one filesystem, /dev/nvme0n1p2), "
+        "the images and the weights need 70.0 GB"
+    )
+    assert failure in result.stdout, result.stdout
+    assert "data-root" in fix_after(result.stdout, failure)
+    assert failures(result.stdout) == 1, result.stdout
+    assert "for the weights" not in result.stdout
+
+
+def test_preflight_enough_room_on_one_filesystem_across_two_mount_points(
+    preflight_host: Any,
+) -> None:
+    shutil.rmtree(preflight_host.host_dir / "models")
+    result = preflight_host(FAKE_DISK_KB=str(80 * GB // 1024), FAKE_MODELS_MOUNT="/opt")
+    assert result.returncode == 0, result.stdout
+    assert (
+        "[ OK ] disk: 80.0 GB free on / and /opt (one filesystem, /dev/nvme0n1p2) for the "
+        "images and the weights (>= 70.0 GB)"
+    ) in result.stdout
+
+
+def test_preflight_counts_two_filesystems_apart(preflight_host: Any) -> None:
+    shutil.rmtree(preflight_host.host_dir / "models")
+    result = preflight_host(
+        FAKE_DISK_KB=str(50 * GB // 1024),
+        FAKE_MODELS_MOUNT="/opt",
+        FAKE_MODELS_FS="/dev/sdb1",
+        FAKE_MODELS_DEV="2065",
+    )
+    assert result.returncode == 0, result.stdout
+    assert "[ OK ] disk: 50.0 GB free on / for the images (>= 40 GB)" in result.stdout
+    assert "[ OK ] disk: 50.0 GB free on /opt for the weights (>= 30 GB)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "without", "root", "fix"),
+    [
+        ((), (), "/var/lib/docker", '"data-root" in /etc/docker/daemon.json'),
+        (("--kubernetes",), ("docker",), "/var/lib/containerd", "/etc/containerd/config.toml"),
+    ],
+)
+def test_preflight_disk_smaller_than_the_guides_minimum(
+    preflight_host: Any, args: tuple[str, ...], without: tuple[str, ...], root: str, fix: str
+) -> None:
+    # Room enough for the images on it (the weights are in place): only its size fails.
+    result = preflight_host(
+        *args,
+        without=without,
+        FAKE_DISK_SIZE_KB=str(60 * GB // 1024),
+        FAKE_DISK_KB=str(55 * GB // 1024),
+    )
+    assert result.returncode == 1, result.stdout
+    failure = f"[FAIL] disk: /, where the images are kept ({root}), is 60.0 GB, below 100 GB"
+    assert failure in result.stdout, result.stdout
+    assert fix in fix_after(result.stdout, failure)
+    assert "at least 100 GB" in fix_after(result.stdout, failure)
+    assert failures(result.stdout) == 1, result.stdout
+
+
+def test_preflight_disk_size_minimum_is_adjustable(preflight_host: Any) -> None:
+    result = preflight_host(
+        FAKE_DISK_SIZE_KB=str(60 * GB // 1024),
+        FAKE_DISK_KB=str(55 * GB // 1024),
+        KODIFY_MIN_DISK_GB="50",
+    )
+    assert result.returncode == 0, result.stdout
+    assert "[ OK ] disk: /, where the images are kept, is 60.0 GB (>= 50 GB)" in result.stdout
+
+
+UBUNTU_24_04 = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nID=ubuntu\n'
+UBUNTU_20_04 = 'PRETTY_NAME="Ubuntu 20.04.6 LTS"\nNAME="Ubuntu"\nVERSION_ID="20.04"\nID=ubuntu\n'
+UBUNTU_18_04 = 'PRETTY_NAME="Ubuntu 18.04.6 LTS"\nNAME="Ubuntu"\nVERSION_ID="18.04"\nID=ubuntu\n'
+ASTRA = (
+    'PRETTY_NAME="Astra Linux"\nNAME="Astra Linux"\nID=astra\nID_LIKE=debian\n'
+    "VARIANT_ID=astra\nVERSION_ID=1.7_x86-64\nVERSION_CODENAME=1.7_x86-64\n"
+)
+ORACLE = (
+    'NAME="Oracle Linux Server"\nVERSION="9.4"\nID="ol"\nID_LIKE="fedora"\n'
+    'VERSION_ID="9.4"\nPRETTY_NAME="Oracle Linux Server 9.4"\n'
+)
+FEDORA = (
+    'NAME="Fedora Linux"\nVERSION="40 (Workstation Edition)"\nID=fedora\nVERSION_ID=40\n'
+    'PRETTY_NAME="Fedora Linux 40 (Workstation Edition)"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        ({}, "[ OK ] operating system: Ubuntu 22.04.4 LTS"),
+        ({"FAKE_OS_RELEASE": UBUNTU_24_04}, "[ OK ] operating system: Ubuntu 24.04.1 LTS"),
+        ({"FAKE_OS_RELEASE": UBUNTU_20_04}, "[ OK ] operating system: Ubuntu 20.04.6 LTS"),
+        ({"FAKE_OS_RELEASE": ASTRA}, "[ OK ] operating system: Astra Linux"),
+        ({"FAKE_OS_RELEASE": ORACLE}, "[ OK ] operating system: Oracle Linux Server 9.4"),
+        (
+            {"FAKE_OS_RELEASE": FEDORA},
+            "[WARN] operating system: Fedora Linux 40 (Workstation Edition) is not one of",
+        ),
+        (
+            {"FAKE_OS_RELEASE": UBUNTU_18_04},
+            "[WARN] operating system: Ubuntu 18.04.6 LTS, older than Ubuntu 20.04",
+        ),
+        (
+            {"PREFLIGHT_OS_RELEASE": "/nonexistent/os-release"},
+            "[WARN] operating system: cannot read /nonexistent/os-release",
+        ),
+    ],
+)
+def test_preflight_operating_system_on_linux(
+    preflight_host: Any, overrides: dict[str, str], line: str
+) -> None:
+    # Another distribution is a warning: the host may still run the containers.
+    result = preflight_host(**overrides)
+    assert result.returncode == 0, result.stdout
+    assert line in result.stdout, result.stdout
+    assert result.stdout.count("operating system") == 1, result.stdout
+    if line.startswith("[WARN]"):
+        fix = fix_after(result.stdout, line)
+        for supported in ("Ubuntu 24.04 LTS", "22.04.4", "20.04.6", "Oracle Linux", "Astra Linux"):
+            assert supported in fix
+
+
+def test_preflight_fails_off_linux(preflight_host: Any) -> None:
+    result = preflight_host(FAKE_UNAME="Darwin")
+    assert result.returncode == 1, result.stdout
+    failure = "[FAIL] operating system: Darwin, not Linux"
+    assert failure in result.stdout, result.stdout
+    assert "Ubuntu 24.04 LTS" in fix_after(result.stdout, failure)
+    assert failures(result.stdout) == 1, result.stdout
+
+
+def test_preflight_cluster_only_does_not_check_the_workstation(preflight_host: Any) -> None:
+    result = preflight_host(
+        "--kubernetes",
+        "--cluster-only",
+        without=("docker",),
+        FAKE_UNAME="Darwin",
+        FAKE_DISK_SIZE_KB=str(60 * GB // 1024),
+    )
+    assert result.returncode == 0, result.stdout
+    assert "operating system" not in result.stdout
+    assert "disk" not in result.stdout
+
+
 # --- build, push, save, load with a fake docker -------------------------------------------
 
 FAKE_DOCKER = """
 echo "$*" >> "$FAKE_DOCKER_LOG"
 case "$1" in
   image) case " $FAKE_MISSING " in *" $3 "*) exit 1 ;; esac ;;
-  save) printf 'image:%s' "$2" ;;
+  pull)
+    case " $FAKE_UNPULLABLE " in *" $2 "*) echo "pull access denied for $2" >&2; exit 1 ;; esac ;;
+  save)
+    printf 'image:%s' "$2"
+    case " $FAKE_SAVE_FAILS " in *" $2 "*) echo "write: no space left" >&2; exit 1 ;; esac ;;
   load) gzip -dc "$3" | sed 's/^image:/Loaded image: /'; echo ;;
 esac
 """
@@ -1071,6 +1442,83 @@ def test_save_and_load_for_an_air_gapped_host(fake_docker: Any, tmp_path: Path) 
     small = fake_docker("save.sh", "small", "--without-model-server")
     assert small.returncode == 0, small.stderr
     assert f"kodify-model-server-{v}.tar.gz" not in {p.name for p in (tmp_path / "small").iterdir()}
+
+
+def test_save_checks_every_image_before_writing_anything(fake_docker: Any, tmp_path: Path) -> None:
+    v = __version__
+    missing = f"kodify/kodify:{v} kodify/kodify-model-server:{v} postgres:16"
+    result = fake_docker("save.sh", "out", "--no-pull", FAKE_MISSING=missing)
+    assert result.returncode == 1, result.stderr
+    assert not (tmp_path / "out").exists()
+    assert not any(call.startswith("save") for call in fake_docker.calls())
+    lines = result.stderr.splitlines()
+    assert "3 image(s) missing, nothing written to out" in lines[0]
+    for image, fix in (
+        (f"kodify/kodify:{v}", "docker/build.sh"),
+        (f"kodify/kodify-model-server:{v}", "docker/build.sh"),
+        ("postgres:16", "pull postgres:16"),
+    ):
+        assert sum(line.strip().startswith(f"{image}:") for line in lines) == 1, result.stderr
+        assert fix in next(line for line in lines if line.strip().startswith(f"{image}:"))
+    assert "redis" not in result.stderr
+
+    # A folder that was there stays as it was.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    again = fake_docker("save.sh", "kept", FAKE_MISSING=f"kodify/kodify:{v}")
+    assert again.returncode == 1
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+def test_save_pulls_what_it_may_before_writing_and_names_what_it_cannot(
+    fake_docker: Any, tmp_path: Path
+) -> None:
+    v = __version__
+    result = fake_docker(
+        "save.sh",
+        "out",
+        FAKE_MISSING=f"artifactory.mts.ai/kodify/kodify-model-server:{v} postgres:16 redis:7.4",
+        FAKE_UNPULLABLE="redis:7.4",
+        KODIFY_REGISTRY="artifactory.mts.ai/kodify",
+    )
+    assert result.returncode == 1
+    assert not (tmp_path / "out").exists()
+    calls = fake_docker.calls()
+    assert "pull postgres:16" in calls and "pull redis:7.4" in calls
+    assert not any(call.startswith(("save", "pull artifactory")) for call in calls)
+    assert "2 image(s) missing" in result.stderr
+    # A registry's images may be pulled from it too.
+    assert "docker/build.sh, or pull it from your registry" in result.stderr
+    assert "redis:7.4: not here, and pulling it failed" in result.stderr
+    assert "postgres" not in result.stderr
+
+    pulled = fake_docker("save.sh", "out", FAKE_MISSING="postgres:16 redis:7.4")
+    assert pulled.returncode == 0, pulled.stderr
+    calls = fake_docker.calls()
+    assert max(i for i, c in enumerate(calls) if c.startswith("pull")) < min(
+        i for i, c in enumerate(calls) if c.startswith("save")
+    )
+
+
+def test_save_failing_midway_leaves_no_folder_that_looks_complete(
+    fake_docker: Any, tmp_path: Path
+) -> None:
+    failed = fake_docker("save.sh", "out", FAKE_SAVE_FAILS="postgres:16")
+    assert failed.returncode != 0
+    assert not (tmp_path / "out").exists()
+    assert "saving failed" in failed.stderr
+
+    # Over an earlier, complete save: its SHA256SUMS must not vouch for the new files.
+    out = tmp_path / "earlier"
+    assert fake_docker("save.sh", "earlier").returncode == 0
+    assert (out / "SHA256SUMS").exists()
+    failed = fake_docker("save.sh", "earlier", FAKE_SAVE_FAILS="redis:7.4")
+    assert failed.returncode != 0
+    names = {p.name for p in out.iterdir()}
+    assert "SHA256SUMS" not in names
+    assert not any(name.endswith(".part") for name in names), names
+    assert fake_docker("load.sh", "earlier").returncode == 1
 
 
 # --- scripts -----------------------------------------------------------------------------------
