@@ -1438,10 +1438,32 @@ def test_save_and_load_for_an_air_gapped_host(fake_docker: Any, tmp_path: Path) 
 
     (out / "redis-7.4.tar.gz").write_bytes(gzip.compress(b"image:tampered"))
     assert fake_docker("load.sh", "out").returncode == 1
-
     small = fake_docker("save.sh", "small", "--without-model-server")
     assert small.returncode == 0, small.stderr
     assert f"kodify-model-server-{v}.tar.gz" not in {p.name for p in (tmp_path / "small").iterdir()}
+
+
+def test_load_refuses_a_folder_that_was_not_saved_completely(
+    fake_docker: Any, tmp_path: Path
+) -> None:
+    assert fake_docker("save.sh", "out").returncode == 0
+    out = tmp_path / "out"
+
+    (out / "stray-1.0.tar.gz").write_bytes(gzip.compress(b"image:stray"))
+    stray = fake_docker("load.sh", "out")
+    assert stray.returncode == 1
+    assert "stray-1.0.tar.gz is not listed in" in stray.stderr
+    (out / "stray-1.0.tar.gz").unlink()
+
+    (out / "SHA256SUMS").unlink()
+    before = len([c for c in fake_docker.calls() if c.startswith("load")])
+    refused = fake_docker("load.sh", "out")
+    assert refused.returncode == 1
+    assert "has no SHA256SUMS" in refused.stderr and "--no-checksums" in refused.stderr
+    assert len([c for c in fake_docker.calls() if c.startswith("load")]) == before
+    forced = fake_docker("load.sh", "--no-checksums", "out")
+    assert forced.returncode == 0, forced.stderr
+    assert fake_docker("load.sh", "--bogus").returncode == 2
 
 
 def test_save_checks_every_image_before_writing_anything(fake_docker: Any, tmp_path: Path) -> None:
