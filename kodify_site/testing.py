@@ -262,6 +262,22 @@ def journal_events(
     return sorted(rows, key=lambda row: row["id"])
 
 
+def journal_entries_sent_as(
+    server: KodifyServer, client_request_id: str, *, count: int, timeout: float = WAIT_S
+) -> list[dict[str, Any]]:
+    """The journal rows of the requests whose client sent ``client_request_id`` as its
+    X-Request-Id, once there are ``count`` of them, oldest first."""
+    rows: list[dict[str, Any]] = []
+    query = "SELECT * FROM journal_entry WHERE client_request_id = "
+
+    def enough() -> bool:
+        rows[:] = _read_journal(server, query, client_request_id, None)
+        return len(rows) >= count
+
+    wait_until(enough, timeout)
+    return sorted(rows, key=lambda row: row["id"])
+
+
 def _read_journal_entry(
     server: KodifyServer, request_id: str, database_url: str | None
 ) -> dict[str, Any] | None:
@@ -572,8 +588,12 @@ def chromium() -> Iterator[Any]:
     Not a fixture: Playwright's sync API runs an event loop on this thread, and Django's
     ORM refuses to run beside one, so a test does its database work before it starts.
     """
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Playwright's assertions wait 5 s by default, its own clock and not the page's: on a
+    # busy machine a row that a server sends a moment later misses that.  An assertion
+    # still passes as soon as it holds; the deadline only bounds a failure.
+    expect.set_options(timeout=WAIT_S * 1000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=_browser_environment()
