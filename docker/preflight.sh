@@ -26,7 +26,8 @@
 # Linux, Astra Linux); another Linux distribution is a warning.
 # The commands it calls (nvidia-smi, docker, docker-compose, kubectl, nvidia-ctk, df, stat,
 # uname, …) are looked up on PATH, PREFLIGHT_MEMINFO names the memory file (/proc/meminfo)
-# and PREFLIGHT_OS_RELEASE the operating system's (/etc/os-release).
+# and PREFLIGHT_OS_RELEASE the operating system's (/etc/os-release).  PREFLIGHT_ENV_FILE names
+# compose's .env (docker/.env, next to compose.yml), whose database settings are checked.
 set -uo pipefail
 
 MIN_DRIVER=${KODIFY_MIN_DRIVER:-525.105.17}
@@ -42,6 +43,7 @@ MIN_SHM_GB=${KODIFY_MIN_SHM_GB:-10}
 HOST_DIR=${KODIFY_HOST_DIR:-/opt/mtsai}
 MEMINFO=${PREFLIGHT_MEMINFO:-/proc/meminfo}
 OS_RELEASE=${PREFLIGHT_OS_RELEASE:-/etc/os-release}
+ENV_FILE=${PREFLIGHT_ENV_FILE:-$(dirname "$0")/.env}
 
 MODE=docker
 HOST_CHECKS=1
@@ -356,6 +358,40 @@ check_shm() {
     fi
 }
 
+# The value of NAME in the env file (the last one wins, as in compose), or nothing.
+env_value() {
+    sed -n "s/^[[:space:]]*$1=\\(.*\\)\$/\\1/p" "$ENV_FILE" 2>/dev/null | sed -n '$p' | tr -d '\r'
+}
+
+# compose.yml starts its own PostgreSQL only with the profile bundled-postgres, and Kodify
+# uses it only without a DB_URL: the two must agree.
+check_env_file() {
+    if [ ! -f "$ENV_FILE" ]; then
+        warn "$ENV_FILE not found: compose reads the settings there" \
+            "cp docker/env/per-user.env $ENV_FILE (or one-token.env, journal.env) and fill in its REQUIRED values"
+        return
+    fi
+    local db_url profiles password bundled=0
+    db_url=$(env_value DB_URL)
+    profiles=$(env_value COMPOSE_PROFILES)
+    password=$(env_value POSTGRES_PASSWORD)
+    case ",$profiles," in *,bundled-postgres,*) bundled=1 ;; esac
+    if [ -n "$db_url" ] && [ "$bundled" = 1 ]; then
+        warn "$ENV_FILE: DB_URL names your own PostgreSQL, yet COMPOSE_PROFILES starts the bundled one, which nothing would use" \
+            "remove bundled-postgres from COMPOSE_PROFILES (and POSTGRES_PASSWORD), or remove DB_URL to use the bundled PostgreSQL"
+    elif [ -n "$db_url" ]; then
+        ok "database: your own PostgreSQL (DB_URL in $ENV_FILE)"
+    elif [ "$bundled" = 0 ]; then
+        fail "$ENV_FILE: no database: DB_URL is empty and COMPOSE_PROFILES does not start the bundled PostgreSQL" \
+            "add COMPOSE_PROFILES=bundled-postgres and a POSTGRES_PASSWORD, or set DB_URL to your own PostgreSQL"
+    elif [ -z "$password" ]; then
+        fail "$ENV_FILE: the bundled PostgreSQL needs POSTGRES_PASSWORD" \
+            "set POSTGRES_PASSWORD (letters and digits: openssl rand -hex 32)"
+    else
+        ok "database: the bundled PostgreSQL (COMPOSE_PROFILES=bundled-postgres)"
+    fi
+}
+
 check_host_files() {
     local config="$HOST_DIR/config.yml" models="$HOST_DIR/models"
     if [ -d "$config" ]; then
@@ -469,6 +505,7 @@ if [ "$HOST_CHECKS" = 1 ]; then
     check_disk
     check_shm
     [ "$MODE" = docker ] && check_host_files
+    [ "$MODE" = docker ] && check_env_file
 fi
 
 if [ "$FAILED" -gt 0 ]; then

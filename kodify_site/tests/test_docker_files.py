@@ -960,6 +960,8 @@ def preflight_host(tmp_path: Path) -> Any:
     (host_dir / "models" / "Qwen2.5-Coder-7B-Instruct").mkdir(parents=True)
     (host_dir / "models" / "Qwen2.5-Coder-7B-Instruct" / "config.json").write_text("{}")
     shutil.copy(DOCKER / "config.yml", host_dir / "config.yml")
+    env_file = tmp_path / "compose.env"
+    env_file.write_text(filled_env("per-user"))
 
     def run(
         *args: str, without: tuple[str, ...] = (), **overrides: str
@@ -976,6 +978,7 @@ def preflight_host(tmp_path: Path) -> Any:
             "KODIFY_HOST_DIR": str(host_dir),
             "PREFLIGHT_MEMINFO": str(meminfo),
             "PREFLIGHT_OS_RELEASE": str(os_release),
+            "PREFLIGHT_ENV_FILE": str(env_file),
             **values,
         }
         return subprocess.run(
@@ -987,6 +990,7 @@ def preflight_host(tmp_path: Path) -> Any:
         )
 
     run.host_dir = host_dir  # type: ignore[attr-defined]
+    run.env_file = env_file  # type: ignore[attr-defined]
     return run
 
 
@@ -1023,6 +1027,7 @@ def test_preflight_passes_a_host_that_meets_the_requirements(preflight_host: Any
         "[ OK ] /dev/shm 32.0 GB (>= 10 GB)",
         "config.yml present",
         "[ OK ] weights in ",
+        "[ OK ] database: the bundled PostgreSQL (COMPOSE_PROFILES=bundled-postgres)",
         "Preflight: all required checks passed",
     ):
         assert line in result.stdout, result.stdout
@@ -1158,6 +1163,44 @@ def test_preflight_warnings_do_not_fail(preflight_host: Any) -> None:
     assert "--tensor-parallel-size 2" in fix_after(result.stdout, "[WARN] no single GPU")
     assert "[WARN] no model in" in result.stdout
     assert "MODEL=/models/" in fix_after(result.stdout, "[WARN] no model in")
+
+
+@pytest.mark.parametrize(
+    ("changes", "line"),
+    [
+        (
+            {"DB_URL": "postgresql://k:p@db.example.com/kodify", "POSTGRES_PASSWORD": ""},
+            "[WARN] {env}: DB_URL names your own PostgreSQL, yet COMPOSE_PROFILES starts",
+        ),
+        (
+            {"COMPOSE_PROFILES": "", "DB_URL": "postgresql://k:p@db.example.com/kodify"},
+            "[ OK ] database: your own PostgreSQL (DB_URL in {env})",
+        ),
+        ({"COMPOSE_PROFILES": ""}, "[FAIL] {env}: no database: DB_URL is empty"),
+        ({"POSTGRES_PASSWORD": ""}, "[FAIL] {env}: the bundled PostgreSQL needs POSTGRES_PASSWORD"),
+    ],
+)
+def test_preflight_checks_the_env_files_database(
+    preflight_host: Any, changes: dict[str, str], line: str
+) -> None:
+    """The bundled PostgreSQL's profile and DB_URL must agree (the last value wins)."""
+    env_file = preflight_host.env_file
+    env_file.write_text(
+        env_file.read_text() + "".join(f"{name}={value}\n" for name, value in changes.items())
+    )
+    result = preflight_host()
+    assert line.format(env=env_file) in result.stdout, result.stdout
+    assert result.returncode == (1 if "[FAIL]" in line else 0), result.stdout
+    if "[FAIL]" in line or "[WARN]" in line:
+        assert fix_after(result.stdout, line.format(env=env_file)[:40])
+
+
+def test_preflight_without_an_env_file_says_how_to_make_one(preflight_host: Any) -> None:
+    preflight_host.env_file.unlink()
+    result = preflight_host()
+    assert result.returncode == 0, result.stdout
+    warning = f"[WARN] {preflight_host.env_file} not found"
+    assert "cp docker/env/per-user.env" in fix_after(result.stdout, warning)
 
 
 def test_preflight_config_yml_made_a_folder_by_docker(preflight_host: Any) -> None:
