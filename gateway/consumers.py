@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 from typing import Any, ClassVar
@@ -48,6 +49,9 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 # Status recorded for a request whose client left before any answer was sent (nginx's).
 CLIENT_CLOSED_REQUEST = 499
 _FEATURES = frozenset(Feature.values)
+# A client's own X-Request-Id is kept when it is this: enough for UUIDs, trace ids and
+# the ids proxies make, and nothing that could break a header or a log line.
+_CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 class GatewayConsumer(AsyncHttpConsumer):
@@ -56,13 +60,16 @@ class GatewayConsumer(AsyncHttpConsumer):
     methods: ClassVar[tuple[str, ...]] = ("POST",)
     needs_token: ClassVar[bool] = True
     # Endpoints whose requests each have a record (one journal row when the journal is
-    # on), and their default feature.
+    # on, unless ``journal_rows`` is false), and their default feature.
     journaled: ClassVar[bool] = False
+    journal_rows: ClassVar[bool] = True
     feature: ClassVar[str] = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.request_id = ""
+        self.request_id = ""  # the one the client receives, the upstream and the log see
+        self.own_id = ""  # Kodify's own, unique: the journal's key
+        self.client_request_id = ""  # the client's well-formed X-Request-Id, if any
         self.principal: Principal | None = None
         self.headers_sent = False
         self.response_complete = False
@@ -75,12 +82,14 @@ class GatewayConsumer(AsyncHttpConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.base_send = send
-        self.request_id = secrets.token_hex(8)
+        self.own_id = secrets.token_hex(8)
+        self.client_request_id = client_request_id(self.header(b"x-request-id"))
+        self.request_id = self.client_request_id or self.own_id
         started = time.perf_counter()
         endpoint = metrics.request_started(scope["path"])
         if self.journaled:
             self.record = self.new_record()
-            self.journal_on = recorder.journal_on()
+            self.journal_on = self.journal_rows and recorder.journal_on()
         try:
             await self.serve(receive)
         finally:
@@ -139,7 +148,9 @@ class GatewayConsumer(AsyncHttpConsumer):
         client = self.scope.get("client")
         user_agent = self.header(b"user-agent")
         return Record(
-            request_id=self.request_id,
+            # Not the client's id: clients reuse theirs, and the journal keys on this one.
+            request_id=self.own_id,
+            client_request_id=self.client_request_id,
             endpoint=self.journal_endpoint(),
             feature=chosen if chosen in _FEATURES else self.feature,
             client_ip=client[0] if client else None,
@@ -285,6 +296,13 @@ class _ClientGone(Exception):
     pass
 
 
+def client_request_id(value: bytes | None) -> str:
+    """The client's X-Request-Id when well-formed (1-128 of ``A-Za-z0-9._:-``), else ""."""
+    if value is None or not _CLIENT_REQUEST_ID.fullmatch(value):
+        return ""
+    return value.decode("ascii")
+
+
 def _too_large(limit: int) -> OpenAIError:
     return OpenAIError(
         413,
@@ -360,6 +378,23 @@ class CompletionsConsumer(ProxyConsumer):
         await self.pipeline(FimDelivery(completion)).forward(model, completion)
 
 
+class TokenizeConsumer(ProxyConsumer):
+    """``POST /tokenize`` (or ``/v1/tokenize``): vLLM's tokenizer for ``model``, routed,
+    authenticated and limited as a generation is; answered as vLLM answers."""
+
+    endpoint = Endpoint.TOKENIZE
+    upstream_path = "/tokenize"  # vLLM's path, whichever the client used
+    journal_rows = False  # nothing is generated: no journal row
+
+
+class DetokenizeConsumer(ProxyConsumer):
+    """``POST /detokenize`` (or ``/v1/detokenize``): the text of token ids, by vLLM."""
+
+    endpoint = Endpoint.DETOKENIZE
+    upstream_path = "/detokenize"
+    journal_rows = False
+
+
 class EventsConsumer(GatewayConsumer):
     """``POST /v1/events``: Tabby's completion events (shown, accepted, dismissed).
 
@@ -433,6 +468,7 @@ class TabbyHealthConsumer(GatewayConsumer):
         table = get_table()
         table.ensure_background_refresh()
         await table.ensure_discovered()
+        await table.learn_devices()
         await self.send_json(200, tabby.health_report(table))
 
 
@@ -456,7 +492,9 @@ class OpenAPIConsumer(GatewayConsumer):
 
 
 class NotFoundConsumer(GatewayConsumer):
-    """Any other ``/v1/…`` path: a 404 in OpenAI shape rather than Django's HTML page."""
+    """Any other path under the public API's prefixes (``/v1/…``, ``/v1beta/…``,
+    ``/tokenize/…``, ``/detokenize/…``): a 404 in OpenAI shape rather than Django's HTML
+    page."""
 
     methods = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
     needs_token = False

@@ -115,6 +115,10 @@ ENDPOINTS = (
     "/v1/events",
     "/v1beta/server_setting",
     "/v1beta/chat/completions",
+    "/tokenize",
+    "/detokenize",
+    "/v1/tokenize",
+    "/v1/detokenize",
 )
 _ENDPOINT_OF = {**{route: route for route in ENDPOINTS}, **{f"{r}/": r for r in ENDPOINTS}}
 _ENDPOINT_LABELS = frozenset((*ENDPOINTS, OTHER))

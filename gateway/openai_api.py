@@ -19,8 +19,11 @@ import orjson
 from gateway.api_schema.requests import (
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
     check_max_n,
     check_prompt,
+    check_tokenize,
 )
 from gateway.api_schema.validation import convert
 from gateway.errors import bad_request
@@ -29,6 +32,11 @@ from gateway.errors import bad_request
 class Endpoint(enum.StrEnum):
     CHAT = "chat"
     COMPLETIONS = "completions"
+    TOKENIZE = "tokenize"  # vLLM's tokenizer: nothing is generated
+    DETOKENIZE = "detokenize"
+
+
+GENERATION = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS})
 
 
 @dataclass(slots=True)
@@ -61,6 +69,8 @@ class ProxyRequest:
 
     def default_max_tokens(self, limit: int) -> None:
         """The console's default ``max_tokens`` for a request that sets no limit itself."""
+        if self.endpoint not in GENERATION:
+            return
         body = self.body
         if body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
             body["max_tokens"] = limit
@@ -102,6 +112,13 @@ def check_request(
     endpoint: Endpoint, body: dict[str, Any], raw: bytes | None, *, max_n: int
 ) -> ProxyRequest:
     """Check ``body`` against its endpoint's Struct (gateway/api_schema/requests.py)."""
+    if endpoint is Endpoint.TOKENIZE:
+        tokenize = convert(body, TokenizeRequest)
+        check_tokenize(tokenize)
+        return ProxyRequest(endpoint, body, raw, model=tokenize.model, stream=False)
+    if endpoint is Endpoint.DETOKENIZE:
+        detokenize = convert(body, DetokenizeRequest)
+        return ProxyRequest(endpoint, body, raw, model=detokenize.model, stream=False)
     checked: ChatCompletionRequest | CompletionRequest
     if endpoint is Endpoint.CHAT:
         checked = convert(body, ChatCompletionRequest)

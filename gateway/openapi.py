@@ -131,6 +131,30 @@ def _generation(
     }
 
 
+def _tokenizer(
+    summary: str, operation_id: str, request: str, answer: str, description: str
+) -> dict[str, Any]:
+    return {
+        "post": {
+            "tags": ["tokenizer"],
+            "operationId": operation_id,
+            "summary": summary,
+            "description": description
+            + " Routed by `model` and answered by vLLM, as a generation is; the same "
+            "operation answers under `/v1` too. Nothing is generated, and nothing is "
+            "recorded in the journal.",
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _schema(request)}},
+            },
+            "responses": {
+                "200": _ok("vLLM's answer.", _schema(answer)),
+                **_GENERATION_ERRORS,
+            },
+        }
+    }
+
+
 def _with_tabby_shape(path: dict[str, Any]) -> dict[str, Any]:
     """``/v1/completions`` takes a Tabby body too, answered in Tabby's shape."""
     operation = path["post"]
@@ -285,6 +309,22 @@ def _paths() -> dict[str, Any]:
             "ChatCompletionChunk",
             "The same as `/v1/chat/completions`.",
         ),
+        "/tokenize": _tokenizer(
+            "Token ids of a prompt or of chat messages (vLLM)",
+            "tokenize",
+            "TokenizeRequest",
+            "TokenizeResponse",
+            "vLLM's tokenizer for `model`: the token ids of `prompt`, or of `messages` laid "
+            "out in the model's chat template, with their count and the model's context "
+            "length.",
+        ),
+        "/detokenize": _tokenizer(
+            "The text of token ids (vLLM)",
+            "detokenize",
+            "DetokenizeRequest",
+            "DetokenizeResponse",
+            "vLLM's tokenizer backwards: the text of `tokens` for `model`.",
+        ),
         "/v1/events": {
             "post": {
                 "tags": ["tabby"],
@@ -331,6 +371,17 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _with_request_id(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation takes the client's own X-Request-Id."""
+    for item in paths.values():
+        for operation in item.values():
+            operation["parameters"] = [
+                _ref("parameters", "XRequestId"),
+                *operation.get("parameters", ()),
+            ]
+    return paths
+
+
 def document(max_n: int | None = None) -> dict[str, Any]:
     """The document for this server; ``max_n``: the limit in force (the console's, if set)."""
     return _document(max_n or settings.MAX_N)
@@ -354,11 +405,12 @@ def _document(max_n: int) -> dict[str, Any]:
             {"name": "completions", "description": "Generation, proxied to an upstream."},
             {"name": "models", "description": "What the upstreams serve."},
             {"name": "health", "description": "For monitoring and load balancers."},
+            {"name": "tokenizer", "description": "vLLM's tokenizer, by model."},
             {"name": "tabby", "description": "What Tabby's IDE plugins call besides completions."},
             {"name": "meta", "description": "This description."},
         ],
         "security": [{"bearerAuth": []}],
-        "paths": _paths(),
+        "paths": _with_request_id(_paths()),
         "components": {
             "securitySchemes": {
                 "bearerAuth": {
@@ -371,9 +423,29 @@ def _document(max_n: int) -> dict[str, Any]:
             },
             "headers": {
                 "XRequestId": {
-                    "description": "This request's id, as the server log names it.",
+                    "description": "This request's id, as the server log names it: the "
+                    "client's own `X-Request-Id` when it sent a well-formed one, else one "
+                    "Kodify made. The upstream got the same id.",
                     "required": True,
                     "schema": {"type": "string"},
+                }
+            },
+            "parameters": {
+                "XRequestId": {
+                    "name": "X-Request-Id",
+                    "in": "header",
+                    "required": False,
+                    "description": "The client's own id for this request, to follow it "
+                    "through its logs, Kodify's and the upstream's. Kept when well-formed "
+                    "(1 to 128 characters of `A-Z`, `a-z`, `0-9`, `.`, `_`, `:`, `-`): "
+                    "answered back in the `X-Request-Id` header, named in Kodify's log and "
+                    "journal, and sent to the upstream (vLLM makes it its request id). Any "
+                    "other value is replaced by an id Kodify makes; none is refused.",
+                    # No pattern: a value outside it is replaced, never refused.
+                    "schema": {
+                        "type": "string",
+                        "examples": ["0f8fad5b-d9cb-469f-a165-70867728950e"],
+                    },
                 }
             },
             "schemas": {**request_schemas(max_n), **answer_schemas(), **gateway_schemas()},

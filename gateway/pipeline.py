@@ -39,6 +39,8 @@ MAX_ATTEMPTS = 3
 class Client(Protocol):
     """What a pipeline needs of the connection it answers."""
 
+    request_id: str  # the X-Request-Id the client receives, sent upstream with every attempt
+
     def id_header(self) -> tuple[bytes, bytes]: ...
 
     async def send_headers(self, *, status: int = 200, headers: Any = None) -> None: ...
@@ -77,7 +79,9 @@ class SuffixDelivery(Delivery):
         self.rewrite = rewrite
 
     def prepare(self, request: Any, upstream: Upstream, model: str) -> None:
-        if self.rewrite.apply(request.body, _profile(upstream, model)):
+        profile = _profile(upstream, model)
+        SuffixRewrite.check(profile, model)  # before anything is sent
+        if self.rewrite.apply(request.body, profile):
             request.raw = None
 
 
@@ -176,7 +180,10 @@ class Pipeline:
             try:
                 try:
                     response = await open_upstream(
-                        upstream, self.upstream_path, request.upstream_body()
+                        upstream,
+                        self.upstream_path,
+                        request.upstream_body(),
+                        self.client.request_id,
                     )
                 except UpstreamUnavailable as error:
                     if error.answered_because:

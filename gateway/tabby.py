@@ -34,8 +34,8 @@ from gateway.fim.prompt import Segments, Snippet
 from gateway.upstreams import UpstreamTable
 from kodify_site import __version__
 
-# The model servers behind Kodify are vLLM on GPUs; Tabby only displays this field.
-DEVICE = "cuda"
+# Tabby clients only display the device, and want it non-empty.
+UNKNOWN_DEVICE = "unknown"
 SERVER_SETTING = {"disable_client_side_telemetry": False}
 
 
@@ -47,13 +47,20 @@ def completion_model(table: UpstreamTable) -> str:
     return str(models[0]["id"]) if models else ""
 
 
+def device(table: UpstreamTable, model: str) -> str:
+    """What the replicas of ``model`` run on, as they told it (``learn_devices``): one
+    device, several joined, or "unknown" when none said."""
+    devices = sorted({u.device for u in table.replicas(model) if u.device}) if model else []
+    return ", ".join(devices) or UNKNOWN_DEVICE
+
+
 def health_report(table: UpstreamTable) -> dict[str, Any]:
     models = [str(card["id"]) for card in table.served_models()]
     model = completion_model(table)
     return {
         "model": model or "unavailable",
         "chat_model": next((name for name in models if name != model), model) or None,
-        "device": DEVICE,
+        "device": device(table, model),
         "arch": platform.machine() or "unknown",
         "cpu_info": _cpu_info(),
         "cpu_count": os.cpu_count() or 1,

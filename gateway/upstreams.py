@@ -27,7 +27,13 @@ from django.conf import settings
 from gateway import upstream_failures as failures
 from gateway.config_file import GatewayConfig, UpstreamSpec, gateway_config
 from gateway.following import DatabaseFollower
-from gateway.probing import UpstreamProbeError, describe_failure, read_probe, without_credentials
+from gateway.probing import (
+    UpstreamProbeError,
+    describe_failure,
+    read_device,
+    read_probe,
+    without_credentials,
+)
 from gateway.snapshot import GatewaySnapshot, UpstreamRow
 
 logger = logging.getLogger("kodify.upstreams")
@@ -55,6 +61,8 @@ class Upstream:
     # Down because it answered with an error (5xx), not because it could not be reached:
     # it is alive, so when nothing better is left it still gets the request.
     answering: bool = False
+    # What it runs on, from its GET /version ("": it did not say); None: not asked yet.
+    device: str | None = None
 
     def __post_init__(self) -> None:
         self.url = self.spec.url
@@ -105,6 +113,7 @@ class Upstream:
     def mark_up(self) -> None:
         if self.healthy is False:
             logger.info("upstream %s is back", self.display_url)
+            self.device = None  # back, perhaps as another server: ask again
         self.healthy = True
         self.failures = 0
         self.down_until = 0.0
@@ -367,6 +376,24 @@ class UpstreamTable:
         upstream.models = models
         upstream.mark_up()
         upstream.last_check = datetime.now(UTC)
+
+    async def learn_devices(self) -> None:
+        """Ask each enabled, healthy upstream not asked yet what it runs on (``GET
+        /version``): once per upstream and process, for Tabby's health, never on the path
+        of a generation."""
+        asking = [u for u in self.upstreams if u.enabled and u.healthy and u.device is None]
+        if asking:
+            client = self._probe_client()
+            await asyncio.gather(*(self._ask_device(client, u) for u in asking))
+
+    async def _ask_device(self, client: httpx.AsyncClient, upstream: Upstream) -> None:
+        try:
+            response = await client.get(
+                upstream.endpoint("/version"), headers=upstream.auth_headers
+            )
+        except httpx.HTTPError:
+            return  # not asked: next time
+        upstream.device = read_device(response)
 
     def ensure_background_refresh(self) -> None:
         """Start this process's refresh loop on the running event loop, once."""

@@ -304,6 +304,7 @@ class Filler:
         return (
             created,
             f"fill{self.run}{number:x}",  # request_id
+            "",  # client_request_id
             user + 1,  # user_id
             self.users[user],
             user + 1,  # token_id
@@ -361,11 +362,11 @@ def _cumulative(weights: Sequence[float]) -> list[float]:
 
 # The row tuples above are written in this order.
 assert FIELDS == [
-    "created_at", "request_id", "user_id", "username", "token_id", "auth_mode", "client_ip",
-    "user_agent", "client_name", "client_version", "endpoint", "feature", "model", "upstream",
-    "language", "stream", "request_body", "response_text", "response_id", "prompt_tokens",
-    "completion_tokens", "status", "error", "ttft_ms", "latency_ms", "cancelled",
-    "redactions", "truncated",
+    "created_at", "request_id", "client_request_id", "user_id", "username", "token_id",
+    "auth_mode", "client_ip", "user_agent", "client_name", "client_version", "endpoint",
+    "feature", "model", "upstream", "language", "stream", "request_body", "response_text",
+    "response_id", "prompt_tokens", "completion_tokens", "status", "error", "ttft_ms",
+    "latency_ms", "cancelled", "redactions", "truncated",
 ], FIELDS  # fmt: skip
 assert EVENT_FIELDS == [
     "created_at", "kind", "response_id", "choice_index", "user_id", "username",

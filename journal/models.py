@@ -21,7 +21,18 @@ class Entry(models.Model):
 
     created_at = models.DateTimeField(help_text="When the request arrived.")
     request_id = models.CharField(
-        max_length=32, unique=True, help_text="The X-Request-Id the client received."
+        max_length=32,
+        unique=True,
+        help_text="Kodify's own id of the request: the X-Request-Id the client received, "
+        "unless it sent its own.",
+    )
+    # Not the key: clients reuse their ids, and one reused must not replace (or hide) a row.
+    client_request_id = models.CharField(
+        max_length=128,
+        blank=True,
+        default="",
+        help_text="The X-Request-Id the client sent, kept when well-formed: echoed back to "
+        "it and sent to the upstream.",
     )
     user_id = models.BigIntegerField(null=True, blank=True)
     username = models.CharField(max_length=150, blank=True)
@@ -67,6 +78,12 @@ class Entry(models.Model):
             models.Index(fields=["status", "created_at"], name="journal_status_time"),
             models.Index(fields=["client_name", "created_at"], name="journal_client_time"),
             models.Index(fields=["response_id"], name="journal_response_id"),
+            # A request looked up by the id its client chose (most clients send none).
+            models.Index(
+                fields=["client_request_id"],
+                condition=~models.Q(client_request_id=""),
+                name="journal_client_request_id",
+            ),
             # The dashboards join a period's Tabby events to their rows for the model and
             # the language; this lets them read those from the index, not the wide rows.
             models.Index(

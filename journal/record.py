@@ -19,6 +19,7 @@ class Record:
     request_id: str
     endpoint: str  # the API path, e.g. "/v1/chat/completions"
     feature: str  # journal.models.Feature value
+    client_request_id: str = ""  # the client's own X-Request-Id, kept when well-formed
     started_at: float = field(default_factory=time.time)  # wall clock, for created_at
     started: float = field(default_factory=time.perf_counter)  # for the durations
     auth_mode: str = ""

@@ -35,6 +35,7 @@ _RARE_PARTS = frozenset({"reasoning_content", "reasoning", "tool_calls", "functi
 
 # Column lengths of journal.models.Entry.
 _LIMITS = {
+    "client_request_id": 128,
     "username": 150,
     "auth_mode": 16,
     "user_agent": 512,
@@ -59,6 +60,7 @@ def build_row(rec: Record) -> dict[str, Any]:
     row: dict[str, Any] = {
         "created_at": datetime.fromtimestamp(rec.started_at, tz=UTC),
         "request_id": rec.request_id,
+        "client_request_id": rec.client_request_id,
         "user_id": rec.user_id,
         "username": rec.username,
         "token_id": rec.token_id,

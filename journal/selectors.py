@@ -70,6 +70,7 @@ LIST_FIELDS = (
 EXPORT_FIELDS = (
     "created_at",
     "request_id",
+    "client_request_id",
     "username",
     "user_id",
     "token_id",
@@ -309,7 +310,15 @@ class EntryDetail:
 
 
 def entry_detail(request_id: str) -> EntryDetail | None:
+    """The entry of Kodify's id; else the latest whose client sent that id (what the
+    client, and the server log, know it by)."""
     entry = Entry.objects.filter(request_id=request_id).first()
+    if entry is None:
+        entry = (
+            Entry.objects.filter(client_request_id=request_id)
+            .order_by("-created_at", "-id")
+            .first()
+        )
     if entry is None:
         return None
     events: list[Event] = []

@@ -119,6 +119,25 @@ def answer_schemas() -> dict[str, Any]:
                 "usage": {"anyOf": [_schema("Usage"), {"type": "null"}]},
             },
         },
+        "TokenizeResponse": {
+            "type": "object",
+            "required": ["count", "max_model_len", "tokens"],
+            "properties": {
+                "count": {"type": "integer", "minimum": 0},
+                "max_model_len": {"type": "integer", "description": "The model's context."},
+                "tokens": {"type": "array", "items": {"type": "integer"}},
+                "token_strs": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string"},
+                    "description": "Each token's text, with `return_token_strs`.",
+                },
+            },
+        },
+        "DetokenizeResponse": {
+            "type": "object",
+            "required": ["prompt"],
+            "properties": {"prompt": {"type": "string"}},
+        },
         "CompletionChoice": {
             "type": "object",
             "required": ["index", "text"],
@@ -274,7 +293,15 @@ def gateway_schemas() -> dict[str, Any]:
                     "else the first upstream's model; `unavailable` while none is known).",
                 },
                 "chat_model": {"type": ["string", "null"]},
-                "device": {"type": "string", "minLength": 1},
+                "device": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "What the upstreams serving `model` run on, as their "
+                    "`GET /version` says (vLLM's builds for anything but CUDA's main version "
+                    "name it: `cpu`, `cuda`, `rocm`…); several are joined with `, `; "
+                    "`unknown` when none says.",
+                    "examples": ["cuda", "cpu", "unknown"],
+                },
                 "arch": {"type": "string"},
                 "cpu_info": {"type": "string"},
                 "cpu_count": {"type": "integer", "minimum": 1},

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.api_schema.requests import DOCUMENTED, MAX_N_FIELDS
+from gateway.api_schema.requests import DOCUMENTED, MAX_N_FIELDS, SCHEMA_EXTRAS
 
 # Keywords that constrain values of one JSON type only: a branch of an ``anyOf`` made of
 # them and its ``type`` can join the other branches in one schema with a list of types.
@@ -58,9 +58,10 @@ def _generated() -> dict[str, Any]:
         DOCUMENTED, ref_template="#/components/schemas/{name}"
     )
     schemas: dict[str, Any] = {name: _tidy(schema) for name, schema in components.items()}
-    for schema in schemas.values():
+    for name, schema in schemas.items():
         # The gateway reads only these fields; any other is allowed (and forwarded).
         schema.setdefault("additionalProperties", True)
+        schema.update(copy.deepcopy(SCHEMA_EXTRAS.get(name, {})))
     return schemas
 
 

@@ -116,17 +116,20 @@ class ChatMessage(msgspec.Struct, gc=False):
     ] = None
 
 
+ModelName = Annotated[
+    Annotated[str, Meta(pattern=r"\S")] | None,
+    Meta(
+        description="A model listed by `GET /v1/models`. Omitted or null: the default "
+        "model (the first model of the first enabled upstream).",
+        extra=says(value="'{path}' must not be empty."),
+    ),
+]
+
+
 class _Generation(msgspec.Struct, kw_only=True, gc=False):
     """The fields both OpenAI generation endpoints check."""
 
-    model: Annotated[
-        Annotated[str, Meta(pattern=r"\S")] | None,
-        Meta(
-            description="A model listed by `GET /v1/models`. Omitted or null: the default "
-            "model (the first model of the first enabled upstream).",
-            extra=says(value="'{path}' must not be empty."),
-        ),
-    ] = None
+    model: ModelName = None
     stream: bool | None = False
     stream_options: Annotated[
         StreamOptions | None,
@@ -247,6 +250,64 @@ def check_prompt(request: CompletionRequest) -> None:
             msgspec.convert(prompt, _ALL_OF_ONE_KIND[type(prompt[0])])
         except msgspec.ValidationError:
             raise _PROMPT.error("prompt") from None
+
+
+# -- vLLM's tokenizer -------------------------------------------------------------------
+
+
+class TokenizeRequest(msgspec.Struct, kw_only=True, gc=False):
+    """vLLM's tokenizer: the token ids of `prompt`, or of chat `messages` as the model's
+    chat template lays them out. Fields not listed here (`add_special_tokens`,
+    `add_generation_prompt`, `return_token_strs`…) are passed to the upstream unchanged."""
+
+    model: ModelName = None
+    prompt: Annotated[str | None, _described("The text to tokenize.")] = None
+    messages: Annotated[
+        list[ChatMessage] | None,
+        Meta(
+            description="Chat messages, instead of `prompt`.",
+            extra=says(message="'messages' must be an array of messages.", code="invalid_type"),
+        ),
+    ] = None
+
+
+# What a type cannot say: one of the two inputs (checked in ``check_tokenize``).
+_TOKENIZE_INPUT = Says(
+    message="'prompt' (a string) or 'messages' (an array of messages) is required.",
+    code="missing_required_parameter",
+)
+SCHEMA_EXTRAS = {
+    "TokenizeRequest": {
+        "anyOf": [
+            {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+            {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+        ]
+    }
+}
+
+
+def check_tokenize(request: TokenizeRequest) -> None:
+    if request.prompt is None and request.messages is None:
+        raise _TOKENIZE_INPUT.error("prompt")
+
+
+class DetokenizeRequest(msgspec.Struct, kw_only=True, gc=False):
+    """vLLM's tokenizer backwards: the text of `tokens`. Fields not listed here are passed
+    to the upstream unchanged."""
+
+    model: ModelName = None
+    tokens: Annotated[
+        list[TokenId],
+        Meta(
+            description="Token ids of the model's vocabulary.",
+            extra=says(
+                required="'tokens' is required: an array of token ids.",
+                message="'tokens' must be an array of token ids (integers from 0).",
+                code="invalid_value",
+                inner=True,
+            ),
+        ),
+    ]
 
 
 # -- Tabby -----------------------------------------------------------------------------
@@ -439,4 +500,11 @@ class TabbyEventQuery(msgspec.Struct, kw_only=True, gc=False):
 
 
 # The components of the OpenAPI document, in its order; the Structs they use come along.
-DOCUMENTED = (ChatCompletionRequest, CompletionRequest, TabbyCompletionRequest, TabbyEvent)
+DOCUMENTED = (
+    ChatCompletionRequest,
+    CompletionRequest,
+    TokenizeRequest,
+    DetokenizeRequest,
+    TabbyCompletionRequest,
+    TabbyEvent,
+)

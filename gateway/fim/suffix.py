@@ -5,12 +5,17 @@ OpenAI's API send it for fill-in-the-middle.  When the model's preprocessing con
 the upstream cannot take ``suffix``, the gateway lays prompt and suffix out in the model's
 FIM template itself and adds the model's FIM tokens to ``stop``.  The client's texts are
 used as they are (no budget, no snippets): an OpenAI client built its own prompt.
+
+A config that knows no place for the suffix (``generic``, a model no config matched)
+cannot serve such a request: the client gets Kodify's 400 naming the model and the
+setting that gives it a template, rather than the upstream's refusal of ``suffix``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gateway.errors import OpenAIError
 from gateway.fim.profiles import UPSTREAM_STOP_LIMIT, FimProfile
 
 _KEYS = ("prompt", "suffix", "stop")
@@ -26,6 +31,22 @@ class SuffixRewrite:
     @staticmethod
     def wanted(body: dict[str, Any]) -> bool:
         return isinstance(body.get("suffix"), str)
+
+    @staticmethod
+    def check(profile: FimProfile, model: str) -> None:
+        """Refuse (400) when neither ``profile``'s template nor its server takes a suffix."""
+        if profile.upstream_accepts_suffix or profile.uses_suffix:
+            return
+        raise OpenAIError(
+            400,
+            f"The model '{model}' has no fill-in-the-middle template (preprocessing config "
+            f"'{profile.name}'), and its server does not take 'suffix'. Send the prompt "
+            f"without 'suffix'; or an administrator can give '{model}' a preprocessing "
+            f"config: in the console (Models > {model} > Preprocessing), or as its "
+            "upstream's 'preprocessing' in config.yml.",
+            param="suffix",
+            code="suffix_not_supported",
+        )
 
     def apply(self, body: dict[str, Any], profile: FimProfile) -> bool:
         """Lay ``body`` out for ``profile``; True when the body changed."""

@@ -1,8 +1,9 @@
 """A fast fake OpenAI/vLLM upstream for tests and benchmarks.
 
-Speaks vLLM's dialect: ``/health`` (200, empty), ``/v1/models`` (with ``max_model_len``),
-``/v1/chat/completions`` and ``/v1/completions``, streamed as ``data: {json}`` events ending
-with ``data: [DONE]``, ``stream_options.include_usage`` honoured, vLLM's error shapes.
+Speaks vLLM's dialect: ``/health`` (200, empty), ``/version``, ``/v1/models`` (with
+``max_model_len``), ``/v1/chat/completions`` and ``/v1/completions``, streamed as ``data:
+{json}`` events ending with ``data: [DONE]``, ``stream_options.include_usage`` honoured,
+vLLM's error shapes; ``/tokenize`` and ``/detokenize`` (a token per byte).
 
 A request can steer it with a ``"fake"`` object in its body (Kodify forwards unknown
 fields): ``{"fake": {"chunks": 5, "delay": 0.01, "first_byte_delay": 2, "status": 500,
@@ -54,6 +55,7 @@ class FakeUpstream:
     completion_text: Callable[[dict[str, Any]], str] | None = None
     first_byte_delay: float = 0.0  # every generation waits this long before answering
     status: int = 0  # every generation fails with this status (a broken replica); 0: none
+    version: str = "0.32.0"  # GET /version's; vLLM's builds for a CPU say "0.32.0+cpu"
     # Counters, kept even when records are not (a benchmark or a separate process).
     seen: int = 0
     completed: int = 0
@@ -90,8 +92,11 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.list_models)
+        app.router.add_get("/version", self.show_version)
         app.router.add_post("/v1/chat/completions", self.generate)
         app.router.add_post("/v1/completions", self.generate)
+        app.router.add_post("/tokenize", self.tokenize)
+        app.router.add_post("/detokenize", self.detokenize)
         app.router.add_get("/_fake/stats", self.stats)
         return app
 
@@ -102,6 +107,9 @@ class FakeUpstream:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
+
+    async def show_version(self, request: web.Request) -> web.Response:
+        return _json(200, {"version": self.version})
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -126,6 +134,60 @@ class FakeUpstream:
             for name in self.models
         ]
         return _json(200, {"object": "list", "data": data})
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        """vLLM's ``/tokenize``: here one token per UTF-8 byte, of the prompt or of the
+        messages in a ChatML-like layout."""
+        body, refused = await self._tokenizer_request(request)
+        if refused is not None:
+            return refused
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            text = "".join(
+                f"<|im_start|>{m.get('role')}\n{m.get('content')}<|im_end|>\n"
+                for m in messages
+                if isinstance(m, dict)
+            )
+        else:
+            text = str(body.get("prompt") or "")
+        tokens = list(text.encode())
+        return _json(
+            200,
+            {
+                "count": len(tokens),
+                "max_model_len": self.max_model_len,
+                "tokens": tokens,
+                "token_strs": [chr(t) for t in tokens] if body.get("return_token_strs") else None,
+            },
+        )
+
+    async def detokenize(self, request: web.Request) -> web.Response:
+        """vLLM's ``/detokenize``: the bytes of the token ids (ids past 255 refused)."""
+        body, refused = await self._tokenizer_request(request)
+        if refused is not None:
+            return refused
+        tokens = body.get("tokens")
+        if not isinstance(tokens, list) or not all(
+            isinstance(t, int | float) and 0 <= t < 256 for t in tokens
+        ):
+            return _error(400, "Token id out of vocabulary", "old")
+        text = bytes(int(t) for t in tokens).decode("utf-8", errors="replace")
+        return _json(200, {"prompt": text})
+
+    async def _tokenizer_request(
+        self, request: web.Request
+    ) -> tuple[dict[str, Any], web.Response | None]:
+        if not self._authorised(request):
+            return {}, _unauthorised()
+        body = orjson.loads(await request.read())
+        record = Record(path=request.path, headers=dict(request.headers), body=body)
+        self.seen += 1
+        self.records.append(record)
+        self._finish(record, "completed")
+        model = body.get("model")
+        if model is not None and model not in self.models:
+            return body, _error(404, f"The model `{model}` does not exist.", None)
+        return body, None
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):

@@ -16,7 +16,7 @@ from django.test import override_settings
 from accounts import auth
 from gateway import following, upstreams
 from gateway.http_client import close_upstream_session
-from gateway.tests.fake_upstream import DEFAULT_MODEL, FakeUpstreamServer
+from gateway.tests.fake_upstream import DEFAULT_MODEL, FakeUpstream, FakeUpstreamServer
 from gateway.tests.in_process import call, fresh_gateway
 
 pytestmark = pytest.mark.smoke
@@ -179,3 +179,231 @@ async def test_one_token_mode_wants_the_token(gateway: FakeUpstreamServer) -> No
     assert (wrong.status, wrong.error()["code"]) == (401, "invalid_api_key")
     assert models.status == 200
     assert health.status == 200  # no token needed
+
+
+# -- request ids ---------------------------------------------------------------------
+
+
+def upstream_headers(fake: FakeUpstream, index: int = -1) -> dict[str, str]:
+    return {name.lower(): value for name, value in fake.records[index].headers.items()}
+
+
+async def test_a_clients_request_id_is_echoed_and_sent_upstream(
+    closing: FakeUpstreamServer,
+) -> None:
+    sent = "0f8fad5b-d9cb-469f-a165-70867728950e:retry.2_a"
+    answer = await call("POST", "/v1/chat/completions", CHAT, {"x-request-id": sent})
+    assert answer.status == 200
+    assert answer.headers["x-request-id"] == sent
+    assert upstream_headers(closing.fake)["x-request-id"] == sent
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["", "with space", "x" * 129, "slash/in/it", 'quote"d', "ünïcode", "semi;colon"],
+)
+async def test_a_malformed_request_id_is_replaced_and_the_new_one_sent_upstream(
+    closing: FakeUpstreamServer, sent: str
+) -> None:
+    answer = await call("POST", "/v1/chat/completions", CHAT, {"x-request-id": sent})
+    assert answer.status == 200
+    made = answer.headers["x-request-id"]
+    assert made != sent and len(made) == 16 and int(made, 16) >= 0
+    assert upstream_headers(closing.fake)["x-request-id"] == made
+
+
+async def test_without_a_request_id_kodifys_own_goes_upstream_and_errors_carry_one(
+    closing: FakeUpstreamServer,
+) -> None:
+    body = {"language": "python", "segments": {"prefix": "def f(x):\n    ", "suffix": ""}}
+    answer = await call("POST", "/v1/completions", body)  # Tabby's, reworked on the way
+    assert answer.status == 200
+    assert upstream_headers(closing.fake)["x-request-id"] == answer.headers["x-request-id"]
+    refused = await call("POST", "/v1/chat/completions", b"{", {"x-request-id": "bad-json-1"})
+    assert (refused.status, refused.headers["x-request-id"]) == (400, "bad-json-1")
+
+
+async def test_a_retry_on_another_replica_sends_the_same_request_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = FakeUpstreamServer(FakeUpstream(status=500)).start()
+    working = FakeUpstreamServer(FakeUpstream()).start()
+    monkeypatch.setattr(following, "_database", None)
+    try:
+        with override_settings(
+            KODIFY_UPSTREAMS=[broken.url, working.url], KODIFY_CONFIG=None, LOGS=False
+        ):
+            fresh_gateway()
+            # Ties between the replicas take turns: within two requests one meets the
+            # broken replica first, and is retried on the other.
+            for turn in range(2):
+                sent = f"retried-{turn}"
+                answer = await call("POST", "/v1/chat/completions", CHAT, {"x-request-id": sent})
+                assert (answer.status, answer.headers["x-request-id"]) == (200, sent)
+                if broken.fake.records:
+                    break
+            await upstreams.get_table().close()
+            await close_upstream_session()
+    finally:
+        fresh_gateway()
+        broken.stop()
+        working.stop()
+    assert len(broken.fake.records) == 1
+    retried = upstream_headers(broken.fake)["x-request-id"]
+    assert retried.startswith("retried-")
+    assert upstream_headers(working.fake)["x-request-id"] == retried
+
+
+# -- OpenAI's suffix for a model without a fill-in-the-middle template ---------------------
+
+
+async def test_suffix_for_a_model_without_a_fim_template_gets_kodifys_400(
+    closing: FakeUpstreamServer,
+) -> None:
+    seen = closing.fake.seen
+    body = {"model": DEFAULT_MODEL, "prompt": "def f(", "suffix": ")", "max_tokens": 4}
+    answer = await call("POST", "/v1/completions", body)
+    assert answer.status == 400
+    error = answer.error()
+    assert (error["param"], error["code"]) == ("suffix", "suffix_not_supported")
+    assert f"'{DEFAULT_MODEL}'" in error["message"]
+    assert "Models > fake-model > Preprocessing" in error["message"]
+    assert "'preprocessing' in config.yml" in error["message"]
+    assert closing.fake.seen == seen  # nothing was forwarded
+    assert (await call("POST", "/v1/completions", {**body, "suffix": None})).status == 200
+
+
+async def test_suffix_works_once_the_model_is_given_a_fim_template(
+    closing: FakeUpstreamServer,
+) -> None:
+    upstreams.get_table().model_preprocessing[DEFAULT_MODEL] = "qwen"  # the console's choice
+    body = {"model": DEFAULT_MODEL, "prompt": "def f(", "suffix": ")", "max_tokens": 4}
+    answer = await call("POST", "/v1/completions", body)
+    assert answer.status == 200
+    sent = closing.fake.records[-1].body
+    assert sent["prompt"] == "<|fim_prefix|>def f(<|fim_suffix|>)<|fim_middle|>"
+    assert "suffix" not in sent
+
+
+# -- vLLM's tokenizer, and the API's other paths ----------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1"])
+async def test_tokenize_and_detokenize_go_to_the_models_upstream(
+    closing: FakeUpstreamServer, prefix: str
+) -> None:
+    answer = await call(
+        "POST",
+        f"{prefix}/tokenize",
+        {"model": DEFAULT_MODEL, "prompt": "hi"},
+        {"x-request-id": "t-1"},
+    )
+    assert answer.status == 200, answer.body
+    assert answer.json() == {
+        "count": 2,
+        "max_model_len": 4096,
+        "tokens": [104, 105],
+        "token_strs": None,
+    }
+    assert answer.headers["x-request-id"] == "t-1"
+    record = closing.fake.records[-1]
+    assert (record.path, record.body["model"]) == ("/tokenize", DEFAULT_MODEL)
+    assert upstream_headers(closing.fake)["x-request-id"] == "t-1"
+
+    chat = await call("POST", f"{prefix}/tokenize/", {"messages": CHAT["messages"]})
+    assert chat.status == 200 and chat.json()["count"] > 2
+    assert closing.fake.records[-1].body["model"] == DEFAULT_MODEL  # the default model
+
+    text = await call(
+        "POST", f"{prefix}/detokenize", {"model": DEFAULT_MODEL, "tokens": [104, 105]}
+    )
+    assert (text.status, text.json()) == (200, {"prompt": "hi"})
+    assert closing.fake.records[-1].path == "/detokenize"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code", "param"),
+    [
+        ("/tokenize", {"model": DEFAULT_MODEL}, 400, "missing_required_parameter", "prompt"),
+        ("/tokenize", {"prompt": 5}, 400, "invalid_type", "prompt"),
+        ("/tokenize", {"messages": "hi"}, 400, "invalid_type", "messages"),
+        ("/tokenize", {"model": "no-such-model", "prompt": "x"}, 404, "model_not_found", "model"),
+        ("/detokenize", {}, 400, "missing_required_parameter", "tokens"),
+        ("/detokenize", {"tokens": [1, -1]}, 400, "invalid_value", "tokens"),
+        ("/v1/detokenize", {"tokens": "1 2"}, 400, "invalid_value", "tokens"),
+    ],
+)
+async def test_bad_tokenizer_requests_get_an_openai_error(
+    closing: FakeUpstreamServer, path: str, body: Any, status: int, code: str, param: str
+) -> None:
+    seen = closing.fake.seen
+    answer = await call("POST", path, body)
+    assert answer.status == status
+    assert (answer.error()["code"], answer.error()["param"]) == (code, param)
+    assert closing.fake.seen == seen
+
+
+async def test_the_consoles_default_max_tokens_is_for_generations_only(
+    closing: FakeUpstreamServer,
+) -> None:
+    upstreams.get_table().default_max_tokens = 32
+    assert (await call("POST", "/tokenize", {"prompt": "x"})).status == 200
+    assert "max_tokens" not in closing.fake.records[-1].body
+    assert (await call("POST", "/v1/completions", {"prompt": "x"})).status == 200
+    assert closing.fake.records[-1].body["max_tokens"] == 32
+
+
+async def test_the_tokenizer_wants_the_token_and_a_post(gateway: FakeUpstreamServer) -> None:
+    with override_settings(VLLM_API_KEY=KEY):
+        auth.get_authenticator.cache_clear()
+        refused = await call("POST", "/tokenize", {"prompt": "x"})
+    auth.get_authenticator.cache_clear()
+    assert (refused.status, refused.error()["code"]) == (401, "missing_api_key")
+    wrong = await call("GET", "/v1/tokenize")
+    assert (wrong.status, wrong.headers["allow"]) == (405, "POST")
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1", "/v1/nothing-here", "/v1beta/nothing", "/tokenize/x", "/detokenize/a/b"]
+)
+async def test_unknown_paths_under_the_api_prefixes_get_a_json_404(
+    gateway: FakeUpstreamServer, path: str
+) -> None:
+    for method in ("GET", "POST"):
+        answer = await call(method, path, {} if method == "POST" else None)
+        assert answer.headers["content-type"] == "application/json"
+        assert (answer.status, answer.error()["code"]) == (404, "unknown_url")
+        assert path in answer.error()["message"]
+
+
+# -- Tabby's health: the device ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "device"),
+    [
+        ("0.32.0+cpu", "cpu"),
+        ("0.9.2.dev3+g1a2b3c.cpu", "cpu"),
+        ("0.8.5+cu126", "cuda"),
+        ("0.9.1+rocm624", "rocm"),
+        ("0.32.0", "unknown"),  # CUDA's main build, or a CPU build repackaged: not told
+    ],
+)
+async def test_tabby_health_reports_the_device_the_upstream_tells(
+    monkeypatch: pytest.MonkeyPatch, version: str, device: str
+) -> None:
+    upstream = FakeUpstreamServer(FakeUpstream(version=version)).start()
+    monkeypatch.setattr(following, "_database", None)
+    try:
+        with override_settings(KODIFY_UPSTREAMS=[upstream.url], KODIFY_CONFIG=None, LOGS=False):
+            fresh_gateway()
+            first = await call("GET", "/v1/health")
+            upstream.fake.version = "0.32.0+tpu"  # asked once: the answer is kept
+            second = await call("GET", "/v1/health")
+            await upstreams.get_table().close()
+            await close_upstream_session()
+    finally:
+        fresh_gateway()
+        upstream.stop()
+    assert first.status == 200
+    assert first.json()["device"] == second.json()["device"] == device

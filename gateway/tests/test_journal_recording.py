@@ -17,7 +17,13 @@ import psycopg
 import pytest
 
 from gateway.tests.fake_upstream import FakeUpstream, FakeUpstreamServer
-from kodify_site.testing import KodifyServer, journal_entry, journal_events, test_database_url
+from kodify_site.testing import (
+    KodifyServer,
+    journal_entries_sent_as,
+    journal_entry,
+    journal_events,
+    test_database_url,
+)
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -95,6 +101,36 @@ def test_a_chat_request_is_recorded_with_its_answer_and_token_counts(
     assert 0 < row["ttft_ms"] <= row["latency_ms"]
     assert row["client_name"] and row["client_version"] == "1.99.0"
     assert str(row["client_ip"]) == "127.0.0.1"
+
+
+@pytest.mark.smoke
+def test_the_clients_request_id_is_recorded_beside_kodifys_own_and_a_reused_one_hides_nothing(
+    server: KodifyServer, client: httpx.Client
+) -> None:
+    sent = f"client-trace-{uuid.uuid4()}"  # 49 characters: more than Kodify's own ids
+    bodies = [chat_body(), chat_body()]
+    for body in bodies:  # the same id twice: a client's retry, or a careless one
+        response = client.post(CHAT, json=body, headers={"X-Request-Id": sent})
+        assert (response.status_code, response.headers["x-request-id"]) == (200, sent)
+    rows = journal_entries_sent_as(server, sent, count=2)
+    assert len(rows) == 2, server.log()[-3000:]
+    for row, body in zip(rows, bodies, strict=True):
+        assert row["client_request_id"] == sent
+        assert len(row["request_id"]) == 16 and row["request_id"] != sent
+        assert body["messages"][0]["content"] in row["request_body"]
+    assert rows[0]["request_id"] != rows[1]["request_id"]
+
+    plain = client.post(CHAT, json=chat_body(), headers={"X-Request-Id": "not one/of ours"})
+    row = row_for(server, plain)  # replaced: the id the client got is the row's own
+    assert row["client_request_id"] == ""
+
+
+def test_the_tokenizer_leaves_no_journal_row(server: KodifyServer, client: httpx.Client) -> None:
+    tokenized = f"tokenize-{uuid.uuid4()}"
+    response = client.post("/tokenize", json={"prompt": "x"}, headers={"X-Request-Id": tokenized})
+    assert response.status_code == 200
+    row_for(server, client.post(CHAT, json=chat_body()))  # the journal has caught up
+    assert journal_entries_sent_as(server, tokenized, count=1, timeout=0.5) == []
 
 
 @pytest.mark.smoke

@@ -143,6 +143,8 @@ def test_document_is_valid_openapi_31() -> None:
         "/v1beta/server_setting",
         "/v1/events",
         "/v1beta/chat/completions",
+        "/tokenize",
+        "/detokenize",
     }
     assert doc["security"] == [{"bearerAuth": []}]
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
@@ -239,7 +241,33 @@ REQUEST_CASES: list[tuple[Endpoint, dict[str, Any]]] = [
     (Endpoint.COMPLETIONS, {"segments": {"prefix": "x", "declarations": [{"body": 2}]}}),
     (Endpoint.COMPLETIONS, {"segments": {"prefix": "x"}, "temperature": 3}),
     (Endpoint.COMPLETIONS, {"segments": {"prefix": "x"}, "debug_options": {"return_prompt": 1}}),
+    (Endpoint.TOKENIZE, {"prompt": "def f("}),
+    (Endpoint.TOKENIZE, {"model": "m", "prompt": "", "add_special_tokens": False}),
+    (Endpoint.TOKENIZE, {"messages": MESSAGES, "add_generation_prompt": True}),
+    (Endpoint.TOKENIZE, {"prompt": None, "messages": MESSAGES}),
+    (Endpoint.TOKENIZE, {}),
+    (Endpoint.TOKENIZE, {"prompt": None}),
+    (Endpoint.TOKENIZE, {"model": "m"}),
+    (Endpoint.TOKENIZE, {"prompt": 5}),
+    (Endpoint.TOKENIZE, {"prompt": "x", "model": ""}),
+    (Endpoint.TOKENIZE, {"messages": "hi"}),
+    (Endpoint.TOKENIZE, {"messages": [{"content": "hi"}]}),
+    (Endpoint.DETOKENIZE, {"tokens": [1, 2, 3]}),
+    (Endpoint.DETOKENIZE, {"model": "m", "tokens": []}),
+    (Endpoint.DETOKENIZE, {"tokens": [1.0]}),
+    (Endpoint.DETOKENIZE, {}),
+    (Endpoint.DETOKENIZE, {"tokens": None}),
+    (Endpoint.DETOKENIZE, {"tokens": [-1]}),
+    (Endpoint.DETOKENIZE, {"tokens": [1.5]}),
+    (Endpoint.DETOKENIZE, {"tokens": ["a"]}),
+    (Endpoint.DETOKENIZE, {"tokens": [2**31]}),
 ]
+PATHS = {
+    Endpoint.CHAT: CHAT,
+    Endpoint.COMPLETIONS: COMPLETIONS,
+    Endpoint.TOKENIZE: "/tokenize",
+    Endpoint.DETOKENIZE: "/detokenize",
+}
 
 
 def _gateway_accepts(endpoint: Endpoint, body: dict[str, Any]) -> None:
@@ -272,7 +300,7 @@ def test_the_document_states_the_max_n_in_force() -> None:
 @pytest.mark.parametrize(("endpoint", "body"), REQUEST_CASES)
 def test_request_schema_agrees_with_the_gateway(endpoint: Endpoint, body: dict[str, Any]) -> None:
     doc = document()
-    path = CHAT if endpoint is Endpoint.CHAT else COMPLETIONS
+    path = PATHS[endpoint]
     documented = not schema_errors(doc, request_schema(doc, path), body)
     try:
         _gateway_accepts(endpoint, body)
@@ -345,10 +373,21 @@ def test_successful_answers_match_the_document(client: httpx.Client) -> None:
     assert chat["model"] == DEFAULT_MODEL  # no model: the default one
     assert len(chat["choices"]) == 2
 
-    body = {"model": DEFAULT_MODEL, "prompt": "def f(", "suffix": "\n", "max_tokens": 8}
+    body = {"model": DEFAULT_MODEL, "prompt": "def f(", "max_tokens": 8}
     assert not schema_errors(doc, request_schema(doc, COMPLETIONS), body)
     completion = check(doc, client.post(COMPLETIONS, json=body, headers=AUTH), COMPLETIONS)
     assert completion["object"] == "text_completion"
+
+    for prefix in ("", "/v1"):  # one operation, at vLLM's path and under /v1
+        body = {"prompt": "def f(", "return_token_strs": True}
+        assert not schema_errors(doc, request_schema(doc, "/tokenize"), body)
+        served = client.post(f"{prefix}/tokenize", json=body, headers=AUTH)
+        tokens = check(doc, served, "/tokenize")
+        assert tokens["count"] == len(tokens["tokens"]) == len(tokens["token_strs"]) == 6
+        body = {"model": DEFAULT_MODEL, "tokens": tokens["tokens"]}
+        assert not schema_errors(doc, request_schema(doc, "/detokenize"), body)
+        served = client.post(f"{prefix}/detokenize", json=body, headers=AUTH)
+        assert check(doc, served, "/detokenize") == {"prompt": "def f("}
 
     body = {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
     response = client.post(CHAT, json=body, headers=AUTH)
@@ -422,6 +461,20 @@ def test_error_answers_match_the_document(strict_client: httpx.Client) -> None:
     body = {"model": "no-such-model", "prompt": "x"}
     unknown = error(client.post(COMPLETIONS, json=body, headers=AUTH), COMPLETIONS, 404)
     assert unknown["code"] == "model_not_found"
+
+    # The fake model's name matches no FIM config: Kodify refuses a suffix itself.
+    body = {"prompt": "def f(", "suffix": ")"}
+    assert not schema_errors(doc, request_schema(doc, COMPLETIONS), body)
+    no_fim = error(client.post(COMPLETIONS, json=body, headers=AUTH), COMPLETIONS, 400)
+    assert (no_fim["code"], no_fim["param"]) == ("suffix_not_supported", "suffix")
+
+    no_input = error(client.post("/tokenize", json={}, headers=AUTH), "/tokenize", 400)
+    assert no_input["param"] == "prompt"
+    body = {"model": "no-such-model", "tokens": [1]}
+    no_model = error(client.post("/detokenize", json=body, headers=AUTH), "/detokenize", 404)
+    assert no_model["code"] == "model_not_found"
+    error(client.get("/v1/tokenize", headers=AUTH), "/tokenize", 405, "post")
+    error(client.post("/tokenize", json={"prompt": "x"}), "/tokenize", 401)
 
     wrong_method = client.get(CHAT, headers=AUTH)
     assert error(wrong_method, CHAT, 405, "post")["code"] == "method_not_allowed"

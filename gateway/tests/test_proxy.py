@@ -82,11 +82,19 @@ def test_non_stream_chat_passes_the_upstream_json_through(
 
 
 def test_completions_pass_through(client: httpx.Client) -> None:
-    response = client.post(
-        COMPLETIONS, json={"model": "fake-model", "prompt": "def f(", "suffix": ")"}
-    )
+    response = client.post(COMPLETIONS, json={"model": "fake-model", "prompt": "def f("})
     assert response.status_code == 200
     assert response.json()["object"] == "text_completion"
+
+
+def test_suffix_for_a_model_no_fim_config_matches_is_refused_before_the_upstream(
+    client: httpx.Client, fake: FakeUpstream
+) -> None:
+    tag = uuid.uuid4().hex
+    body = {"model": "fake-model", "prompt": "def f(", "suffix": ")", "user": tag}
+    error = assert_openai_error(client.post(COMPLETIONS, json=body), 400, "suffix_not_supported")
+    assert error["param"] == "suffix" and "'fake-model'" in error["message"]
+    assert not [r for r in fake.records if r.body.get("user") == tag]  # nothing forwarded
 
 
 def test_stream_is_relayed_event_by_event_and_ends_with_done(client: httpx.Client) -> None:
@@ -259,6 +267,28 @@ def test_wrong_method_gets_405_with_allow(client: httpx.Client) -> None:
 
 def test_unknown_api_path_gets_an_openai_404(client: httpx.Client) -> None:
     assert_openai_error(client.post("/v1/embeddings", json={}), 404, "unknown_url")
+    assert_openai_error(client.get("/tokenize/more"), 404, "unknown_url")
+    assert_openai_error(client.get("/v1beta/nothing"), 404, "unknown_url")
+
+
+def test_other_paths_keep_djangos_html_404(client: httpx.Client) -> None:
+    for path in ("/no-such-page", "/tokenizer", "/v1x", "/api-docs"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("text/html"), path
+
+
+def test_the_tokenizer_is_served_through_the_gateway(
+    client: httpx.Client, fake: FakeUpstream
+) -> None:
+    headers = {"X-Request-Id": "tokenize-trace-1"}
+    tokens = client.post("/tokenize", json={"prompt": "ab"}, headers=headers)
+    assert tokens.status_code == 200, tokens.text
+    assert tokens.json()["tokens"] == [97, 98]
+    assert tokens.headers["x-request-id"] == "tokenize-trace-1"
+    text = client.post("/v1/detokenize", json={"model": "fake-model", "tokens": [97, 98]})
+    assert text.json() == {"prompt": "ab"}
+    assert [r.path for r in fake.records[-2:]] == ["/tokenize", "/detokenize"]
 
 
 # -- upstream errors ------------------------------------------------------------------

