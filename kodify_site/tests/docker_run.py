@@ -133,6 +133,15 @@ class Deployment:
     def logs(self, service: str) -> str:
         return self.compose("logs", "--no-color", service).stdout
 
+    def wait_healthy(self, service: str) -> None:
+        """Until Docker's health check of ``service`` passes (its log on failure)."""
+        wait_for(
+            lambda: self.inspect(service, "{{.State.Health.Status}}") == "healthy",
+            HEALTHY_TIMEOUT_S,
+            f"{service} healthy",
+            lambda: self.logs(service),
+        )
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 

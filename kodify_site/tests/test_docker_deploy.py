@@ -81,18 +81,12 @@ def deployment(upstream_server: FakeUpstreamServer) -> Iterator[Deployment]:
 
 def test_compose_deployment_end_to_end(deployment: Deployment, upstream: FakeUpstream) -> None:
     d = deployment
-    health = "{{.State.Health.Status}}"
 
     # The gateway alone first: worker and beat wait for it to be healthy in compose.yml,
     # an order that --no-deps (Redis and PostgreSQL are this machine's) leaves to us.
     d.compose("up", "-d", "--no-deps", "gateway")
     d.timeline.mark("gateway container started")
-    wait_for(
-        lambda: d.inspect("gateway", health) == "healthy",
-        HEALTHY_TIMEOUT_S,
-        "the gateway healthy",
-        lambda: d.logs("gateway"),
-    )
+    d.wait_healthy("gateway")
     d.timeline.mark("gateway healthy (migrated, serving)")
 
     answer = httpx.get(d.url("/health"), timeout=10)
@@ -180,12 +174,7 @@ def test_compose_deployment_end_to_end(deployment: Deployment, upstream: FakeUps
     before = _last_check(d.database_url)
     d.compose("up", "-d", "--no-deps", "worker", "beat")
     d.timeline.mark("worker and beat containers started")
-    wait_for(
-        lambda: d.inspect("worker", health) == "healthy",
-        HEALTHY_TIMEOUT_S,
-        "the worker healthy (celery inspect ping)",
-        lambda: d.logs("worker"),
-    )
+    d.wait_healthy("worker")  # its check: celery inspect ping
     d.timeline.mark("worker healthy")
     wait_for(
         lambda: (

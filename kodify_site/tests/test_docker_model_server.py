@@ -150,12 +150,7 @@ def gateway(model_server: str, timeline: Timeline) -> Iterator[Deployment]:
         upstream_url=model_server, tabby_model=SERVED_MODEL_NAME, timeline=timeline
     ) as found:
         found.compose("up", "-d", "--no-deps", "gateway")
-        wait_for(
-            lambda: found.inspect("gateway", "{{.State.Health.Status}}") == "healthy",
-            HEALTHY_TIMEOUT_S,
-            "the gateway healthy",
-            lambda: found.logs("gateway"),
-        )
+        found.wait_healthy("gateway")
         timeline.mark("gateway healthy")
         yield found
     print(f"\nModel server in Docker, timeline:\n{timeline.report()}")
