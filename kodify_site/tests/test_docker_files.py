@@ -786,24 +786,6 @@ def test_image_build_step_and_default_command(
     assert (tmp_path / "run-kodify-metrics").is_dir()
 
 
-def test_entrypoint_reports_a_folder_it_cannot_write(tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    result = subprocess.run(
-        ["sh", str(DOCKER / "entrypoint.sh"), "echo", "started"],
-        env={
-            "PATH": os.environ["PATH"],
-            "KODIFY_DATA_DIR": str(blocker / "data"),
-            "KODIFY_METRICS_DIR": str(tmp_path / "metrics"),
-        },
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 1
-    assert f"KODIFY_DATA_DIR={blocker / 'data'} is not writable" in result.stderr
-    assert "started" not in result.stdout
-
-
 def run_entrypoint(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """The entry point running `env` instead of a server: what the server would be given."""
     return subprocess.run(
@@ -818,6 +800,15 @@ def run_entrypoint(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
         text=True,
         timeout=60,
     )
+
+
+def test_entrypoint_reports_a_folder_it_cannot_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_entrypoint(tmp_path, KODIFY_DATA_DIR=str(blocker / "data"))
+    assert result.returncode == 1
+    assert f"KODIFY_DATA_DIR={blocker / 'data'} is not writable" in result.stderr
+    assert "PATH=" not in result.stdout, "the command did not run"
 
 
 def test_entrypoint_finds_the_bundled_postgresql(tmp_path: Path) -> None:
