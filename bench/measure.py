@@ -45,6 +45,9 @@ class Settings:
     journal_rounds: int = 3
     tabby_rounds: int = 2
     fim_iterations: int = 2000
+    # The race: the bare-ASGI ceiling, LiteLLM (its venv's python) and the full stack.
+    race: bool = False
+    litellm_python: str | None = None
 
 
 LoadAverage = tuple[float, float, float]
@@ -66,6 +69,7 @@ class Measured:
     fim: dict[str, Any] | None = None  # bench.fim's record
     loadavg_before: LoadAverage = (0.0, 0.0, 0.0)
     loadavg_after: LoadAverage = (0.0, 0.0, 0.0)
+    rss_mb: dict[str, float] = field(default_factory=dict)  # target -> RSS after the load
 
 
 def measure_load(

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from bench import report, wrk
+from bench import race, report, wrk
 from bench.measure import (
     LoadAverage,
     Measured,
@@ -37,7 +37,7 @@ from bench.measure import (
     measure_tabby_rounds,
     measure_ttft,
 )
-from bench.run_report import build_record, print_report
+from bench.run_report import build_record, peer_failures, print_report
 from bench.scenarios import SCENARIOS, TABBY_CONNECTIONS
 from bench.servers import StartupError
 from bench.targets import (
@@ -45,8 +45,11 @@ from bench.targets import (
     DUMMY,
     BenchError,
     Target,
+    ceiling_target,
     direct_target,
+    full_stack_target,
     journal_target,
+    litellm_target,
     per_user_redis_target,
 )
 
@@ -67,11 +70,19 @@ def run_bench(settings: Settings) -> int:
             starts.append(per_user_redis_target(settings.redis_url))
         if settings.journal:
             starts.append(journal_target(settings.journal_db_url))
+        if settings.race:
+            starts.append(ceiling_target)
+            if settings.litellm_python:
+                starts.append(litellm_target(settings.litellm_python))
+            if settings.redis_url and settings.journal_db_url:
+                full_db = own_database(stack, settings.journal_db_url)
+                starts.append(full_stack_target(settings.redis_url, full_db))
         candidates = [start(stack, workdir, direct) for start in starts]
         targets = [direct, *candidates]
         measured.servers = {t.name: t.server.name for t in targets}
         print(_banner(targets, settings), flush=True)
         measure_load(wrk_path, targets, settings, workdir, measured)
+        measured.rss_mb = race.rss_of({t.name: t.server.process.pid for t in targets})
         measure_auth_rounds(wrk_path, targets, settings, workdir, measured)
         measure_journal_rounds(wrk_path, targets, settings, workdir, measured)
         measure_tabby_rounds(wrk_path, targets, settings, workdir, measured)
@@ -82,10 +93,42 @@ def run_bench(settings: Settings) -> int:
     urls = {target.name: target.url for target in targets}
     record = build_record(measured, settings, urls, [c.name for c in candidates], started)
     print_report(measured, record, [c.name for c in candidates])
+    if race.race_names([c.name for c in candidates]):
+        text = race.table(measured.by_wrk, measured.rss_mb)
+        peers = peer_failures(measured)
+        if peers:
+            text += "\n\nUnder the same load (wrk's 2 s timeout):\n" + "\n".join(
+                f"- {line}" for line in peers
+            )
+        print(f"\nThe race (requests per second, same run; ratios of RPS):\n{text}")
+        race.write_results(
+            text,
+            started=started,
+            commit=record.get("commit"),
+            settings_line=f"wrk {settings.duration_s} s per scenario after {settings.warmup_s} s "
+            f"warm-up, {settings.chunks}-chunk streams, one worker per server",
+        )
+        print(f"written: {race.RESULTS_MD}")
     path = settings.results_dir / f"{started:%Y%m%d-%H%M%S}.json"
     report.write_json(path, record)
     print(f"\nresults: {path}")
     return 0 if record["valid"] else 1
+
+
+def own_database(stack: ExitStack, server_url: str) -> str:
+    """A database of this run's own on ``server_url``'s server (created by Kodify's
+    migration), dropped when the run ends."""
+    import psycopg
+
+    base, _, _ = server_url.rpartition("/")
+    name = f"kodify_bench_full_{os.getpid()}"
+
+    def drop() -> None:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    stack.callback(drop)
+    return f"{base}/{name}"
 
 
 def warn_if_busy(load: LoadAverage) -> None:
@@ -148,6 +191,13 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
     parser.add_argument("--journal-rounds", type=int, default=3)
     parser.add_argument(
+        "--race",
+        action="store_true",
+        help="also race the bare-ASGI ceiling, LiteLLM (--litellm-python) and the full stack "
+        "(--redis-url and --journal-db-url) and write bench/RESULTS.md",
+    )
+    parser.add_argument("--litellm-python", help="python of a venv with litellm[proxy]")
+    parser.add_argument(
         "--tabby-rounds",
         type=int,
         default=2,
@@ -174,6 +224,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         journal_rounds=args.journal_rounds,
         tabby_rounds=args.tabby_rounds,
         fim_iterations=args.fim_iterations,
+        race=args.race,
+        litellm_python=args.litellm_python,
     )
 
 

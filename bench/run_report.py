@@ -33,7 +33,7 @@ from bench.scenarios import (
     tabby_pairs,
 )
 from bench.servers import BENCH_USER_LIMITS, REPO
-from bench.targets import DUMMY, PER_USER, PER_USER_REDIS
+from bench.targets import DUMMY, PEERS, PER_USER, PER_USER_REDIS
 
 
 def comparisons(measured: Measured, candidate: str) -> list[report.Comparison]:
@@ -42,9 +42,12 @@ def comparisons(measured: Measured, candidate: str) -> list[report.Comparison]:
 
 
 def failures(measured: Measured) -> list[str]:
-    """Why the figures cannot be trusted: any non-2xx answer, socket error or broken stream."""
+    """Why the figures cannot be trusted: any non-2xx answer, socket error or broken stream
+    (Kodify's and the references'; a peer's own are reported apart, see peer_failures)."""
     found = []
     for target, results in measured.by_wrk.items():
+        if target in PEERS:
+            continue
         for scenario, result in results.items():
             if result.failures:
                 found.append(
@@ -57,7 +60,7 @@ def failures(measured: Measured) -> list[str]:
                     f"{measured.warmup_failures[target][scenario]} failed requests"
                 )
     for target, streams in measured.first_chunk.items():
-        if streams.failures:
+        if streams.failures and target not in PEERS:
             found.append(f"{target} TTFT: {streams.failures} streams not 200 or without [DONE]")
     paired = (
         ("auth", measured.auth_rounds, DUMMY, PER_USER),
@@ -73,6 +76,22 @@ def failures(measured: Measured) -> list[str]:
                         f"socket errors {result.socket_errors}"
                     )
     found += measured.paired_warmup_failures
+    return found
+
+
+def peer_failures(measured: Measured) -> list[str]:
+    """A peer's failed requests under the same load: its result, not a broken run."""
+    found = []
+    for target in PEERS:
+        for scenario, result in measured.by_wrk.get(target, {}).items():
+            if result.failures:
+                found.append(
+                    f"{target} {scenario}: {result.failures} requests failed "
+                    f"({result.non_2xx} non-2xx, socket errors {result.socket_errors})"
+                )
+        streams = measured.first_chunk.get(target)
+        if streams is not None and streams.failures:
+            found.append(f"{target} TTFT: {streams.failures} streams not 200 or without [DONE]")
     return found
 
 

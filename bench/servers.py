@@ -267,3 +267,53 @@ def start_kodify_per_user(
     token = create_token(workdir, kodify_environment(workdir, upstream_url, extra))
     server, url = start_kodify(workdir, upstream_url, extra, name=name)
     return server, url, token
+
+
+def start_ceiling(workdir: Path, upstream_url: str) -> tuple[ServerProcess, str]:
+    """The bare-ASGI relay (``bench.ceiling``) under uvicorn with Kodify's flags, one worker."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "uvicorn", "bench.ceiling:app",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+    ]  # fmt: skip
+    env = child_environment({"KODIFY_BENCH_UPSTREAM": upstream_url})
+    server = ServerProcess("bare ASGI", argv, workdir, env)
+    server.wait_for_lines(UVICORN_READY)
+    return server, f"http://127.0.0.1:{port}"
+
+
+LITELLM_MASTER_KEY = "sk-kodify-bench-" + "0123456789abcdef" * 2
+
+
+def start_litellm(
+    workdir: Path, python: str, upstream_url: str, models: Sequence[str]
+) -> tuple[ServerProcess, str]:
+    """LiteLLM's proxy from its own venv: one worker, a master key, no database, the same
+    fake upstream behind it for every model (its documented minimal production set-up)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "litellm.yaml"
+    entries = "".join(
+        f"  - model_name: {model}\n"
+        f"    litellm_params:\n"
+        f"      model: openai/{model}\n"
+        f"      api_base: {upstream_url}/v1\n"
+        f"      api_key: unused\n"
+        for model in models
+    )
+    config.write_text(f"model_list:\n{entries}")
+    port = free_port()
+    argv = [
+        str(Path(python).with_name("litellm")), "--config", str(config),
+        "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1",
+    ]  # fmt: skip
+    env = child_environment(
+        {"LITELLM_MASTER_KEY": LITELLM_MASTER_KEY, "LITELLM_LOG": "ERROR", "DO_NOT_TRACK": "1"}
+    )
+    for name in ("DATABASE_URL", "LITELLM_TELEMETRY"):
+        env.pop(name, None)
+    env["LITELLM_TELEMETRY"] = "False"
+    server = ServerProcess("LiteLLM", argv, workdir, env)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_health(server, url + "/health/liveliness", timeout=180)
+    return server, url

@@ -8,13 +8,22 @@ the optional ones (limits in Redis, the journal on) are added by ``bench.run``'s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.scenarios import FAKE_MODELS
-from bench.servers import ServerProcess, start_fake_upstream, start_kodify, start_kodify_per_user
+from bench.servers import (
+    LITELLM_MASTER_KEY,
+    ServerProcess,
+    start_ceiling,
+    start_fake_upstream,
+    start_kodify,
+    start_kodify_per_user,
+    start_litellm,
+)
 
 
 class BenchError(RuntimeError):
@@ -43,6 +52,11 @@ DUMMY = "kodify"
 PER_USER = "per-user"
 PER_USER_REDIS = "per-user-redis"
 JOURNAL = "journal-on"
+CEILING = "bare-asgi"
+LITELLM = "litellm"
+FULL = "full-stack"
+# Other products raced against: their failed requests are their result, not a broken run.
+PEERS = (LITELLM,)
 
 
 def kodify_target(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
@@ -84,6 +98,49 @@ def journal_target(database_url: str | None) -> Callable[[ExitStack, Path, Targe
         server, url = start_kodify(workdir / JOURNAL, upstream.url, extra, "Kodify journal")
         stack.callback(server.stop)
         return Target(JOURNAL, url, server)
+
+    return start
+
+
+def ceiling_target(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
+    """The bare-ASGI relay (``bench.ceiling``): what Kodify's figures are a share of."""
+    server, url = start_ceiling(workdir / CEILING, upstream.url)
+    stack.callback(server.stop)
+    return Target(CEILING, url, server)
+
+
+def litellm_target(python: str) -> Callable[[ExitStack, Path, Target], Target]:
+    """LiteLLM's proxy (``python`` of its own venv) in front of the same fake upstream."""
+
+    def start(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
+        server, url = start_litellm(workdir / LITELLM, python, upstream.url, FAKE_MODELS)
+        stack.callback(server.stop)
+        return Target(
+            LITELLM, url, server, headers={"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
+        )
+
+    return start
+
+
+def full_stack_target(
+    redis_url: str, database_url: str
+) -> Callable[[ExitStack, Path, Target], Target]:
+    """What production runs: per-user tokens, limits in Redis, the users and the journal in
+    PostgreSQL (``database_url``: a database of the run's own, created by the migration)."""
+
+    def start(stack: ExitStack, workdir: Path, upstream: Target) -> Target:
+        extra = {
+            "REDIS_URL": redis_url,
+            # Its keys apart from the other targets' and other runs'.
+            "KODIFY_REDIS_PREFIX": f"kodify-bench-full-{os.getpid()}",
+            "DB_URL": database_url,
+            "LOGS": "true",
+        }
+        server, url, token = start_kodify_per_user(
+            workdir / FULL, upstream.url, extra, "Kodify full stack"
+        )
+        stack.callback(server.stop)
+        return Target(FULL, url, server, headers={"Authorization": f"Bearer {token}"})
 
     return start
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,18 @@ def test_any_failed_request_makes_the_run_invalid() -> None:
     assert "kodify stream c=1: 3 non-2xx" in found[1]
     assert run_report.failures(measure.Measured(by_wrk={"direct": {"x": clean}},
                                      warmup_failures={"direct": {"x": 0}})) == []  # fmt: skip
+
+
+def test_a_peers_failed_requests_are_its_result_not_a_broken_run() -> None:
+    clean = _result(100, 1, 2)
+    timed_out = wrk.WrkResult(1, 5, 13, {"50": 1700, "99": 1980}, socket_errors={"timeout": 23})
+    measured = measure.Measured(
+        by_wrk={"direct": {"stream c=32": clean}, "litellm": {"stream c=32": timed_out}},
+        warmup_failures={"direct": {"stream c=32": 0}, "litellm": {"stream c=32": 5}},
+    )
+    assert run_report.failures(measured) == []
+    (line,) = run_report.peer_failures(measured)
+    assert line.startswith("litellm stream c=32: 23 requests failed")
 
 
 # -- the cost of per-user authentication -------------------------------------------------
@@ -493,3 +506,42 @@ def test_the_tabby_rounds_and_fim_timing_have_options() -> None:
     assert (settings.tabby_rounds, settings.fim_iterations) == (2, 2000)
     settings = run.parse_args(["--tabby-rounds", "0", "--fim-iterations", "0"])
     assert (settings.tabby_rounds, settings.fim_iterations) == (0, 0)
+
+
+# -- the race -------------------------------------------------------------------------------
+
+
+def test_the_race_table_puts_every_target_side_by_side_with_its_ratios(tmp_path: Path) -> None:
+    from bench import race
+
+    rps = {
+        "direct": 10_000, "bare-asgi": 5_000, "litellm": 50, "kodify": 4_000, "full-stack": 3_000
+    }  # fmt: skip
+    by_wrk = {
+        name: {s.name: _result(value, 0.1 * (i + 1), 0.5 * (i + 1)) for s in race.SCENARIOS}
+        for i, (name, value) in enumerate(rps.items())
+    }
+    text = race.table(by_wrk, {"kodify": 128.4, "litellm": 390.0})
+    header, _, first = text.splitlines()[:3]
+    assert header.split(" | ")[1:6] == [
+        "direct RPS", "bare-asgi RPS", "litellm RPS", "kodify RPS", "full-stack RPS"
+    ]  # fmt: skip
+    cells = [cell.strip() for cell in first.strip("|").split("|")]
+    # bare / LiteLLM, full / LiteLLM, bare / ceiling, full / ceiling, full / bare
+    assert cells[-5:] == ["80.00", "60.00", "0.80", "0.60", "0.75"]
+    assert "| kodify | +0.30 | +1.50 | 128 |" in text
+    assert "| bare-asgi | +0.10 | +0.50 | n/a |" in text
+
+    out = tmp_path / "RESULTS.md"
+    race.write_results(
+        text, started=datetime(2026, 1, 2, 3, 4), commit="abc", settings_line="x", path=out
+    )
+    written = out.read_text()
+    assert "- machine: " in written and "commit abc" in written and text in written
+
+
+def test_without_the_race_the_classic_comparison_is_all() -> None:
+    from bench import race
+
+    assert not race.race_names(["kodify", "per-user", "journal-on"])
+    assert race.race_names(["kodify", "litellm"])

@@ -1,0 +1,112 @@
+"""The race table of ``make bench``: every target side by side in one run, and its ratios.
+
+Kodify bare (dummy auth, no journal, SQLite) and Kodify as production runs it (per-user
+tokens, limits in Redis, the journal in PostgreSQL) against the fake upstream itself, the
+bare-ASGI ceiling (``bench.ceiling``) and LiteLLM's proxy, all measured in the same run
+and the same turns, so the ratios hold whatever the machine's speed.  Written to
+``bench/RESULTS.md`` with the machine named.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from bench import wrk
+from bench.scenarios import SCENARIOS
+from bench.targets import CEILING, DUMMY, FULL, LITELLM
+
+NONE = "n/a"
+RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+DIRECT = "direct"
+# Column order: the references first, then Kodify.
+ORDER = (DIRECT, CEILING, LITELLM, DUMMY, FULL)
+# (numerator, denominator, heading): the ratios the performance goals are stated in.
+RATIOS = (
+    (DUMMY, LITELLM, "bare / LiteLLM"),
+    (FULL, LITELLM, "full / LiteLLM"),
+    (DUMMY, CEILING, "bare / ceiling"),
+    (FULL, CEILING, "full / ceiling"),
+    (FULL, DUMMY, "full / bare"),
+)
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()}: {os.cpu_count()} cores, {model or platform.machine()}"
+
+
+def table(by_wrk: Mapping[str, Mapping[str, wrk.WrkResult]], rss_mb: Mapping[str, float]) -> str:
+    present = [name for name in ORDER if name in by_wrk]
+    ratios = [r for r in RATIOS if r[0] in by_wrk and r[1] in by_wrk]
+    heading = ["scenario", *[f"{name} RPS" for name in present], *[r[2] for r in ratios]]
+    lines = ["| " + " | ".join(heading) + " |", "|" + "---|" * len(heading)]
+    for scenario in SCENARIOS:
+        cells = [scenario.name]
+        for name in present:
+            result = by_wrk[name].get(scenario.name)
+            cells.append(f"{result.rps:,.0f}" if result else NONE)
+        for top, bottom, _ in ratios:
+            a, b = by_wrk[top].get(scenario.name), by_wrk[bottom].get(scenario.name)
+            cells.append(f"{a.rps / b.rps:.2f}" if a and b and b.rps else NONE)
+        lines.append("| " + " | ".join(cells) + " |")
+    # Latency added at c=1, where it is the gateway's own and not queueing.
+    lines += [
+        "",
+        "| target | added p50 at c=1 (ms) | added p99 at c=1 (ms) | RSS after load (MB) |",
+        "|---|---|---|---|",
+    ]
+    direct = by_wrk.get(DIRECT, {})
+    for name in present[1:]:
+        cells = [name]
+        mine, base = by_wrk[name].get("non-stream c=1"), direct.get("non-stream c=1")
+        if mine and base:
+            cells += [f"{mine.p50_ms - base.p50_ms:+.2f}", f"{mine.p99_ms - base.p99_ms:+.2f}"]
+        else:
+            cells += [NONE, NONE]
+        cells.append(f"{rss_mb[name]:.0f}" if name in rss_mb else NONE)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(
+    text: str, *, started: datetime, commit: str | None, settings_line: str, path: Path = RESULTS_MD
+) -> None:
+    path.write_text(
+        "# Kodify benchmark results\n\n"
+        "Written by `make bench` (`bench/race.py`); each run replaces it. Every target was\n"
+        "measured in the same run, in turns, against the same fake upstream, so the ratios\n"
+        "are what to compare between runs and machines, not the absolute figures.\n\n"
+        f"- machine: {machine()}\n"
+        f"- run: {started:%Y-%m-%d %H:%M} UTC, commit {commit or 'unknown'}\n"
+        f"- load: {settings_line}\n\n"
+        f"{text}\n"
+    )
+
+
+def rss_of(pids: Mapping[str, int]) -> dict[str, float]:
+    """Resident memory of each target's server process now, in MB (Linux)."""
+    found = {}
+    for name, pid in pids.items():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    found[name] = int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return found
+
+
+def race_names(names: Sequence[str]) -> bool:
+    """Whether the run had more than the classic comparison (a race worth writing down)."""
+    return any(name in names for name in (CEILING, LITELLM, FULL))
