@@ -40,11 +40,17 @@ class Command(BaseCommand):
     def handle(self, *args: Any, timeout: float, **options: Any) -> None:
         deadline = time.monotonic() + timeout
         for alias in connections:
-            settings_dict = connections[alias].settings_dict
-            where = f'database "{alias}" at {settings_dict.get("HOST") or "localhost"}:' + str(
-                settings_dict.get("PORT") or 5432
+            connection = connections[alias]
+            if connection.vendor != "postgresql":
+                continue  # a file (SQLite): nothing to wait for
+            address = f"{connection.settings_dict.get('HOST') or 'localhost'}:" + str(
+                connection.settings_dict.get("PORT") or 5432
             )
-            self._wait(where, lambda alias=alias: _database_problem(alias), deadline)
+            self._wait(
+                f'database "{alias}" at {address}',
+                lambda connection=connection: _postgresql_problem(connection),
+                deadline,
+            )
         if settings.REDIS_URL:
             self._wait("Redis", _redis_problem, deadline)
 
@@ -66,36 +72,21 @@ class Command(BaseCommand):
             time.sleep(min(RETRY_SECONDS, max(0.0, deadline - now)))
 
 
-def _database_problem(alias: str) -> str | None:
-    settings_dict = connections[alias].settings_dict
-    if "postgresql" not in settings_dict["ENGINE"]:
-        return None  # a file (SQLite): nothing to wait for
-    return _postgresql_problem(settings_dict)
-
-
-def _postgresql_problem(settings_dict: dict[str, Any]) -> str | None:
-    # A connection of its own: Django's pool would turn every refusal into "couldn't get
-    # a connection", hiding both the reason and a database that only needs creating.
+def _postgresql_problem(connection: Any) -> str | None:
+    # A connection of its own, with the parameters Django would use (as kodify_migrate
+    # does): Django's pool would turn every refusal into "couldn't get a connection",
+    # hiding both the reason and a database that only needs creating.
     import psycopg
 
-    options = {
-        key: value
-        for key, value in (settings_dict.get("OPTIONS") or {}).items()
-        if key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "options")
-    }
+    params = connection.get_connection_params()
+    params.setdefault("connect_timeout", 3)
     try:
-        psycopg.connect(
-            host=settings_dict.get("HOST") or None,
-            port=settings_dict.get("PORT") or None,
-            user=settings_dict.get("USER") or None,
-            password=settings_dict.get("PASSWORD") or None,
-            dbname=settings_dict.get("NAME") or None,
-            connect_timeout=3,
-            **options,
-        ).close()
+        psycopg.connect(**params).close()
     except psycopg.Error as error:
         message = _first_line(error)
-        if "does not exist" in message and "database" in message:
+        # 3D000 invalid_catalog_name; libpq may not report it at connect time, hence the text.
+        missing = "does not exist" in message and "database" in message
+        if getattr(error, "sqlstate", None) == "3D000" or missing:
             return None
         return message
     return None
