@@ -41,6 +41,7 @@ from gateway.config_file import load_config
 from kodify_site import __version__
 from kodify_site.management.commands.run_model_server import load_launcher
 from kodify_site.testing import free_port, server_environment
+from kodify_site.tests.docker_run import compose_environment
 
 model_server = load_launcher()
 
@@ -115,15 +116,6 @@ def compose_project(tmp_path: Path, env_text: str) -> Path:
     shutil.copytree(DOCKER / "postgres", project / "postgres")
     (project / ".env").write_text(env_text)
     return project
-
-
-def compose_environment() -> dict[str, str]:
-    """This process's environment less what compose would take over the env file's values."""
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("KODIFY_", "COMPOSE_")) and name not in ("DB_URL", "REDIS_URL")
-    }
 
 
 def compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
