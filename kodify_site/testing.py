@@ -48,15 +48,16 @@ _POLL_S = 0.05
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float = WAIT_S) -> T:
-    """Poll ``condition`` until it answers something true or ``timeout`` seconds pass;
-    its last answer (so ``assert wait_until(...)`` fails with a false one)."""
+def wait_until(condition: Callable[[], T], timeout: float = WAIT_S, *, every: float = _POLL_S) -> T:
+    """Poll ``condition`` every ``every`` seconds until it answers something true or
+    ``timeout`` seconds pass; its last answer (so ``assert wait_until(...)`` fails with a
+    false one).  A costly condition (a subprocess, a new connection) is asked less often."""
     deadline = time.monotonic() + timeout
     while True:
         answer = condition()
         if answer or time.monotonic() > deadline:
             return answer
-        time.sleep(_POLL_S)  # polling a condition with a deadline, not a timed wait
+        time.sleep(every)  # polling a condition with a deadline, not a timed wait
 
 
 # Variables of the environment a server under test must not inherit from the runner.

@@ -24,13 +24,15 @@ import psycopg
 import pytest
 
 from kodify_site import __version__
-from kodify_site.testing import free_port
+from kodify_site.testing import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "docker"
 # Bounds, not expectations: each wait ends as soon as its condition holds.
 BUILD_TIMEOUT_S = 900
 HEALTHY_TIMEOUT_S = 240
+# Each poll runs docker or opens a connection: twice a second is enough.
+POLL_S = 0.5
 TASK_TIMEOUT_S = 120
 ADMIN_DB_URL = os.environ.get(
     "KODIFY_DOCKER_ADMIN_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -57,12 +59,8 @@ def ensure_docker_daemon() -> None:
     # A machine service like PostgreSQL: it outlives the test run, as it would under systemd.
     with os.fdopen(descriptor, "w") as output:
         subprocess.Popen([dockerd], stdout=output, stderr=output, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if _daemon_answers():
-            return
-        time.sleep(0.5)
-    pytest.skip(f"dockerd did not start within 60 s (its log: {log})")
+    if not wait_until(_daemon_answers, 60, every=POLL_S):
+        pytest.skip(f"dockerd did not start within 60 s (its log: {log})")
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -221,15 +219,13 @@ def write_project(
 
 
 def wait_for(condition: Any, timeout: float, what: str, on_failure: Any = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            details = on_failure() if on_failure else ""
-            raise AssertionError(f"{what}: not within {timeout:.0f} s\n{details}")
-        time.sleep(0.5)
+    """``condition``'s first true answer within ``timeout``; else an AssertionError naming
+    ``what``, with ``on_failure()`` (a log) to tell why."""
+    value = wait_until(condition, timeout, every=POLL_S)
+    if not value:
+        details = on_failure() if on_failure else ""
+        raise AssertionError(f"{what}: not within {timeout:.0f} s\n{details}")
+    return value
 
 
 @contextlib.contextmanager
