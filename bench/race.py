@@ -18,6 +18,7 @@ from pathlib import Path
 from bench import wrk
 from bench.scenarios import SCENARIOS
 from bench.targets import CEILING, DUMMY, FULL, LITELLM
+from gateway.tabby import cpu_info
 
 NONE = "n/a"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
@@ -35,15 +36,7 @@ RATIOS = (
 
 
 def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.node()}: {os.cpu_count()} cores, {model or platform.machine()}"
+    return f"{platform.node()}: {os.cpu_count()} cores, {cpu_info()}"
 
 
 def table(by_wrk: Mapping[str, Mapping[str, wrk.WrkResult]], rss_mb: Mapping[str, float]) -> str:

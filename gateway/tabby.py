@@ -62,7 +62,7 @@ def health_report(table: UpstreamTable) -> dict[str, Any]:
         "chat_model": next((name for name in models if name != model), model) or None,
         "device": device(table, model),
         "arch": platform.machine() or "unknown",
-        "cpu_info": _cpu_info(),
+        "cpu_info": cpu_info(),
         "cpu_count": os.cpu_count() or 1,
         "cuda_devices": [],
         "version": _version(),
@@ -70,7 +70,8 @@ def health_report(table: UpstreamTable) -> dict[str, Any]:
 
 
 @cache
-def _cpu_info() -> str:
+def cpu_info() -> str:
+    """This machine's processor model (Tabby's health reports it; so does the bench)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
