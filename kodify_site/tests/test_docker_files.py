@@ -141,19 +141,24 @@ def compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 # What `docker compose up` would start: compose's own rule (profiles from .env included),
-# asked of Debian's docker-compose library, since `config --services` lists every service.
+# from Debian's docker-compose library, since `config --services` lists every service.
+# Compose's Project would ask a running dockerd about networks, and none need run for these
+# checks, so the profile rule (a service with profiles starts only when one is enabled) is
+# applied to the configuration compose loaded.
 SERVICES_STARTED = """
 import sys
-from compose.cli.command import get_profiles_from_options, get_project
+from compose import config
+from compose.cli.command import get_profiles_from_options
 from compose.config.environment import Environment
 
 project_dir, env_file, *files = sys.argv[1:]
 environment = Environment.from_env_file(project_dir, env_file)
-project = get_project(
-    project_dir, config_path=files, environment=environment, environment_file=env_file,
-    enabled_profiles=get_profiles_from_options({}, environment),
-)
-print(" ".join(service.name for service in project.get_services()))
+enabled = set(get_profiles_from_options({}, environment))
+services = config.load(config.find(project_dir, files, environment)).services
+print(" ".join(
+    service["name"] for service in services
+    if not service.get("profiles") or enabled & set(service["profiles"])
+))
 """
 
 
