@@ -136,12 +136,15 @@ class RedisConnection(asyncio.Protocol):
         if done:
             del self._buffer[:done]
 
-    def send(self, args: tuple[bytes, ...]) -> asyncio.Future[Any]:
+    def send(self, args: tuple[bytes, ...], *, now: bool = False) -> asyncio.Future[Any]:
+        """Queue a command (``now``: write it, and what was queued before it, at once)."""
         future: asyncio.Future[Any] = self.loop.create_future()
         if self.lost is not None:
             future.set_exception(ConnectionError(f"Redis connection lost: {self.lost}"))
         else:
             self._queue(args, future)
+            if now:
+                self._flush()
         return future
 
     def _queue(self, args: tuple[bytes, ...], future: asyncio.Future[Any]) -> None:
@@ -188,10 +191,13 @@ class RedisClient:
         self._connection: RedisConnection | None = None
         self._opening: asyncio.Task[RedisConnection] | None = None
 
-    def send(self, *args: bytes) -> asyncio.Future[Any]:
+    def send(self, *args: bytes, now: bool = False) -> asyncio.Future[Any]:
+        """The command's answer to come; ``now`` writes it before returning (when the
+        connection is open), so that it reaches Redis before anything this process sends
+        elsewhere afterwards."""
         connection = self._connection
         if connection is not None and connection.lost is None:
-            return connection.send(args)
+            return connection.send(args, now=now)
         return asyncio.ensure_future(self._send_when_open(args))
 
     async def _send_when_open(self, args: tuple[bytes, ...]) -> Any:

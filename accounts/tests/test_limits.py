@@ -314,6 +314,37 @@ async def test_redis_concurrency_holds_across_workers_until_released(
 
 
 @needs_redis
+async def test_a_slot_released_without_waiting_is_free_for_the_next_command_of_any_worker(
+    redis_prefix: str, redis: Any
+) -> None:
+    first = redis_limiter(redis_prefix, concurrent=1)
+    second = redis_limiter(redis_prefix, concurrent=1)
+    for _ in range(20):  # a race would show in some of them
+        slot = await first.acquire(user())
+        await refused(second, user())
+        slot.release_nowait()  # written to Redis before it returns, not awaited
+        slot.release_nowait()  # once only
+        slot = await second.acquire(user())
+        await refused(first, user())
+        await slot.release()
+    _, slots_key = first.keys(1)
+    assert await redis.zcard(slots_key) == 0
+    assert not first._held and not second._held  # nothing left to renew
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_a_local_slot_released_without_waiting_is_free_at_once() -> None:
+    limiter = LocalLimiter(requests_per_minute=0, max_concurrent=1)
+    slot = await limiter.acquire(user())
+    slot.release_nowait()
+    slot.release_nowait()
+    again = await limiter.acquire(user())
+    await refused(limiter, user())
+    await again.release()
+
+
+@needs_redis
 async def test_redis_slot_is_released_when_the_request_is_cancelled(
     redis_prefix: str, redis: Any
 ) -> None:
@@ -346,8 +377,8 @@ async def test_redis_a_slot_taken_by_a_cancelled_acquire_is_given_back(
     send = connection.send
     ran = asyncio.Event()
 
-    def answer_never_arrives(*args: bytes) -> asyncio.Future[Any]:
-        sent = send(*args)
+    def answer_never_arrives(*args: bytes, now: bool = False) -> asyncio.Future[Any]:
+        sent = send(*args, now=now)
         if args[0] != b"EVALSHA":
             return sent
         sent.add_done_callback(lambda done: ran.set())  # Redis took the slot...
@@ -411,9 +442,9 @@ async def test_redis_acquire_is_one_command_on_one_shared_connection(redis_prefi
     sent: list[bytes] = []
     send = redis.send
 
-    def recording(*args: bytes) -> asyncio.Future[Any]:
+    def recording(*args: bytes, now: bool = False) -> asyncio.Future[Any]:
         sent.append(args[0])
-        return send(*args)
+        return send(*args, now=now)
 
     redis.send = recording  # type: ignore[method-assign]
     slot = await limiter.acquire(user())
