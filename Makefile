@@ -24,10 +24,10 @@ LITELLM_VENV   ?= $(HOME)/.cache/kodify/litellm-$(LITELLM_VERSION)
 # The journal-on comparison writes to PostgreSQL, as production does.
 # The race (--race): Kodify bare and full stack (per-user, Redis limits, journal in
 # PostgreSQL) against the fake upstream, the bare-ASGI ceiling and LiteLLM, in one run.
-BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/kodify_bench \
+BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/postgres \
 	--redis-url redis://127.0.0.1:6379/0 --race --litellm-python $(LITELLM_VENV)/bin/python
 
-.PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm test-docker test-docker-vllm lint format bench clean env-reference
+.PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm test-docker test-docker-vllm lint format bench bench-smoke clean env-reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -145,6 +145,16 @@ test-docker-vllm: install-dev $(VLLM_VENV)/.installed
 ## against the bare-ASGI ceiling and LiteLLM; writes bench/RESULTS.md
 bench: install-dev $(LITELLM_VENV)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## bench-smoke: the race in brief (about a second per measurement, LiteLLM left out) into a
+## temporary folder: proves that make bench runs end to end; its figures mean nothing
+bench-smoke: install-dev
+	@d=$$(mktemp -d -t kodify-bench-smoke-XXXXXX) && \
+	$(BIN)/python -m bench.run --journal-db-url postgresql://postgres@127.0.0.1:5432/postgres \
+		--redis-url redis://127.0.0.1:6379/0 --race --duration 1 --warmup 1 \
+		--auth-rounds 1 --journal-rounds 1 --tabby-rounds 1 --fim-iterations 20 \
+		--ttft-requests 20 --open-streams 50 --open-streams-seconds 2 --disconnects 3 \
+		--race-dir $$d --results-dir $$d; rc=$$?; rm -rf $$d; exit $$rc
 
 $(LITELLM_VENV)/.installed:
 	rm -rf $(LITELLM_VENV) && $(PYTHON) -m venv $(LITELLM_VENV)

@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from bench import fim_timing, report, ttft, wrk
+from bench import fim_timing, report, streams, ttft, wrk
+from bench.cpu import CpuMeter
 from bench.scenarios import (
     AUTH_COST_SCENARIO,
     JOURNAL_COST_SCENARIOS,
@@ -48,6 +49,11 @@ class Settings:
     # The race: the bare-ASGI ceiling, LiteLLM (its venv's python) and the full stack.
     race: bool = False
     litellm_python: str | None = None
+    # Long streams held open at once, and streams cut off by their client (0 skips each).
+    open_streams: int = 1000
+    open_streams_s: float = 60.0
+    disconnects: int = 20
+    race_dir: Path = Path(__file__).resolve().parent  # RESULTS.md and the chart
 
 
 LoadAverage = tuple[float, float, float]
@@ -58,7 +64,8 @@ class Measured:
     by_wrk: dict[str, dict[str, wrk.WrkResult]] = field(default_factory=dict)  # target → scenario
     warmup_failures: dict[str, dict[str, int]] = field(default_factory=dict)
     first_chunk: dict[str, ttft.TtftResult] = field(default_factory=dict)  # target → TTFT
-    # target → scenario → server → share of one core it used while measured (1.0 = a core)
+    # target → scenario → server (its process tree) or service (postgres, redis) → share of
+    # one core it used while measured (1.0 = a core)
     cpu: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     logs: dict[str, list[str]] = field(default_factory=dict)
     servers: dict[str, str] = field(default_factory=dict)  # target -> its server's name
@@ -70,12 +77,16 @@ class Measured:
     loadavg_before: LoadAverage = (0.0, 0.0, 0.0)
     loadavg_after: LoadAverage = (0.0, 0.0, 0.0)
     rss_mb: dict[str, float] = field(default_factory=dict)  # target -> RSS after the load
+    open_streams: dict[str, streams.OpenStreamsResult] = field(default_factory=dict)
+    disconnects: dict[str, streams.DisconnectResult] = field(default_factory=dict)
 
 
 def measure_load(
     wrk_path: str, targets: Sequence[Target], settings: Settings, scripts: Path, out: Measured
 ) -> None:
-    servers = [target.server for target in targets]
+    # Each server's whole process tree (the journal's helper is a child) and the database
+    # services; only the target measured is busy, so the shares are its costs.
+    meter = CpuMeter({target.server.name: target.server.process.pid for target in targets})
     # Targets take turns within each scenario so that drift on the machine hits them alike.
     for scenario in SCENARIOS:
         for target in targets:
@@ -84,12 +95,9 @@ def measure_load(
                 wrk.lua_script(scenario.body_bytes().decode(), target.request_headers())
             )
             warm = run_wrk(wrk_path, target, scenario, settings.warmup_s, script)
-            cpu_before = [server.cpu_seconds() for server in servers]
+            cpu_before = meter.snapshot()
             result = run_wrk(wrk_path, target, scenario, settings.duration_s, script)
-            cpu = {
-                server.name: (server.cpu_seconds() - before) / result.duration_s
-                for server, before in zip(servers, cpu_before, strict=True)
-            }
+            cpu = CpuMeter.shares(cpu_before, meter.snapshot(), result.duration_s)
             out.by_wrk.setdefault(target.name, {})[scenario.name] = result
             out.warmup_failures.setdefault(target.name, {})[scenario.name] = warm.failures
             out.cpu.setdefault(target.name, {})[scenario.name] = cpu
@@ -294,3 +302,30 @@ def measure_ttft(targets: Sequence[Target], settings: Settings, out: Measured) -
             f"   p99 {result.p99_ms:6.2f} ms",
             flush=True,
         )
+
+
+def measure_streams(targets: Sequence[Target], settings: Settings, out: Measured) -> None:
+    """Every target but the fake holds ``open_streams`` streams for ``open_streams_s``,
+    then has ``disconnects`` streams cut off by their client (``bench.streams``)."""
+    upstream, *relays = targets
+    for target in relays:
+        if settings.open_streams:
+            held = streams.open_streams(
+                target, upstream, count=settings.open_streams, hold_s=settings.open_streams_s
+            )
+            out.open_streams[target.name] = held
+            print(
+                f"  open streams    {target.name:<15}{held.requests:>6} held "
+                f"{settings.open_streams_s:g} s, {held.errors} errors, RSS "
+                f"{held.rss_before_mb or 0:.0f} -> {held.rss_peak_mb or 0:.0f} MB, worst chunk "
+                f"{held.worst_lateness_ms or 0:.0f} ms late",
+                flush=True,
+            )
+        if settings.disconnects:
+            cut = streams.disconnects(target, upstream, times=settings.disconnects)
+            out.disconnects[target.name] = cut
+            print(
+                f"  disconnects     {target.name:<15}{cut.times:>6} cut, upstream closed p50 "
+                f"{cut.p50_ms or 0:.1f} ms max {cut.max_ms or 0:.1f} ms, {cut.not_closed} not",
+                flush=True,
+            )

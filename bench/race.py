@@ -72,9 +72,60 @@ def table(by_wrk: Mapping[str, Mapping[str, wrk.WrkResult]], rss_mb: Mapping[str
     return "\n".join(lines)
 
 
+def cpu_table(
+    by_wrk: Mapping[str, Mapping[str, wrk.WrkResult]],
+    cpu: Mapping[str, Mapping[str, Mapping[str, float]]],
+    servers: Mapping[str, str],
+    chunks: int,
+) -> str:
+    """CPU time per request at c=32: the server's process tree, then what PostgreSQL and
+    Redis spent for it, and per streamed chunk (what a stream costs more than the same
+    answer in one piece, over its chunks)."""
+    heading = (
+        "| target | non-stream: server | + postgres | + redis | = total (us/req) "
+        "| stream: total (us/req) | per chunk (us) |"
+    )
+    lines = [heading, "|---|---|---|---|---|---|---|"]
+    for name in [n for n in ORDER if n in by_wrk and n != DIRECT]:
+        costs = {
+            kind: _costs_us(
+                by_wrk[name].get(f"{kind} c=32"),
+                cpu.get(name, {}).get(f"{kind} c=32"),
+                servers.get(name),
+            )
+            for kind in ("non-stream", "stream")
+        }
+        plain, streamed = costs["non-stream"], costs["stream"]
+        cells = [name]
+        cells += [f"{value:,.0f}" for value in plain] if plain else [NONE] * 4
+        cells.append(f"{streamed[3]:,.0f}" if streamed else NONE)
+        cells.append(f"{(streamed[3] - plain[3]) / chunks:,.1f}" if plain and streamed else NONE)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _costs_us(
+    result: wrk.WrkResult | None, shares: Mapping[str, float] | None, server: str | None
+) -> tuple[float, float, float, float] | None:
+    if not result or not result.rps or not shares or server is None or server not in shares:
+        return None
+    own, pg, redis = (
+        shares.get(key, 0.0) * 1e6 / result.rps for key in (server, "postgres", "redis")
+    )
+    return own, pg, redis, own + pg + redis
+
+
 def write_results(
-    text: str, *, started: datetime, commit: str | None, settings_line: str, path: Path = RESULTS_MD
+    text: str,
+    *,
+    started: datetime,
+    commit: str | None,
+    settings_line: str,
+    path: Path = RESULTS_MD,
+    chart: str | None = "results.png",
 ) -> None:
+    """``chart``: the picture of the race (``bench.chart``) beside ``path``, linked."""
+    link = f"![The race]({chart})\n\n" if chart else ""
     path.write_text(
         "# Kodify benchmark results\n\n"
         "Written by `make bench` (`bench/race.py`); each run replaces it. Every target was\n"
@@ -83,6 +134,7 @@ def write_results(
         f"- machine: {machine()}\n"
         f"- run: {started:%Y-%m-%d %H:%M} UTC, commit {commit or 'unknown'}\n"
         f"- load: {settings_line}\n\n"
+        f"{link}"
         f"{text}\n"
     )
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from bench import race, report, wrk
+from bench import chart, race, report, streams, wrk
 from bench.measure import (
     LoadAverage,
     Measured,
@@ -34,6 +34,7 @@ from bench.measure import (
     measure_fim_cpu,
     measure_journal_rounds,
     measure_load,
+    measure_streams,
     measure_tabby_rounds,
     measure_ttft,
 )
@@ -69,13 +70,14 @@ def run_bench(settings: Settings) -> int:
         if settings.redis_url:
             starts.append(per_user_redis_target(settings.redis_url))
         if settings.journal:
-            starts.append(journal_target(settings.journal_db_url))
+            journal_db = settings.journal_db_url
+            starts.append(journal_target(journal_db and own_database(stack, journal_db, "journal")))
         if settings.race:
             starts.append(ceiling_target)
             if settings.litellm_python:
                 starts.append(litellm_target(settings.litellm_python))
             if settings.redis_url and settings.journal_db_url:
-                full_db = own_database(stack, settings.journal_db_url)
+                full_db = own_database(stack, settings.journal_db_url, "full")
                 starts.append(full_stack_target(settings.redis_url, full_db))
         candidates = [start(stack, workdir, direct) for start in starts]
         targets = [direct, *candidates]
@@ -87,6 +89,8 @@ def run_bench(settings: Settings) -> int:
         measure_journal_rounds(wrk_path, targets, settings, workdir, measured)
         measure_tabby_rounds(wrk_path, targets, settings, workdir, measured)
         measure_ttft(targets, settings, measured)
+        if settings.race:
+            measure_streams(targets, settings, measured)
         measured.logs = {t.name: t.server.lines_after_startup() for t in targets}
         measured.loadavg_after = os.getloadavg()
     # Every server is stopped here; what follows only reports.
@@ -95,6 +99,16 @@ def run_bench(settings: Settings) -> int:
     print_report(measured, record, [c.name for c in candidates])
     if race.race_names([c.name for c in candidates]):
         text = race.table(measured.by_wrk, measured.rss_mb)
+        text += "\n\n" + race.cpu_table(
+            measured.by_wrk, measured.cpu, measured.servers, settings.chunks
+        )
+        if measured.open_streams or measured.disconnects:
+            text += (
+                f"\n\n{settings.open_streams:,} streams held open {settings.open_streams_s:g} s"
+                f" at once; {settings.disconnects} streams cut off by their client after the "
+                "first chunk:\n\n"
+                + streams.streams_table(measured.open_streams, measured.disconnects)
+            )
         peers = peer_failures(measured)
         if peers:
             text += "\n\nUnder the same load (wrk's 2 s timeout):\n" + "\n".join(
@@ -107,21 +121,29 @@ def run_bench(settings: Settings) -> int:
             commit=record.get("commit"),
             settings_line=f"wrk {settings.duration_s} s per scenario after {settings.warmup_s} s "
             f"warm-up, {settings.chunks}-chunk streams, one worker per server",
+            path=settings.race_dir / race.RESULTS_MD.name,
         )
-        print(f"written: {race.RESULTS_MD}")
+        print(f"written: {settings.race_dir / race.RESULTS_MD.name}")
+        png = chart.write_chart(
+            measured.by_wrk,
+            settings.race_dir / chart.CHART_PNG.name,
+            title=f"Kodify race: {race.machine()}, {started:%Y-%m-%d %H:%M} UTC, "
+            f"commit {record.get('commit') or 'unknown'}",
+        )
+        print(f"written: {png}")
     path = settings.results_dir / f"{started:%Y%m%d-%H%M%S}.json"
     report.write_json(path, record)
     print(f"\nresults: {path}")
     return 0 if record["valid"] else 1
 
 
-def own_database(stack: ExitStack, server_url: str) -> str:
+def own_database(stack: ExitStack, server_url: str, purpose: str) -> str:
     """A database of this run's own on ``server_url``'s server (created by Kodify's
-    migration), dropped when the run ends."""
+    migration), dropped when the run ends: runs side by side never share rows."""
     import psycopg
 
     base, _, _ = server_url.rpartition("/")
-    name = f"kodify_bench_full_{os.getpid()}"
+    name = f"kodify_bench_{purpose}_{os.getpid()}"
 
     def drop() -> None:
         with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
@@ -186,8 +208,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--no-journal", action="store_true", help="skip the journal-on comparison")
     parser.add_argument(
         "--journal-db-url",
-        help="PostgreSQL database for the journal-on Kodify (e.g. "
-        "postgresql://postgres@127.0.0.1:5432/kodify_bench); default: embedded SQLite",
+        help="a PostgreSQL server (any database on it, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/postgres) on which the journal-on and full-stack "
+        "Kodify get databases of the run's own, dropped at its end; default: embedded SQLite",
     )
     parser.add_argument("--journal-rounds", type=int, default=3)
     parser.add_argument(
@@ -197,6 +220,25 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "(--redis-url and --journal-db-url) and write bench/RESULTS.md",
     )
     parser.add_argument("--litellm-python", help="python of a venv with litellm[proxy]")
+    parser.add_argument(
+        "--open-streams",
+        type=int,
+        default=1000,
+        help="with --race: streams each server holds open at once (0 skips it)",
+    )
+    parser.add_argument("--open-streams-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--race-dir",
+        type=Path,
+        default=race.RESULTS_MD.parent,
+        help="where the race's RESULTS.md and chart go (default: bench/, committed)",
+    )
+    parser.add_argument(
+        "--disconnects",
+        type=int,
+        default=20,
+        help="with --race: streams cut off by their client, timed to the upstream's close",
+    )
     parser.add_argument(
         "--tabby-rounds",
         type=int,
@@ -226,6 +268,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         fim_iterations=args.fim_iterations,
         race=args.race,
         litellm_python=args.litellm_python,
+        open_streams=args.open_streams,
+        open_streams_s=args.open_streams_seconds,
+        disconnects=args.disconnects,
+        race_dir=args.race_dir,
     )
 
 

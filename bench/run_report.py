@@ -8,6 +8,7 @@ The tables themselves are ``bench.report``'s; this module knows which ones a run
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import subprocess
@@ -16,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import fim_timing, report, wrk
+from bench import fim_timing, report, streams, wrk
 from bench.measure import Measured, Settings
 from bench.scenarios import (
     AUTH_COST_GOAL,
@@ -59,9 +60,9 @@ def failures(measured: Measured) -> list[str]:
                     f"{target} {scenario} warm-up: "
                     f"{measured.warmup_failures[target][scenario]} failed requests"
                 )
-    for target, streams in measured.first_chunk.items():
-        if streams.failures and target not in PEERS:
-            found.append(f"{target} TTFT: {streams.failures} streams not 200 or without [DONE]")
+    for target, first in measured.first_chunk.items():
+        if first.failures and target not in PEERS:
+            found.append(f"{target} TTFT: {first.failures} streams not 200 or without [DONE]")
     paired = (
         ("auth", measured.auth_rounds, DUMMY, PER_USER),
         ("journal", measured.journal_rounds, "journal off", "journal on"),
@@ -226,12 +227,29 @@ def build_record(
         },
         "tabby": tabby_record(measured),
         "fim_cpu": measured.fim,
+        "streams": {
+            name: {
+                "open": _as_record(measured.open_streams.get(name)),
+                "disconnects": _as_record(measured.disconnects.get(name)),
+                "goals": [
+                    {"goal": label, "holds": holds, "measured": text}
+                    for label, holds, text in streams.goals(
+                        measured.open_streams.get(name), measured.disconnects.get(name)
+                    )
+                ],
+            }
+            for name in {*measured.open_streams, *measured.disconnects}
+        },
         "server_log_problems": {
             target: report.summarise_log(lines) for target, lines in measured.logs.items()
         },
         "failures": found,
         "valid": not found,
     }
+
+
+def _as_record(result: Any) -> dict[str, Any] | None:
+    return None if result is None else dataclasses.asdict(result)
 
 
 def print_report(measured: Measured, record: Mapping[str, Any], candidates: Sequence[str]) -> None:

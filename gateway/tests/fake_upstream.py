@@ -12,7 +12,11 @@ the request body) answers ``/v1/completions`` with a chosen text instead of ``to
 either text is cut at the first of the request's ``stop`` strings, as vLLM does.
 
 It records requests, completed answers and clients that went away before the end, so a
-test can prove that Kodify closed the upstream connection.
+test can prove that Kodify closed the upstream connection.  When such a request carried an
+``X-Request-Id``, the ``time.monotonic()`` at which the fake noticed is kept under that id
+and served by ``GET /_fake/disconnects`` (``?id=…`` for one): CLOCK_MONOTONIC is the same
+for every process on Linux, so a benchmark in another process can time how long the
+upstream connection outlived its client (``bench.streams``).
 
 Run alone: ``python -m gateway.tests.fake_upstream --port 9001 --chunks 16``.
 """
@@ -34,6 +38,9 @@ from aiohttp import web
 from kodify_site.testing import WAIT_S
 
 DEFAULT_MODEL = "fake-model"
+# Disconnect times kept by request id: the newest this many (a benchmark's load cuts off
+# streams by the thousand, each with an id Kodify made up).
+DISCONNECTS_KEPT = 10_000
 _DONE = b"data: [DONE]\n\n"
 
 
@@ -60,6 +67,9 @@ class FakeUpstream:
     seen: int = 0
     completed: int = 0
     records: list[Record] = field(default_factory=list)
+    # X-Request-Id -> time.monotonic() when its client was noticed gone (oldest first).
+    disconnected_at: dict[str, float] = field(default_factory=dict)
+    disconnects_kept: int = DISCONNECTS_KEPT
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
     # -- observation (thread-safe, for tests) ----------------------------------------
@@ -86,6 +96,15 @@ class FakeUpstream:
         record.outcome = outcome
         self._notify()
 
+    def _note_disconnect(self, request: web.Request, at: float) -> None:
+        request_id = request.headers.get("X-Request-Id")
+        if not request_id:
+            return
+        self.disconnected_at.pop(request_id, None)  # a reused id counts as the newest
+        self.disconnected_at[request_id] = at
+        while len(self.disconnected_at) > self.disconnects_kept:
+            del self.disconnected_at[next(iter(self.disconnected_at))]
+
     # -- the server ------------------------------------------------------------------
 
     def app(self) -> web.Application:
@@ -98,6 +117,7 @@ class FakeUpstream:
         app.router.add_post("/tokenize", self.tokenize)
         app.router.add_post("/detokenize", self.detokenize)
         app.router.add_get("/_fake/stats", self.stats)
+        app.router.add_get("/_fake/disconnects", self.disconnects)
         return app
 
     def _authorised(self, request: web.Request) -> bool:
@@ -119,6 +139,15 @@ class FakeUpstream:
                 "disconnected": self.count("disconnected"),
             }
         )
+
+    async def disconnects(self, request: web.Request) -> web.Response:
+        """``{request id: time.monotonic() when its client went away}``; ``?id=`` for one
+        (an empty object until it has gone)."""
+        wanted = request.query.get("id")
+        if wanted is None:
+            return _json(200, self.disconnected_at)
+        at = self.disconnected_at.get(wanted)
+        return _json(200, {} if at is None else {wanted: at})
 
     async def list_models(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
@@ -201,6 +230,7 @@ class FakeUpstream:
         try:
             response = await self._answer(request, body, steer)
         except (asyncio.CancelledError, ConnectionResetError):
+            self._note_disconnect(request, time.monotonic())
             self._finish(record, "disconnected")
             raise
         self.completed += 1
