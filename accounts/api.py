@@ -210,7 +210,9 @@ class AuditEventFilter(filters.FilterSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="The audit trail", description="Newest first. Administrators."),
+    list=extend_schema(
+        summary="The audit trail", description="Newest first. Administrators and auditors."
+    ),
     retrieve=extend_schema(summary="One audit event"),
 )
 class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _Base):

@@ -47,7 +47,7 @@ def grant(apps: Any, group_name: str, app_label: str, models: dict[str, tuple[st
 
 # Auditors may look up who a journal row's user is, never change anything.
 AUDITOR_GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "accounts": {"apiuser": ("view",), "apitoken": ("view",)},
+    "accounts": {"apiuser": ("view",), "apitoken": ("view",), "auditevent": ("view",)},
 }
 
 

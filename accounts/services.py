@@ -188,3 +188,55 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+CONSOLE_ROLES = {"administrator": "Administrators", "auditor": "Auditors"}
+
+
+@transaction.atomic
+def create_console_user(
+    *, username: str, role: str, password: str | None = None, email: str = "", actor: Any = None
+) -> tuple[Any, str]:
+    """A console account in one of the roles (``administrator`` or ``auditor``); returns
+    it and its password (a random one unless given), which is stored hashed only.
+
+    Staff status comes with the role: without it Django's admin refuses the login with
+    a message that names no cause.
+    """
+    import secrets
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    if role not in CONSOLE_ROLES:
+        raise ValidationError(
+            f"Unknown role {role!r}: choose one of {', '.join(sorted(CONSOLE_ROLES))}."
+        )
+    user_model = get_user_model()
+    name = username.strip()
+    if not name:
+        raise ValidationError("A console user needs a name.")
+    if user_model.objects.filter(username__iexact=name).exists():
+        raise ValidationError(f"A console user named {name!r} exists already.")
+    group = Group.objects.filter(name=CONSOLE_ROLES[role]).first()
+    if group is None:
+        raise ValidationError(
+            f"The role group {CONSOLE_ROLES[role]!r} is missing: run manage.py kodify_migrate."
+        )
+    plain = password or secrets.token_urlsafe(12)
+    user = user_model(username=name, email=email, is_staff=True, is_active=True)
+    user.set_password(plain)
+    user.full_clean(exclude=["password"])
+    user.save()
+    user.groups.add(group)
+    audit(actor=actor, action="console_user.create", target=user, details={"role": role})
+    return user, plain
+
+
+def console_role(user: Any) -> str:
+    """The role a console account holds, in words (``superuser`` above both roles)."""
+    if user.is_superuser:
+        return "superuser"
+    names = set(user.groups.values_list("name", flat=True))
+    held = [role for role, group in CONSOLE_ROLES.items() if group in names]
+    return ", ".join(held) or "none"

@@ -26,7 +26,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from accounts.admin import ConsoleModelAdmin
 from gateway import admin_actions, selectors, services
 from gateway.admin_display import automatic_choice, health_badge, model_cards, source_badge
-from gateway.admin_forms import ServedModelForm, UpstreamServerForm
+from gateway.admin_forms import GatewaySettingForm, ServedModelForm, UpstreamServerForm
 from gateway.models import SETTING_PK, GatewaySetting, ServedModel, UpstreamServer
 from gateway.probing import without_credentials
 
@@ -289,6 +289,7 @@ class ServedModelAdmin(ConsoleModelAdmin):
 
 @admin.register(GatewaySetting)
 class GatewaySettingAdmin(ConsoleModelAdmin):
+    form = GatewaySettingForm
     fields = ("effective", "max_n", "default_max_tokens", "tabby_model_name")
     readonly_fields = ("effective",)
 

@@ -13,7 +13,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.forms import ModelForm
 
-from gateway.models import ServedModel, UpstreamServer
+from gateway.models import GatewaySetting, ServedModel, UpstreamServer
 
 PATH_CHOICE = "__path__"
 
@@ -108,11 +108,108 @@ class UpstreamServerForm(ModelForm):
                 label=field.label, help_text=field.help_text
             )
 
+    def clean_weight(self) -> float:
+        weight = self.cleaned_data["weight"]
+        if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+            raise ValidationError(
+                f"The weight is a share of the traffic between {MIN_WEIGHT:g} and "
+                f"{MAX_WEIGHT:g} (1 for an equal share); {weight:g} is outside it."
+            )
+        return float(weight)
+
+    def clean_max_concurrent(self) -> int | None:
+        value = self.cleaned_data.get("max_concurrent")
+        if value is not None and value > MAX_UPSTREAM_CONCURRENT:
+            raise ValidationError(
+                f"At most {MAX_UPSTREAM_CONCURRENT:,} requests at once per model server; "
+                "leave it empty for no limit."
+            )
+        return value
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("new_api_key") and data.get("clear_api_key"):
             raise ValidationError("Either give a new API key or clear it, not both.")
         return data
+
+
+# -- the gateway's settings ----------------------------------------------------------------
+
+MIN_WEIGHT, MAX_WEIGHT = 0.01, 1000.0
+MAX_UPSTREAM_CONCURRENT = 100_000
+MAX_N_LIMIT = 16
+
+
+class GatewaySettingForm(ModelForm):
+    """The overrides, checked against what the model servers serve: a Tabby model that
+    no server has would make every Tabby completion fail, and a default ``max_tokens``
+    beyond a model's context would make every request that gives none fail there."""
+
+    class Meta:
+        model = GatewaySetting
+        fields = ("max_n", "default_max_tokens", "tabby_model_name")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from gateway.selectors import serving_upstreams
+
+        super().__init__(*args, **kwargs)
+        self.served = serving_upstreams()
+        if not self.served:  # nothing to choose from yet: a name, not checked
+            self.fields["tabby_model_name"].help_text = (
+                "No model server has reported its models yet, so this name cannot be "
+                "checked: make sure a model server serves it."
+            )
+            return
+        current = (self.instance.tabby_model_name or "") if self.instance else ""
+        names = sorted(self.served)
+        if current and current not in names:
+            names.append(current)  # still shown, so that the refusal can name it
+        self.fields["tabby_model_name"] = forms.TypedChoiceField(
+            label="Tabby model",
+            required=False,
+            choices=[("", "automatic (config.yml, else the first model)")]
+            + [(name, name) for name in names],
+            help_text="One of the models the model servers serve, for Tabby code completion.",
+            error_messages={
+                "invalid_choice": "No model server serves %(value)s: choose one of the "
+                f"models listed ({', '.join(sorted(self.served))}), or automatic."
+            },
+        )
+
+    def clean_max_n(self) -> int | None:
+        value = self.cleaned_data.get("max_n")
+        if value is not None and value > MAX_N_LIMIT:
+            raise ValidationError(
+                f"At most {MAX_N_LIMIT} answers per request: each one costs a whole generation."
+            )
+        return value
+
+    def clean_tabby_model_name(self) -> str:
+        name = (self.cleaned_data.get("tabby_model_name") or "").strip()
+        if name and self.served and name not in self.served:
+            raise ValidationError(
+                f"No model server serves {name!r}: choose one of "
+                f"{', '.join(sorted(self.served))}, or automatic."
+            )
+        return name
+
+    def clean_default_max_tokens(self) -> int | None:
+        value = self.cleaned_data.get("default_max_tokens")
+        if value is None:
+            return value
+        too_small = sorted(
+            (serving.max_model_len, model)
+            for model, servings in self.served.items()
+            for serving in servings
+            if serving.max_model_len is not None and value >= serving.max_model_len
+        )
+        if too_small:
+            length, model = too_small[0]
+            raise ValidationError(
+                f"{value:,} tokens leave no room for the prompt in {model!r}, whose context "
+                f"is {length:,} tokens: choose less than that (a few hundred is usual)."
+            )
+        return value
 
 
 # -- served models -------------------------------------------------------------------------

@@ -31,7 +31,9 @@ def redact_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
                 )
             )
     skipped = {name.strip() for name in settings.KODIFY_JOURNAL_REDACT_SKIP or ()} - {""}
-    unknown = sorted(skipped - {d.name for d in builtin_detectors()})
+    # Only when there is something to compare: the detectors load detect-secrets (20 MB
+    # that a server process otherwise leaves to the journal's helper).
+    unknown = sorted(skipped - {d.name for d in builtin_detectors()}) if skipped else []
     if unknown:
         problems.append(
             Warning(

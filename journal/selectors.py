@@ -132,17 +132,37 @@ class InvalidStatus(ValueError):
 
 
 def parse_status(value: str) -> Q:
-    """``500`` exactly, ``5xx`` the class, or ``cancelled`` (the client went away)."""
+    """``500`` exactly, ``5xx`` the class, ``errors`` (400 and above) or ``cancelled``
+    (the client went away)."""
     value = value.strip().lower()
     if value == "cancelled":
         return Q(cancelled=True)
+    if value == "errors":
+        return Q(status__gte=400)
     if len(value) == 3 and value[0] in "12345" and value[1:] == "xx":
         low = int(value[0]) * 100
         # A range: the (status, created_at) index finds the rows, not in the list's order.
         return Q(status__gte=low, status__lt=low + 100)
     if value.isdigit() and 100 <= int(value) <= 599:
         return Q(status=int(value))
-    raise InvalidStatus(f"{value!r} is not a status: use e.g. 404, 5xx or cancelled")
+    raise InvalidStatus(f"{value!r} is not a status: use e.g. 404, 5xx, errors or cancelled")
+
+
+def day_summary(day: dt.date) -> dict[str, int]:
+    """One UTC day's requests, errors (status 400 and above), users and tokens seen:
+    one pass over the day's rows through the time index."""
+    from django.db.models import Count
+
+    start = _day_start(day)
+    rows = Entry.objects.using(journal_database()).filter(
+        created_at__gte=start, created_at__lt=start + dt.timedelta(days=1)
+    )
+    return rows.aggregate(
+        requests=Count("id"),
+        errors=Count("id", filter=Q(status__gte=400)),
+        users=Count("username", distinct=True, filter=~Q(username="")),
+        tokens=Count("token_id", distinct=True),
+    )
 
 
 def filtered_entries(filters: EntryFilters) -> QuerySet[Entry]:

@@ -32,10 +32,58 @@ def uvicorn_argv(extra: list[str]) -> list[str]:
     return [APPLICATION, *PRODUCTION_FLAGS, *extra]
 
 
+def listen_host(extra: list[str]) -> str:
+    """The address uvicorn will listen on, as its options give it (its default else)."""
+    host = "127.0.0.1"
+    for index, option in enumerate(extra):
+        if option == "--host" and index + 1 < len(extra):
+            host = extra[index + 1]
+        elif option.startswith("--host="):
+            host = option.partition("=")[2]
+        elif option in ("--uds", "--fd") or option.startswith(("--uds=", "--fd=")):
+            return "127.0.0.1"  # a socket handed over: whoever set it up chose its reach
+    return host
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: assume it reaches beyond this machine
+
+
+def open_api_warning(host: str) -> str | None:
+    """A loud sentence when the API answers anyone and listens beyond this machine."""
+    import os
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kodify_site.settings")
+    from accounts.auth import AuthMode, auth_mode
+
+    if is_loopback(host) or auth_mode() is not AuthMode.DUMMY:
+        return None
+    bar = "!" * 78
+    return (
+        f"{bar}\n"
+        f"WARNING: the API is OPEN to anyone who can reach {host}: Kodify runs in dummy mode\n"
+        "(neither MTSAI_AUTH nor VLLM_API_KEY is set), so it answers every request without a\n"
+        "token and sends it to your model servers. Set MTSAI_AUTH=true (a token per user) or\n"
+        "VLLM_API_KEY (one shared token), or listen on 127.0.0.1 only.\n"
+        f"{bar}"
+    )
+
+
 def main() -> None:
     import uvicorn.main
 
-    uvicorn.main.main(args=uvicorn_argv(sys.argv[1:]), prog_name="kodify_site.serve")
+    extra = sys.argv[1:]
+    warning = open_api_warning(listen_host(extra))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    uvicorn.main.main(args=uvicorn_argv(extra), prog_name="kodify_site.serve")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,6 @@ def test_error_answers_match_the_schema() -> None:
     auditor = client_of(roles.AUDITORS)
     body = {"username": "eve"}
     check(auditor.post("/api/users/", body, format="json"), "/api/users/", "post")
-    check(auditor.get("/api/audit/"), "/api/audit/", "get")
     revoke = f"/api/tokens/{token.pk}/revoke/"
     check(auditor.post(revoke), "/api/tokens/{id}/revoke/", "post")
 

@@ -3,6 +3,7 @@ nothing itself)."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 from datetime import timedelta
 
@@ -31,9 +32,12 @@ from kodify_site.settings.serving import (
     LOGS_DB_USERNAME,
 )
 
+# daphne's app only replaces runserver (`make dev`); importing it loads Twisted, about
+# 40 MB that no production worker (uvicorn) needs.
+RUNSERVER = sys.argv[1:2] == ["runserver"]
 INSTALLED_APPS = [
-    "daphne",
-    "django.contrib.admin",
+    *(["daphne"] if RUNSERVER else []),
+    "kodify_site.admin_site.KodifyAdminConfig",  # django.contrib.admin with Kodify's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -77,6 +81,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=KODIFY_LOGIN_COOLOFF_MINUTES)
 # locking a user name alone would let anyone lock the administrator out.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "kodify_lockout.html"
 
 ROOT_URLCONF = "kodify_site.urls"
 ASGI_APPLICATION = "kodify_site.asgi.application"
@@ -92,6 +97,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "kodify_site.context_processors.console",
             ],
         },
     },

@@ -1,0 +1,31 @@
+"""The console's admin site: Kodify's name on every page and an overview for a home.
+
+The home page answers what an administrator opens the console for first: is the API
+protected, is the journal recording, are the model servers up, and what happened today.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from kodify_site.overview import overview
+
+
+class KodifyAdminSite(admin.AdminSite):
+    site_header = "Kodify"
+    site_title = "Kodify console"
+    index_title = "Overview"
+
+    def index(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> TemplateResponse:
+        return super().index(request, {"overview": overview(request.user), **(extra_context or {})})
+
+
+class KodifyAdminConfig(AdminConfig):
+    default_site = "kodify_site.admin_site.KodifyAdminSite"
