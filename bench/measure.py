@@ -28,7 +28,19 @@ from bench.scenarios import (
     Scenario,
     tabby_pairs,
 )
-from bench.targets import DUMMY, JOURNAL, PER_USER, BenchError, Target, ensure_alive
+from bench.targets import (
+    CEILING,
+    DUMMY,
+    FULL,
+    JOURNAL,
+    LITELLM,
+    PER_USER,
+    BenchError,
+    Target,
+    ensure_alive,
+)
+
+RACED = (CEILING, LITELLM, DUMMY, FULL)
 
 
 @dataclass(frozen=True)
@@ -305,10 +317,13 @@ def measure_ttft(targets: Sequence[Target], settings: Settings, out: Measured) -
 
 
 def measure_streams(targets: Sequence[Target], settings: Settings, out: Measured) -> None:
-    """Every target but the fake holds ``open_streams`` streams for ``open_streams_s``,
-    then has ``disconnects`` streams cut off by their client (``bench.streams``)."""
+    """Each raced target (Kodify bare and full stack, the ceiling, LiteLLM) holds
+    ``open_streams`` streams for ``open_streams_s``, then has ``disconnects`` streams cut off
+    by their client (``bench.streams``)."""
     upstream, *relays = targets
     for target in relays:
+        if target.name not in RACED:
+            continue
         if settings.open_streams:
             held = streams.open_streams(
                 target, upstream, count=settings.open_streams, hold_s=settings.open_streams_s
