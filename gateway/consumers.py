@@ -25,7 +25,9 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from accounts.auth import AuthenticationFailed, Principal, get_authenticator
-from gateway import health, metrics, openapi, tabby
+from gateway import actions, health, metrics, openapi, tabby
+from gateway.api_schema.requests import ActionRequest
+from gateway.api_schema.validation import convert
 from gateway.errors import OpenAIError
 from gateway.fim.suffix import SuffixRewrite
 from gateway.openai_api import (
@@ -337,9 +339,84 @@ class ProxyConsumer(GatewayConsumer):
 
 
 class ChatCompletionsConsumer(ProxyConsumer):
+    """OpenAI chat; a request to an action model (``<model>:explain``…) gets the action's
+    template applied to its last user message and goes to ``<model>``."""
+
     endpoint = Endpoint.CHAT
     upstream_path = "/v1/chat/completions"
     feature = Feature.CHAT
+
+    async def handle(self, body: bytes) -> None:
+        table = get_table()
+        request = parse_request(self.endpoint, body, max_n=table.max_n)
+        model = request.model
+        if model is not None and ":" in model and settings.KODIFY_ACTION_MODELS:
+            split = actions.action_and_model(model)
+            if split is not None and not table.replicas(model):
+                base, action = split
+                try:
+                    request.body["messages"] = actions.messages_for_chat(
+                        action, request.body["messages"]
+                    )
+                except ValueError as exc:
+                    raise OpenAIError(400, str(exc), param="messages") from None
+                request.raw = None
+                request.set_model(base)
+                if self.record is not None:
+                    self.record.feature = action
+                model = base
+        await self.pipeline().forward(model, request)
+
+
+class ActionConsumer(ProxyConsumer):
+    """``POST /v1/actions/{docs|fix|tests|explain}``: code and its language in, the
+    action's messages built from the server's template, then the chat pipeline (limits,
+    routing, failover, the journal with the action as the feature), answered as a chat
+    completion."""
+
+    endpoint = Endpoint.CHAT
+    upstream_path = "/v1/chat/completions"
+    feature = Feature.CHAT
+
+    async def handle(self, body: bytes) -> None:
+        action = self.scope.get("url_route", {}).get("kwargs", {}).get("action", "")
+        if action not in actions.ACTIONS:
+            raise OpenAIError(
+                404,
+                f"Unknown action {action!r}: POST /v1/actions/ takes {', '.join(actions.ACTIONS)}.",
+                code="unknown_action",
+            )
+        if self.record is not None:
+            self.record.feature = action
+        asked = convert(decode_json(body), ActionRequest)
+        limit = settings.KODIFY_ACTION_MAX_CHARS
+        size = len(asked.code) + len(asked.context or "")
+        if size > limit:
+            raise OpenAIError(
+                400,
+                f"'code' and 'context' hold {size:,} characters; this server takes at most "
+                f"{limit:,} (KODIFY_ACTION_MAX_CHARS): send the selection, not the file.",
+                param="code",
+                code="code_too_long",
+            )
+        chat: dict[str, Any] = {
+            "messages": actions.build_messages(
+                action,
+                code=asked.code,
+                language=asked.language,
+                filepath=asked.filepath,
+                context=asked.context,
+                instructions=asked.instructions,
+            ),
+            "stream": bool(asked.stream),
+        }
+        for key in ("model", "temperature", "max_tokens"):
+            value = getattr(asked, key)
+            if value is not None:
+                chat[key] = value
+        table = get_table()
+        request = check_request(Endpoint.CHAT, chat, None, max_n=table.max_n)
+        await self.pipeline().forward(request.model, request)
 
 
 class CompletionsConsumer(ProxyConsumer):
@@ -437,6 +514,8 @@ class ModelsConsumer(GatewayConsumer):
         principal = self.principal
         if principal is not None and principal.allowed_models:
             cards = [card for card in cards if principal.may_use(card["id"])]
+        if settings.KODIFY_ACTION_MODELS:
+            cards = [*cards, *actions.action_cards(cards)]
         await self.send_json(200, {"object": "list", "data": cards})
 
 

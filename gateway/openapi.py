@@ -131,6 +131,34 @@ def _generation(
     }
 
 
+def _action() -> dict[str, Any]:
+    """An assistant action: the chat pipeline, with the messages built by the server."""
+    operation = _generation(
+        "Assistant action: document, fix, test or explain code",
+        "createAction",
+        "ActionRequest",
+        "ChatCompletion",
+        "ChatCompletionChunk",
+        "The server builds the chat messages from its template for the action and the "
+        "code's language (Python, C#, Java, Go, JavaScript and TypeScript have their own "
+        "conventions; other languages a generic template), then answers as a chat "
+        "completion. `fix` answers with the corrected code in one fenced block first, "
+        "`tests` with one runnable test file. The journal records the action as the "
+        "request's feature. The same actions are models too: `<model>:<action>` in "
+        "`GET /v1/models` (unless KODIFY_ACTION_MODELS is off).",
+    )["post"]
+    operation["tags"] = ["actions"]
+    operation["parameters"] = [
+        {
+            "name": "action",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "enum": ["docs", "fix", "tests", "explain"]},
+        }
+    ]
+    return {"post": operation}
+
+
 def _tokenizer(
     summary: str, operation_id: str, request: str, answer: str, description: str
 ) -> dict[str, Any]:
@@ -290,6 +318,7 @@ def _paths() -> dict[str, Any]:
             "ChatCompletionChunk",
             "OpenAI's chat completions, proxied to vLLM.",
         ),
+        "/v1/actions/{action}": _action(),
         "/v1/completions": _with_tabby_shape(
             _generation(
                 "Text completion (OpenAI), or code completion (Tabby)",
@@ -403,6 +432,11 @@ def _document(max_n: int) -> dict[str, Any]:
         },
         "tags": [
             {"name": "completions", "description": "Generation, proxied to an upstream."},
+            {
+                "name": "actions",
+                "description": "Assistant actions with the server's prompts: docs, fix, "
+                "tests, explain.",
+            },
             {"name": "models", "description": "What the upstreams serve."},
             {"name": "health", "description": "For monitoring and load balancers."},
             {"name": "tokenizer", "description": "vLLM's tokenizer, by model."},

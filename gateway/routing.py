@@ -13,6 +13,7 @@ http_urlpatterns = [
     re_path(r"^metrics/?$", MetricsConsumer.as_asgi()),
     re_path(r"^v1/chat/completions/?$", consumers.ChatCompletionsConsumer.as_asgi()),
     re_path(r"^v1/completions/?$", consumers.CompletionsConsumer.as_asgi()),
+    re_path(r"^v1/actions/(?P<action>[^/]*)/?$", consumers.ActionConsumer.as_asgi()),
     re_path(r"^v1/models/?$", consumers.ModelsConsumer.as_asgi()),
     re_path(r"^v1/openapi\.json$", consumers.OpenAPIConsumer.as_asgi()),
     re_path(r"^v1/health/?$", consumers.TabbyHealthConsumer.as_asgi()),

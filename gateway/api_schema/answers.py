@@ -207,6 +207,18 @@ def gateway_schemas() -> dict[str, Any]:
                     "type": "integer",
                     "description": "Context length, when the upstream (vLLM) reports it.",
                 },
+                "root": {"type": ["string", "null"], "description": "The weights' name."},
+                "parent": {
+                    "type": ["string", "null"],
+                    "description": "For an action model: the model it runs on.",
+                },
+                "kodify_action": {
+                    "enum": ["docs", "fix", "tests", "explain"],
+                    "description": "An action model (`<model>:<action>`): a chat request to "
+                    "it gets the server's template for the action applied to its last "
+                    "message (KODIFY_ACTION_MODELS).",
+                },
+                "description": {"type": "string"},
             },
             "additionalProperties": False,
         },

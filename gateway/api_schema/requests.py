@@ -500,7 +500,57 @@ class TabbyEventQuery(msgspec.Struct, kw_only=True, gc=False):
 
 
 # The components of the OpenAPI document, in its order; the Structs they use come along.
+class ActionRequest(msgspec.Struct, kw_only=True, gc=False):
+    """An assistant action (`POST /v1/actions/{action}`): the code to document, fix, test
+    or explain, and its language; the server builds the chat messages from its template
+    for that action and language."""
+
+    code: Annotated[
+        str,
+        Meta(
+            pattern=r"\S",
+            description="The code to work on (the selection, or the whole file).",
+            extra=says(
+                required="'code' is required: the code to work on.",
+                message="'code' must be a string with some code in it.",
+            ),
+        ),
+    ]
+    language: (
+        Annotated[
+            str,
+            Meta(
+                max_length=64,
+                description="The code's language (python, csharp, java, go, javascript, "
+                "typescript, or any other name: a generic template is used). Omitted: "
+                "from `filepath`'s extension.",
+            ),
+        ]
+        | None
+    ) = None
+    filepath: (
+        Annotated[str, Meta(max_length=1024, description="The file the code comes from.")] | None
+    ) = None
+    context: (
+        Annotated[
+            str, Meta(description="Surrounding code, for reference (not changed by the answer).")
+        ]
+        | None
+    ) = None
+    instructions: (
+        Annotated[
+            str, Meta(max_length=4000, description="The user's own words added to the request.")
+        ]
+        | None
+    ) = None
+    model: ModelName = None
+    stream: bool | None = False
+    temperature: Temperature | None = None
+    max_tokens: TokenCount | None = None
+
+
 DOCUMENTED = (
+    ActionRequest,
     ChatCompletionRequest,
     CompletionRequest,
     TokenizeRequest,

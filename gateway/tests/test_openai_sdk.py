@@ -61,7 +61,12 @@ def test_completions_non_stream_and_stream(sdk: openai.OpenAI) -> None:
 
 
 def test_models_list(sdk: openai.OpenAI) -> None:
-    assert [m.id for m in sdk.models.list()] == ["fake-model"]
+    names = [m.id for m in sdk.models.list()]
+    # The served model, then its assistant actions as models of their own.
+    assert names == [
+        "fake-model",
+        *(f"fake-model:{a}" for a in ("docs", "fix", "tests", "explain")),
+    ]
 
 
 def test_errors_map_to_the_sdks_exceptions(sdk: openai.OpenAI) -> None:

@@ -142,6 +142,7 @@ def test_document_is_valid_openapi_31() -> None:
         "/v1/health",
         "/v1beta/server_setting",
         "/v1/events",
+        "/v1/actions/{action}",
         "/v1beta/chat/completions",
         "/tokenize",
         "/detokenize",
@@ -363,7 +364,8 @@ def test_successful_answers_match_the_document(client: httpx.Client) -> None:
     assert check(doc, client.head("/health"), "/health") is None
 
     models = check(doc, client.get("/v1/models", headers=AUTH), "/v1/models")
-    assert [card["id"] for card in models["data"]] == [DEFAULT_MODEL]
+    assert [card["id"] for card in models["data"] if "kodify_action" not in card] == [DEFAULT_MODEL]
+    assert {card["parent"] for card in models["data"] if "kodify_action" in card} == {DEFAULT_MODEL}
     assert models["data"][0]["max_model_len"] == 4096
 
     body: dict[str, Any] = {"messages": MESSAGES, "n": 2, "fake": {"chunks": 3}}

@@ -160,9 +160,24 @@ def test_models_lists_the_served_model_with_its_context_length(
     response = httpx.get(kodify.url + "/v1/models", headers=auth(), timeout=30)
     assert response.status_code == 200, response.text
     cards = {card["id"]: card for card in response.json()["data"]}
-    assert list(cards) == [SERVED_MODEL_NAME]
+    actions = [f"{SERVED_MODEL_NAME}:{action}" for action in ("docs", "fix", "tests", "explain")]
+    assert list(cards) == [SERVED_MODEL_NAME, *actions]  # the model, then its actions
     assert cards[SERVED_MODEL_NAME]["max_model_len"] == MAX_MODEL_LEN
-    assert [model.id for model in sdk.models.list()] == [SERVED_MODEL_NAME]
+    assert [model.id for model in sdk.models.list()] == [SERVED_MODEL_NAME, *actions]
+
+
+@pytest.mark.parametrize("action", ["docs", "fix", "tests", "explain"])
+def test_each_assistant_action_runs_on_the_real_model(kodify: KodifyServer, action: str) -> None:
+    response = httpx.post(
+        kodify.url + f"/v1/actions/{action}",
+        json={"code": "def add(a, b):\n    return a - b\n", "language": "python", "max_tokens": 8},
+        headers=auth(),
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["object"] == "chat.completion" and answer["model"] == SERVED_MODEL_NAME
+    assert answer["usage"]["completion_tokens"] >= 1
 
 
 def test_health_shows_the_upstream_healthy(kodify: KodifyServer, vllm: VLLMServer) -> None:

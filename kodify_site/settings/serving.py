@@ -239,6 +239,20 @@ KODIFY_MAX_BODY_BYTES = env.int(
     help="Largest request body accepted, in bytes; larger ones get 413.",
     example="16777216",
 )
+KODIFY_ACTION_MODELS = env.bool(
+    "KODIFY_ACTION_MODELS",
+    True,
+    help="List in /v1/models, per chat model, one model per assistant action "
+    "(`<model>:docs`, `:fix`, `:tests`, `:explain`): a chat request to one gets the "
+    "action's template applied to its last message, so that any OpenAI-compatible plugin "
+    "gets the server's actions. Off: not listed nor recognised (/v1/actions/... stays).",
+)
+KODIFY_ACTION_MAX_CHARS = env.int(
+    "KODIFY_ACTION_MAX_CHARS",
+    200_000,
+    minimum=1000,
+    help="Largest code plus context an assistant action takes, in characters; more gets 400.",
+)
 KODIFY_HEADER_TIMEOUT = env.float(
     "KODIFY_HEADER_TIMEOUT",
     15.0,
