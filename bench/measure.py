@@ -91,6 +91,7 @@ class Measured:
     rss_mb: dict[str, float] = field(default_factory=dict)  # target -> RSS after the load
     open_streams: dict[str, streams.OpenStreamsResult] = field(default_factory=dict)
     disconnects: dict[str, streams.DisconnectResult] = field(default_factory=dict)
+    commit: str | None = None  # the code measured, as git names it when the run starts
 
 
 def measure_load(
@@ -339,8 +340,13 @@ def measure_streams(targets: Sequence[Target], settings: Settings, out: Measured
         if settings.disconnects:
             cut = streams.disconnects(target, upstream, times=settings.disconnects)
             out.disconnects[target.name] = cut
+            closed = (
+                f"upstream closed p50 {cut.p50_ms:.1f} ms max {cut.max_ms:.1f} ms"
+                if cut.closed_ms
+                else "upstream never seen closed"
+            )
             print(
-                f"  disconnects     {target.name:<15}{cut.times:>6} cut, upstream closed p50 "
-                f"{cut.p50_ms or 0:.1f} ms max {cut.max_ms or 0:.1f} ms, {cut.not_closed} not",
+                f"  disconnects     {target.name:<15}{cut.times:>6} cut, {closed}, "
+                f"{cut.not_closed} not",
                 flush=True,
             )

@@ -38,7 +38,7 @@ from bench.measure import (
     measure_tabby_rounds,
     measure_ttft,
 )
-from bench.run_report import build_record, peer_failures, print_report
+from bench.run_report import build_record, git_commit, peer_failures, print_report
 from bench.scenarios import SCENARIOS, TABBY_CONNECTIONS
 from bench.servers import StartupError
 from bench.targets import (
@@ -60,7 +60,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def run_bench(settings: Settings) -> int:
     wrk_path = wrk.ensure_installed()
     started = datetime.now(UTC)
-    measured = Measured(loadavg_before=os.getloadavg())
+    measured = Measured(loadavg_before=os.getloadavg(), commit=git_commit())
     warn_if_busy(measured.loadavg_before)
     measure_fim_cpu(settings, measured)
     with ExitStack() as stack:

@@ -177,7 +177,7 @@ def build_record(
     return {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _git_commit(),
+        "commit": measured.commit,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -315,9 +315,11 @@ def print_tabby(measured: Measured, record: Mapping[str, Any]) -> None:
         print(fim_timing.format_record(measured.fim))
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The code the servers run: read when they start (a commit made during the run must
+    not be named), "-dirty" when the working tree differs from it."""
     done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-        check=False,
+        ["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=REPO,
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
     return done.stdout.strip() or None

@@ -216,9 +216,17 @@ def _data(raw: bytes) -> bytes | None:
 
 
 def _has_choices(payload: bytes) -> bool:
-    """A chunk with content; a usage-only chunk (``"choices": []``) is not counted."""
+    """A chunk with text; a usage-only chunk (``"choices": []``) or one that only says
+    why the answer ended (an empty delta, as some gateways send apart) is not counted."""
     event: Any = orjson.loads(payload)  # a malformed event fails the stream (ValueError)
-    return isinstance(event, dict) and bool(event.get("choices"))
+    if not isinstance(event, dict) or not event.get("choices"):
+        return False
+    choice = event["choices"][0]
+    if not isinstance(choice, dict):
+        return False
+    delta = choice.get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+    return bool(text)
 
 
 async def _sample_rss(pid: int, samples: list[float], done: asyncio.Event) -> None:

@@ -186,6 +186,9 @@ def _drop_loops(text: str, cursor: _Cursor) -> str:
         others = [line for line in seen[1:] if line]
         if others and _is_code(repeated) and all(line == repeated for line in others):
             return ""
+    said = [line for line in seen if line]
+    if len(set(said)) == len(said):
+        return text  # a loop repeats a line; most completions repeat none (the scan costs)
     for start, line in enumerate(seen):
         # A loop of `}` lines is how code ends; a loop that matters has code in it, and
         # could as well be said to start at its first line of code.
