@@ -39,7 +39,11 @@ def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores, {cpu_info()}"
 
 
-def table(by_wrk: Mapping[str, Mapping[str, wrk.WrkResult]], rss_mb: Mapping[str, float]) -> str:
+def table(
+    by_wrk: Mapping[str, Mapping[str, wrk.WrkResult]],
+    rss_mb: Mapping[str, float],
+    ttft_p50_ms: Mapping[str, float] | None = None,
+) -> str:
     present = [name for name in ORDER if name in by_wrk]
     ratios = [r for r in RATIOS if r[0] in by_wrk and r[1] in by_wrk]
     heading = ["scenario", *[f"{name} RPS" for name in present], *[r[2] for r in ratios]]
@@ -56,10 +60,12 @@ def table(by_wrk: Mapping[str, Mapping[str, wrk.WrkResult]], rss_mb: Mapping[str
     # Latency added at c=1, where it is the gateway's own and not queueing.
     lines += [
         "",
-        "| target | added p50 at c=1 (ms) | added p99 at c=1 (ms) | RSS after load (MB) |",
-        "|---|---|---|---|",
+        "| target | added p50 at c=1 (ms) | added p99 at c=1 (ms) | added TTFT p50 (ms) "
+        "| RSS after load (MB) |",
+        "|---|---|---|---|---|",
     ]
     direct = by_wrk.get(DIRECT, {})
+    first = ttft_p50_ms or {}
     for name in present[1:]:
         cells = [name]
         mine, base = by_wrk[name].get("non-stream c=1"), direct.get("non-stream c=1")
@@ -67,6 +73,9 @@ def table(by_wrk: Mapping[str, Mapping[str, wrk.WrkResult]], rss_mb: Mapping[str
             cells += [f"{mine.p50_ms - base.p50_ms:+.2f}", f"{mine.p99_ms - base.p99_ms:+.2f}"]
         else:
             cells += [NONE, NONE]
+        cells.append(
+            f"{first[name] - first[DIRECT]:+.2f}" if name in first and DIRECT in first else NONE
+        )
         cells.append(f"{rss_mb[name]:.0f}" if name in rss_mb else NONE)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -98,7 +98,11 @@ def run_bench(settings: Settings) -> int:
     record = build_record(measured, settings, urls, [c.name for c in candidates], started)
     print_report(measured, record, [c.name for c in candidates])
     if race.race_names([c.name for c in candidates]):
-        text = race.table(measured.by_wrk, measured.rss_mb)
+        text = race.table(
+            measured.by_wrk,
+            measured.rss_mb,
+            {name: result.p50_ms for name, result in measured.first_chunk.items()},
+        )
         text += "\n\n" + race.cpu_table(
             measured.by_wrk, measured.cpu, measured.servers, settings.chunks
         )

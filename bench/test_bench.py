@@ -521,7 +521,7 @@ def test_the_race_table_puts_every_target_side_by_side_with_its_ratios(tmp_path:
         name: {s.name: _result(value, 0.1 * (i + 1), 0.5 * (i + 1)) for s in race.SCENARIOS}
         for i, (name, value) in enumerate(rps.items())
     }
-    text = race.table(by_wrk, {"kodify": 128.4, "litellm": 390.0})
+    text = race.table(by_wrk, {"kodify": 128.4, "litellm": 390.0}, {"direct": 1.5, "kodify": 2.25})
     header, _, first = text.splitlines()[:3]
     assert header.split(" | ")[1:6] == [
         "direct RPS", "bare-asgi RPS", "litellm RPS", "kodify RPS", "full-stack RPS"
@@ -529,8 +529,8 @@ def test_the_race_table_puts_every_target_side_by_side_with_its_ratios(tmp_path:
     cells = [cell.strip() for cell in first.strip("|").split("|")]
     # bare / LiteLLM, full / LiteLLM, bare / ceiling, full / ceiling, full / bare
     assert cells[-5:] == ["80.00", "60.00", "0.80", "0.60", "0.75"]
-    assert "| kodify | +0.30 | +1.50 | 128 |" in text
-    assert "| bare-asgi | +0.10 | +0.50 | n/a |" in text
+    assert "| kodify | +0.30 | +1.50 | +0.75 | 128 |" in text
+    assert "| bare-asgi | +0.10 | +0.50 | n/a | n/a |" in text
 
     out = tmp_path / "RESULTS.md"
     race.write_results(
