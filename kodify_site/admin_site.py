@@ -2,6 +2,8 @@
 
 The home page answers what an administrator opens the console for first: is the API
 protected, is the journal recording, are the model servers up, and what happened today.
+"Connect your IDE" (``admin:connect``, :mod:`gateway.connect`) is a page of the site rather
+than a plain view so that it gets the admin's login, staff check and frame for free.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, URLResolver, path
 
 from kodify_site.overview import overview
 
@@ -25,6 +28,16 @@ class KodifyAdminSite(admin.AdminSite):
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> TemplateResponse:
         return super().index(request, {"overview": overview(request.user), **(extra_context or {})})
+
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        # Imported here: this module is loaded with INSTALLED_APPS, before the models the
+        # page reads are ready.
+        from gateway.connect import connect_view
+
+        return [
+            path("connect/", self.admin_view(connect_view), name="connect"),
+            *super().get_urls(),
+        ]
 
 
 class KodifyAdminConfig(AdminConfig):

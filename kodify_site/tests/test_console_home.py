@@ -72,6 +72,7 @@ def test_the_home_names_kodify_not_django() -> None:
     assert "<title>Overview | Kodify console</title>" in html
     assert "Django administration" not in html and "Django site admin" not in html
     assert "kodify/favicon.svg" in html
+    assert 'href="/admin/connect/" id="overview-connect"' in html
 
 
 @time_machine.travel(TODAY, tick=False)
