@@ -67,6 +67,11 @@ class AuthenticationFailed(Exception):
 
     ``status``: 401, or 429 with ``retry_after`` seconds when the caller's address failed
     too often (``accounts.auth_failures``).
+
+    ``token_id``, ``user_id`` and ``username`` are set when the token was recognised (a
+    revoked or expired one, a disabled user's): the refusal is then attributed in the
+    journal, where an auditor looks for who kept using a withdrawn token.  Never shown to
+    the caller.
     """
 
     def __init__(
@@ -76,11 +81,17 @@ class AuthenticationFailed(Exception):
         *,
         status: int = 401,
         retry_after: int | None = None,
+        token_id: int | None = None,
+        user_id: int | None = None,
+        username: str = "",
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.retry_after = retry_after
+        self.token_id = token_id
+        self.user_id = user_id
+        self.username = username
 
 
 class Authenticator(Protocol):
@@ -228,13 +239,11 @@ class PerUserAuthenticator:
         if record is None or not tokens.matches(self._key, token, record.digest):
             raise AuthenticationFailed("Invalid API token.")
         if record.revoked:
-            raise AuthenticationFailed("This API token has been revoked.", code="token_revoked")
+            raise _refused(record, "This API token has been revoked.", "token_revoked")
         if record.expires_at is not None and record.expires_at <= time.time():
-            raise AuthenticationFailed("This API token has expired.", code="token_expired")
+            raise _refused(record, "This API token has expired.", "token_expired")
         if not record.user_active:
-            raise AuthenticationFailed(
-                f"The user '{record.username}' is disabled.", code="user_disabled"
-            )
+            raise _refused(record, f"The user '{record.username}' is disabled.", "user_disabled")
         principal = Principal(
             mode=AuthMode.PER_USER,
             user_id=record.user_id,
@@ -272,6 +281,17 @@ class PerUserAuthenticator:
         self._cache[prefix] = (time.monotonic() + self._ttl, record)
         future.set_result(record)
         return record
+
+
+def _refused(record: TokenRecord, message: str, code: str) -> AuthenticationFailed:
+    """A genuine token's refusal (its digest matched): it names whose token it is."""
+    return AuthenticationFailed(
+        message,
+        code,
+        token_id=record.token_id,
+        user_id=record.user_id,
+        username=record.username,
+    )
 
 
 class TokenUsage:

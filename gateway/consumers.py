@@ -25,7 +25,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from accounts.auth import AuthenticationFailed, Principal, get_authenticator
-from gateway import actions, health, metrics, openapi, tabby
+from gateway import actions, affinity, health, metrics, openapi, tabby
 from gateway.api_schema.requests import ActionRequest
 from gateway.api_schema.validation import convert
 from gateway.errors import OpenAIError
@@ -212,16 +212,19 @@ class GatewayConsumer(AsyncHttpConsumer):
                 return bytes(value)
         return None
 
-    async def authenticate(self) -> Principal:
+    async def authenticate(self, body: bytes = b"") -> Principal:
+        authenticator = get_authenticator()
         try:
             client = self.scope.get("client")
-            return await get_authenticator().authenticate(
+            return await authenticator.authenticate(
                 self.header(b"authorization"),
                 self.header(b"user-agent"),
                 client[0] if client else None,
             )
         except AuthenticationFailed as exc:
             metrics.auth_failure(exc.code)
+            if self.record is not None and exc.token_id is not None:
+                _attribute_refusal(self.record, authenticator.mode.value, exc, body)
             headers = [(b"www-authenticate", b'Bearer realm="kodify"')]
             if exc.retry_after is not None:
                 headers.append((b"retry-after", str(exc.retry_after).encode()))
@@ -230,7 +233,7 @@ class GatewayConsumer(AsyncHttpConsumer):
     async def answer(self, body: bytes) -> None:
         try:
             if self.needs_token:
-                self.principal = await self.authenticate()
+                self.principal = await self.authenticate(body)
             await self.handle(body)
         except OpenAIError as error:
             if error.status >= 500:
@@ -296,6 +299,27 @@ class GatewayConsumer(AsyncHttpConsumer):
 
 class _ClientGone(Exception):
     pass
+
+
+def _attribute_refusal(record: Record, mode: str, exc: AuthenticationFailed, body: bytes) -> None:
+    """A recognised token refused (revoked, expired, its user disabled) is journaled as
+    its owner's: an auditor looks for who still uses a withdrawn token, and for what."""
+    record.auth_mode = mode
+    record.user_id = exc.user_id
+    record.username = exc.username
+    record.token_id = exc.token_id
+    if not record.model:
+        record.model = requested_model(body)
+
+
+def requested_model(body: bytes) -> str:
+    """The body's ``model`` when it is a JSON object naming one as a string, else ""."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else ""
 
 
 def client_request_id(value: bytes | None) -> str:
@@ -365,7 +389,12 @@ class ChatCompletionsConsumer(ProxyConsumer):
                 if self.record is not None:
                     self.record.feature = action
                 model = base
-        await self.pipeline().forward(model, request)
+        pipeline = self.pipeline()
+        if settings.KODIFY_PREFIX_AFFINITY:
+            pipeline.affinity = affinity.prompt_key(
+                orjson.dumps(request.body.get("messages", [])[:2])
+            )
+        await pipeline.forward(model, request)
 
 
 class ActionConsumer(ProxyConsumer):
@@ -452,7 +481,21 @@ class CompletionsConsumer(ProxyConsumer):
             table.ensure_background_refresh()
             await table.ensure_discovered()
             model = tabby.completion_model(table) or None
-        await self.pipeline(FimDelivery(completion)).forward(model, completion)
+        pipeline = self.pipeline(FimDelivery(completion))
+        if settings.KODIFY_PREFIX_AFFINITY:
+            segments = request.segments
+            pipeline.affinity = affinity.completion_key(
+                self.caller(), segments.filepath or segments.git_url or ""
+            )
+        await pipeline.forward(model, completion)
+
+    def caller(self) -> str:
+        """Who asks, for affinity: the token (or user), else the client's address."""
+        principal = self.principal
+        if principal is not None and (principal.token_id or principal.user_id):
+            return f"t{principal.token_id}u{principal.user_id}"
+        client = self.scope.get("client")
+        return client[0] if client else ""
 
 
 class TokenizeConsumer(ProxyConsumer):

@@ -140,6 +140,8 @@ class Pipeline:
         self.delivery = delivery or Delivery()
         self.withhold_usage = False
         self.slot: Slot = NO_SLOT
+        # What the prompt starts with, when prefix-cache affinity is on (gateway.affinity).
+        self.affinity: bytes | None = None
 
     async def forward(self, model: str | None, request: Any) -> None:
         """Route ``request`` (for ``model``; None: the default model) and answer it."""
@@ -149,7 +151,7 @@ class Pipeline:
         record.stream = bool(getattr(request, "stream", False))
         if model is not None:  # refused before resolving: no hint whether it exists
             self.check_model(model)
-        upstream, name = await table.resolve(model)
+        upstream, name = await table.resolve(model, affinity=self.affinity)
         record.model = name
         self.check_model(name)  # the default model too
         if table.default_max_tokens and isinstance(request, ProxyRequest):
@@ -219,7 +221,7 @@ class Pipeline:
         error (the request's own); else the table's summary of them.
         """
         try:
-            upstream, name = await table.resolve(model, exclude=failed)
+            upstream, name = await table.resolve(model, exclude=failed, affinity=self.affinity)
         except OpenAIError:
             if len(failed) == 1 or last_failure.answered_because:
                 raise last_failure from None

@@ -25,6 +25,7 @@ import httpx
 from django.conf import settings
 
 from gateway import upstream_failures as failures
+from gateway.affinity import choose
 from gateway.config_file import GatewayConfig, UpstreamSpec, gateway_config
 from gateway.following import DatabaseFollower
 from gateway.probing import (
@@ -193,8 +194,14 @@ class UpstreamTable:
                 cards.setdefault(name, card)
         return list(cards.values())
 
-    def pick(self, model: str, exclude: Collection[Upstream] = ()) -> Upstream | None:
+    def pick(
+        self, model: str, exclude: Collection[Upstream] = (), affinity: bytes | None = None
+    ) -> Upstream | None:
         """The least busy usable replica of ``model`` (by outstanding/weight), or None.
+
+        With an ``affinity`` key (prefix-cache affinity on, ``gateway.affinity``): the
+        healthy replica the key hashes to, unless it is above its bounded load; the
+        rules below when no healthy replica is left.
 
         Healthy replicas first; a rested one is tried only when no healthy one can take
         the request, and then by one request at a time (its rest starts again meanwhile),
@@ -208,6 +215,11 @@ class UpstreamTable:
         if not replicas:
             return None
         now = time.monotonic()
+        if affinity is not None:
+            usable = [u for u in replicas if u.healthy is True and u.usable(now)]
+            chosen = choose(affinity, usable, settings.KODIFY_AFFINITY_EPSILON)
+            if chosen is not None:
+                return chosen
         self._turn += 1
         best = self._least_busy(replicas, now, healthy=True)
         if best is None:
@@ -235,18 +247,23 @@ class UpstreamTable:
         return best
 
     async def resolve(
-        self, model: str | None, *, exclude: Collection[Upstream] = ()
+        self,
+        model: str | None,
+        *,
+        exclude: Collection[Upstream] = (),
+        affinity: bytes | None = None,
     ) -> tuple[Upstream, str]:
         """Where to send a request for ``model`` (None: the default model).
 
-        ``exclude``: replicas this request failed on already.  Raises OpenAIError 404 for
-        a model nobody serves, 503 when its replicas are down.
+        ``exclude``: replicas this request failed on already; ``affinity``: what its
+        prompt starts with (see :meth:`pick`).  Raises OpenAIError 404 for a model nobody
+        serves, 503 when its replicas are down.
         """
         self.ensure_background_refresh()
         for attempt in range(2):
             name = model or self.default_model()
             if name is not None:
-                upstream = self.pick(name, exclude)
+                upstream = self.pick(name, exclude, affinity)
                 if upstream is not None:
                     return upstream, name
             if attempt == 0 and not await self.refresh_on_demand():

@@ -20,6 +20,7 @@ from journal.selectors import EXPORT_FIELDS
 CHUNK_BYTES = 64 * 1024
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 BOM = "\ufeff"
+DURATION_FIELDS = ("ttft_ms", "latency_ms")
 
 
 class _Echo:
@@ -35,17 +36,31 @@ def cell(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
+        # To the millisecond, as logs and spreadsheets compare times; the offset keeps
+        # it unambiguous wherever the file is opened.
+        return value.astimezone(dt.UTC).isoformat(timespec="milliseconds")
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
 
 
+def duration(value: float | None) -> str:
+    """Milliseconds to a tenth: finer than any of these timings means, where the float's
+    whole repr (``12.300000000000001``) would only clutter a spreadsheet."""
+    return "" if value is None else f"{value:.1f}"
+
+
 def csv_lines(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
     writer = csv.writer(_Echo())
+    durations = {EXPORT_FIELDS.index(name) for name in DURATION_FIELDS}
     yield BOM + writer.writerow(EXPORT_FIELDS)
     for row in rows:
-        yield writer.writerow([cell(value) for value in row])
+        yield writer.writerow(
+            [
+                duration(value) if index in durations else cell(value)
+                for index, value in enumerate(row)
+            ]
+        )
 
 
 def chunks(lines: Iterable[str], size: int = CHUNK_BYTES) -> Iterator[bytes]:

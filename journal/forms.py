@@ -71,5 +71,20 @@ class EntryFilterForm(forms.Form):
         return cleaned
 
     def filters(self) -> EntryFilters:
-        """The valid fields' filters (after is_valid); a wrong field filters nothing."""
+        """The filters of a valid form (after is_valid).
+
+        A form with an error gets no rows at all (the views check ``is_valid`` first):
+        leaving the wrong field out would show a wider set than was asked for, which an
+        auditor could take for the answer.
+        """
         return EntryFilters.from_mapping(getattr(self, "cleaned_data", {}))
+
+    def problems(self) -> str:
+        """The form's errors as one sentence's clauses, each naming its field."""
+        clauses = []
+        for name, errors in self.errors.items():
+            label = self[name].label if name in self.fields else ""
+            for message in errors:
+                text = str(message).rstrip(".")
+                clauses.append(f"{label} — {text}" if label else text)
+        return "; ".join(clauses) + "." if clauses else ""

@@ -28,7 +28,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Substr
 from django.db.models.lookups import GreaterThan, LessThan
 
-from accounts.models import ApiUser
+from accounts.models import ApiToken, ApiUser
 from journal.keyset import Cursor, key, value
 from journal.models import Entry, Event
 from journal.router import journal_database
@@ -327,6 +327,10 @@ def estimated_total() -> Total:
 class EntryDetail:
     entry: Entry
     events: list[Event]
+    # The entry's token and API user as they are now; None when there was none or it
+    # has been deleted since (the entry keeps the ids: the page says which).
+    token: ApiToken | None = None
+    api_user: ApiUser | None = None
 
 
 def entry_detail(request_id: str) -> EntryDetail | None:
@@ -348,7 +352,23 @@ def entry_detail(request_id: str) -> EntryDetail | None:
                 :MAX_DETAIL_EVENTS
             ]
         )
-    return EntryDetail(entry, events)
+    token, api_user = _owner(entry)
+    return EntryDetail(entry, events, token, api_user)
+
+
+def _owner(entry: Entry) -> tuple[ApiToken | None, ApiUser | None]:
+    """The entry's token with its user in one query; the user alone only when the entry
+    has no token or the token is gone.  They live in the main database, which may not
+    be the journal's: no join with the entry, ids only."""
+    token = None
+    if entry.token_id is not None:
+        token = ApiToken.objects.select_related("user").filter(pk=entry.token_id).first()
+    if token is not None and token.user_id == entry.user_id:
+        return token, token.user
+    api_user = None
+    if entry.user_id is not None:
+        api_user = ApiUser.objects.filter(pk=entry.user_id).first()
+    return token, api_user
 
 
 def export_rows(filters: EntryFilters) -> Iterator[tuple[Any, ...]]:

@@ -30,6 +30,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from journal import charts, dashboards, export, selectors
+from journal.conversation import chat_messages
 from journal.forms import EntryFilterForm
 from journal.live import VIEW_PERMISSION
 
@@ -71,12 +72,25 @@ def _filter_form(request: HttpRequest) -> EntryFilterForm:
 @console_page
 def entry_list(request: HttpRequest) -> HttpResponse:
     form = _filter_form(request)
-    filters = form.filters()
     try:
         before = _cursor(request, "before")
         after = _cursor(request, "after")
     except ValueError as exc:
         return HttpResponseBadRequest(str(exc))
+    if not form.is_valid():
+        # No rows rather than the rows of the valid fields only: a wider set than was
+        # asked for reads as the answer.
+        return _page(
+            request,
+            "list.html",
+            "Journal",
+            tab="list",
+            form=form,
+            page=selectors.EntryPage([], older=None, newer=None),
+            filtered=True,
+            problems=form.problems(),
+        )
+    filters = form.filters()
     page = selectors.entry_page(filters, before=before, after=after)
     return _page(
         request,
@@ -106,7 +120,13 @@ def entry_detail(request: HttpRequest, request_id: str) -> HttpResponse:
         f"Request {request_id}",
         entry=found.entry,
         events=found.events,
+        token=found.token,
+        api_user=found.api_user,
+        # Links only for whoever may open the page behind them: a 403 is no help.
+        link_token=request.user.has_perm("accounts.view_apitoken"),
+        link_user=request.user.has_perm("accounts.view_apiuser"),
         request_body=pretty_json(found.entry.request_body),
+        conversation=chat_messages(found.entry.request_body),
     )
 
 
@@ -123,7 +143,9 @@ def entry_export(request: HttpRequest) -> HttpResponseBase:
     form = _filter_form(request)
     if not form.is_valid():
         # An export must hold exactly what was asked for, not a quietly wider set.
-        return HttpResponseBadRequest(form.errors.as_text(), content_type="text/plain")
+        return HttpResponseBadRequest(
+            f"No requests exported: {form.problems()}\n", content_type="text/plain; charset=utf-8"
+        )
     pieces = export.chunks(export.csv_lines(selectors.export_rows(form.filters())))
     # Under ASGI an async iterator; the sync one would make Django buffer and warn.
     body = export.async_chunks(pieces) if isinstance(request, ASGIRequest) else pieces

@@ -77,6 +77,9 @@ async def test_refusals_name_their_reason(changes: dict[str, object], code: str)
     with pytest.raises(AuthenticationFailed) as failure:
         await auth.authenticate(bearer(new.plain))
     assert failure.value.code == code
+    # Genuine, so the journal may name whose it is.
+    refused = failure.value
+    assert (refused.token_id, refused.user_id, refused.username) == (7, 3, "ada")
 
 
 async def test_a_future_expiry_is_fine() -> None:
@@ -94,6 +97,12 @@ async def test_right_prefix_wrong_secret_is_invalid_and_says_nothing_more() -> N
         await auth.authenticate(bearer(forged))
     # a forger must not learn that the real token was revoked
     assert failure.value.code == "invalid_api_key"
+    # nor be taken for its owner in the journal
+    assert (failure.value.token_id, failure.value.user_id, failure.value.username) == (
+        None,
+        None,
+        "",
+    )
 
 
 @pytest.mark.parametrize("header", [b"Bearer kdf_short", b"Bearer sk-1234", b"Bearer \xff\xfe"])

@@ -5,16 +5,19 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib.auth.models import Permission
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient, Client
 from django.urls import reverse
 
+from accounts.models import ApiToken, ApiUser
 from accounts.roles import ADMINISTRATORS, AUDITORS
 from journal import dashboards, selectors
 from journal.tests.entries import T0, console_account, make_entry, make_event
@@ -148,15 +151,34 @@ def test_the_unfiltered_list_tells_the_size_and_a_filtered_one_does_not_count(
     assert "in the journal" not in filtered and "Matching requests" in filtered
 
 
-def test_wrong_filters_are_reported_and_not_applied(console: Client) -> None:
+def test_wrong_filters_show_no_rows_and_say_why(console: Client) -> None:
     make_entry(request_id="one")
     response = console.get(
-        reverse("journal:list"), {"status": "teapot", "since": "2026-12-01", "until": "2026-11-01"}
+        reverse("journal:list"), {"status": "teapot", "since": "2026-11-01", "until": "2026-10-01"}
     )
     html = response.content.decode()
     assert response.status_code == 200
-    assert "is not a status" in html and "The end date is before the start date." in html
-    assert rows_of(html) == []  # the valid "since" still applies: nothing that late
+    # "one" is within the valid "since": still not listed, as the filters asked for less.
+    assert rows_of(html) == []
+    note = re.search(r'<p class="errornote" id="journal-filter-errors">(.*?)</p>', html, re.S)
+    assert note is not None
+    assert note.group(1).startswith("No requests shown: Status — &#x27;teapot&#x27; is not a")
+    assert "Until — The end date is before the start date." in note.group(1)
+    assert "in the journal" not in html and "Matching requests" not in html
+    # The inline errors stay beside their fields.
+    assert 'class="journal-filter errors field-status"' in html
+
+
+def test_one_wrong_filter_hides_the_rows_the_others_would_show(console: Client) -> None:
+    make_entry(request_id="match", model="m1")
+    assert rows_of(console.get(reverse("journal:list"), {"model": "m1"}).content.decode()) == [
+        "match"
+    ]
+    html = console.get(reverse("journal:list"), {"model": "m1", "status": "abc"}).content.decode()
+    assert rows_of(html) == []
+    assert "No requests shown: Status — &#x27;abc&#x27; is not a status" in html
+    bad_date = console.get(reverse("journal:list"), {"since": "2026-13-45"}).content.decode()
+    assert rows_of(bad_date) == [] and "No requests shown: Since — Enter a valid date" in bad_date
 
 
 def test_a_broken_cursor_is_a_bad_request(console: Client) -> None:
@@ -248,6 +270,178 @@ def test_the_detail_page_is_found_by_and_shows_the_clients_request_id(console: C
     assert "trace:1.a" in plain
 
 
+# The token and user as an auditor reads them: named, linked, or said to be gone.
+
+
+@pytest.fixture
+def owned() -> tuple[ApiUser, ApiToken]:
+    user = ApiUser.objects.create(username="ada")
+    token = ApiToken.objects.create(
+        user=user, name="laptop VS Code", prefix="kdf_AbCd1234", digest="0" * 64
+    )
+    make_entry(
+        request_id="owned",
+        user_id=user.pk,
+        username="ada",
+        token_id=token.pk,
+        auth_mode="per-user",
+        response_id="",
+    )
+    return user, token
+
+
+def fact(html: str, name: str) -> str:
+    found = re.search(rf'<dd id="journal-{name}">(.*?)</dd>', html, re.S)
+    assert found is not None, name
+    return " ".join(found.group(1).split())
+
+
+def test_the_detail_page_names_the_token_and_links_it_and_the_user(
+    console: Client, owned: tuple[ApiUser, ApiToken]
+) -> None:
+    user, token = owned
+    html = console.get(reverse("journal:detail", args=["owned"])).content.decode()
+    token_url = reverse("admin:accounts_apitoken_change", args=[token.pk])
+    user_url = reverse("admin:accounts_apiuser_change", args=[user.pk])
+    assert fact(html, "token").startswith(
+        f'<a href="{token_url}">laptop VS Code (kdf_AbCd1234…)</a>'
+    )
+    assert "per-user" in fact(html, "token")
+    assert fact(html, "user").startswith(f'<a href="{user_url}">ada</a>')
+    # An auditor may open both pages the links lead to.
+    assert console.get(token_url).status_code == 200
+    assert console.get(user_url).status_code == 200
+
+
+def test_a_renamed_user_and_a_revoked_token_say_so(
+    console: Client, owned: tuple[ApiUser, ApiToken]
+) -> None:
+    user, token = owned
+    ApiUser.objects.filter(pk=user.pk).update(username="ada.lovelace")
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=T0)
+    html = console.get(reverse("journal:detail", args=["owned"])).content.decode()
+    assert '>ada</a> <span class="quiet">(now ada.lovelace)</span>' in fact(html, "user")
+    assert '(kdf_AbCd1234…)</a> <span class="quiet">(revoked)</span>' in fact(html, "token")
+
+
+def test_without_the_accounts_permissions_the_names_are_not_links(
+    owned: tuple[ApiUser, ApiToken],
+) -> None:
+    reader = console_account("journal-only")
+    reader.user_permissions.add(Permission.objects.get(codename="view_entry"))
+    client = Client()
+    client.force_login(reader)
+    html = client.get(reverse("journal:detail", args=["owned"])).content.decode()
+    assert fact(html, "token").startswith("laptop VS Code (kdf_AbCd1234…)")
+    assert fact(html, "user").startswith("ada <span")
+    assert "<a href" not in fact(html, "token") + fact(html, "user")
+
+
+def test_a_deleted_token_and_user_show_their_ids(console: Client) -> None:
+    make_entry(request_id="gone", user_id=424242, username="bob", token_id=434343)
+    html = console.get(reverse("journal:detail", args=["gone"])).content.decode()
+    assert fact(html, "token").startswith("id 434343 (deleted)")
+    assert fact(html, "user") == 'bob <span class="quiet">(id 424242)</span> (deleted)'
+
+
+def test_no_token_and_no_user_is_a_dash(console: Client) -> None:
+    make_entry(request_id="anyone", user_id=None, username="", token_id=None, auth_mode="dummy")
+    html = console.get(reverse("journal:detail", args=["anyone"])).content.decode()
+    assert fact(html, "token") == '\N{EN DASH} <span class="quiet">dummy</span>'
+    assert fact(html, "user") == "\N{EN DASH}"
+
+
+def test_the_token_and_its_user_are_one_query(
+    owned: tuple[ApiUser, ApiToken], django_assert_num_queries: Any
+) -> None:
+    user, token = owned
+    with django_assert_num_queries(2):  # the entry, the token with its user
+        found = selectors.entry_detail("owned")
+        assert found is not None and found.token is not None and found.api_user is not None
+        assert (found.token.name, found.api_user.username, found.token.state) == (
+            "laptop VS Code",
+            "ada",
+            "active",
+        )
+    ApiToken.objects.filter(pk=token.pk).delete()
+    with django_assert_num_queries(3):  # the token gone: its user looked up by the id
+        found = selectors.entry_detail("owned")
+        assert found is not None and found.token is None
+        assert found.api_user == user
+
+
+# Chat requests read as a conversation; the JSON a click away.
+
+
+def test_a_chat_request_is_shown_as_its_messages_and_the_answer(console: Client) -> None:
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Fix:\ndef f():\n    return  1"},
+                {"type": "image_url", "image_url": {"url": "data:..."}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "lint", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "<script>alert(1)</script>"},
+    ]
+    make_entry(
+        request_id="chat",
+        request_body=json.dumps({"model": "m", "messages": messages}),
+        response_text="def f():\n    return 1",
+    )
+    html = console.get(reverse("journal:detail", args=["chat"])).content.decode()
+    blocks = re.findall(
+        r'<div class="journal-message journal-role-(\w+)[^"]*">\s*'
+        r'<div class="journal-message-role">(.*?)</div>\s*'
+        r'(?:<pre class="journal-text"[^>]*>(.*?)</pre>)',
+        html,
+        re.S,
+    )
+    assert [(style, role.split(" <")[0]) for style, role, _ in blocks] == [
+        ("system", "system"),
+        ("user", "user"),
+        ("assistant", "assistant"),
+        ("tool", "tool"),
+        ("assistant", "assistant"),
+    ]
+    texts = [text for _, _, text in blocks]
+    assert texts[0] == "You are terse."
+    assert texts[1] == "Fix:\ndef f():\n    return  1\n[image_url part not shown]"
+    assert texts[2] == "[tool call] lint({})"
+    assert texts[3] == "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert "answers c1" in blocks[3][1]
+    assert texts[4] == "def f():\n    return 1" and "the answer" in blocks[4][1]
+    assert "<script>alert" not in html
+    # The body as stored, indented, behind a toggle.
+    raw = re.search(r'<details class="journal-raw" id="journal-raw">(.*?)</details>', html, re.S)
+    assert raw is not None and "<summary>Raw JSON</summary>" in raw.group(1)
+    assert "{\n  &quot;model&quot;: &quot;m&quot;,\n  &quot;messages&quot;: [" in raw.group(1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"model": "m", "prompt": "def add(a, b):"}',
+        '{"language": "python", "segments": {"prefix": "x = ", "suffix": ""}}',
+        '{"messages": [{"role": "user", "content": "cut sh',
+    ],
+)
+def test_other_bodies_are_shown_as_before(console: Client, body: str) -> None:
+    make_entry(request_id="plain", request_body=body, response_text="42")
+    html = console.get(reverse("journal:detail", args=["plain"])).content.decode()
+    assert 'id="journal-conversation"' not in html and "<details" not in html
+    assert "<h2>Request body</h2>" in html
+    assert '<pre class="journal-text" id="journal-response-text">42</pre>' in html
+
+
 def test_an_unknown_request_is_404(console: Client) -> None:
     assert console.get(reverse("journal:detail", args=["nope"])).status_code == 404
 
@@ -296,8 +490,25 @@ def test_csv_export_streams_the_filtered_rows_intact(console: Client) -> None:
         tricky["response_text"]
         == '\'=HYPERLINK("http://evil","click")\r\nsecond line, with "quotes"'
     )
-    assert tricky["created_at"] == "2026-11-20T12:00:01+00:00"
+    assert tricky["created_at"] == "2026-11-20T12:00:01.000+00:00"
     assert tricky["stream"] == "false" and tricky["status"] == "200"
+
+
+def test_csv_times_are_rounded_for_a_spreadsheet(console: Client) -> None:
+    make_entry(
+        request_id="timed",
+        created_at=T0 + dt.timedelta(microseconds=123_456),
+        ttft_ms=12.345678901234,
+        latency_ms=1234.56789,
+    )
+    make_entry(request_id="no-first-token", ttft_ms=None, latency_ms=0.04)
+    response = console.get(reverse("journal:export"))
+    assert isinstance(response, StreamingHttpResponse)
+    rows = read_csv(b"".join(cast(Iterator[bytes], response.streaming_content)))
+    timed, untimed = sorted(rows, key=lambda row: row["request_id"] != "timed")
+    assert timed["created_at"] == "2026-11-20T12:00:00.123+00:00"
+    assert (timed["ttft_ms"], timed["latency_ms"]) == ("12.3", "1234.6")
+    assert (untimed["ttft_ms"], untimed["latency_ms"]) == ("", "0.0")
 
 
 @pytest.mark.usefixtures("tricky")
@@ -326,9 +537,13 @@ def test_the_export_link_carries_the_current_filters(console: Client) -> None:
 
 
 def test_an_export_with_a_wrong_filter_is_refused(console: Client) -> None:
-    response = console.get(reverse("journal:export"), {"status": "teapot"})
+    make_entry(request_id="not-exported", model="m1")
+    response = console.get(reverse("journal:export"), {"model": "m1", "status": "teapot"})
     assert response.status_code == 400
-    assert b"is not a status" in response.content
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    text = response.content.decode()
+    assert text.startswith("No requests exported: Status — 'teapot' is not a status")
+    assert "not-exported" not in text
 
 
 # -- dashboards ----------------------------------------------------------------------------

@@ -239,6 +239,21 @@ KODIFY_MAX_BODY_BYTES = env.int(
     help="Largest request body accepted, in bytes; larger ones get 413.",
     example="16777216",
 )
+KODIFY_PREFIX_AFFINITY = env.bool(
+    "KODIFY_PREFIX_AFFINITY",
+    False,
+    help="Send requests whose prompts start alike (a caller's completions in one document, "
+    "chats with the same first messages) to the same replica of their model, so that "
+    "vLLM's prefix cache is reused; a replica above its bounded load passes them on. "
+    "Off: the least busy replica.",
+)
+KODIFY_AFFINITY_EPSILON = env.float(
+    "KODIFY_AFFINITY_EPSILON",
+    0.25,
+    minimum=0.0,
+    help="With KODIFY_PREFIX_AFFINITY: how far above its share of the outstanding requests "
+    "(by weight) a replica may go before its keys spill to the next replica.",
+)
 KODIFY_ACTION_MODELS = env.bool(
     "KODIFY_ACTION_MODELS",
     True,
