@@ -460,7 +460,13 @@ class CompletionsConsumer(ProxyConsumer):
     upstream_path = "/v1/completions"
     feature = Feature.COMPLETION
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.superseded = False
+        self.handler_task: asyncio.Task[Any] | None = None
+
     async def handle(self, body: bytes) -> None:
+        self.handler_task = asyncio.current_task()
         data = decode_json(body)
         if is_tabby_body(data):
             await self.complete(tabby.parse_completion(data, self.principal))
@@ -482,12 +488,42 @@ class CompletionsConsumer(ProxyConsumer):
             await table.ensure_discovered()
             model = tabby.completion_model(table) or None
         pipeline = self.pipeline(FimDelivery(completion))
+        segments = request.segments
+        document = segments.filepath or segments.git_url or ""
         if settings.KODIFY_PREFIX_AFFINITY:
-            segments = request.segments
-            pipeline.affinity = affinity.completion_key(
-                self.caller(), segments.filepath or segments.git_url or ""
-            )
-        await pipeline.forward(model, completion)
+            pipeline.affinity = affinity.completion_key(self.caller(), document)
+        key = (self.caller(), document) if document and settings.KODIFY_SUPERSEDE else None
+        if key is not None:
+            earlier = _COMPLETING.get(key)
+            _COMPLETING[key] = self
+            if earlier is not None:
+                earlier.supersede()
+        try:
+            await pipeline.forward(model, completion)
+        except asyncio.CancelledError:
+            if not self.superseded or self.client_gone:
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # cancelled by supersede(): answer, the client still waits
+            await self.answer_superseded(request)
+        finally:
+            if key is not None and _COMPLETING.get(key) is self:
+                del _COMPLETING[key]
+
+    def supersede(self) -> None:
+        """A newer completion for the same caller and document arrived: stop this one's
+        generation upstream (the developer typed on) and answer it with nothing."""
+        if self.superseded or self.headers_sent or self.handler_task is None:
+            return  # too late: its answer is on its way
+        self.superseded = True
+        self.handler_task.cancel()
+
+    async def answer_superseded(self, request: tabby.CompletionRequest) -> None:
+        metrics.superseded()
+        if self.record is not None:
+            self.record.error = "superseded: a newer completion for the same document came"
+        await self.send_json(200, {"id": request.completion_id, "choices": []})
 
     def caller(self) -> str:
         """Who asks, for affinity: the token (or user), else the client's address."""
@@ -496,6 +532,10 @@ class CompletionsConsumer(ProxyConsumer):
             return f"t{principal.token_id}u{principal.user_id}"
         client = self.scope.get("client")
         return client[0] if client else ""
+
+
+# This worker's Tabby completions in flight, by (caller, document): the newest of each.
+_COMPLETING: dict[tuple[str, str], CompletionsConsumer] = {}
 
 
 class TokenizeConsumer(ProxyConsumer):

@@ -67,6 +67,7 @@ from gateway.metrics_catalog import (
     LATENCY_BUCKETS,
     REQUESTS,
     RETRIES,
+    SUPERSEDED,
     TTFT,
     TTFT_BUCKETS,
     UPSTREAM_HEALTHY,
@@ -154,7 +155,11 @@ class _Metrics:
         # What the requests add to, from the event loop: plain numbers, cheap to add to.
         self.in_flight_counts: dict[str, int] = {}
         self.tallies: dict[tuple[str, str, int], list[float]] = {}  # (endpoint, model, status)
-        self.counts: dict[str, dict[Labels, int]] = {RETRIES.name: {}, AUTH_FAILURES.name: {}}
+        self.counts: dict[str, dict[Labels, int]] = {
+            RETRIES.name: {},
+            AUTH_FAILURES.name: {},
+            SUPERSEDED.name: {},
+        }
         self.known_models: frozenset[str] = frozenset()
         # The replicas' gauges as last published, and every replica ever published: one
         # gone from the table shows no request and no health (NaN) rather than vanishing,
@@ -321,6 +326,15 @@ def auth_failure(code: str) -> None:
         counts[key] = counts.get(key, 0) + 1
     except Exception:
         _report("count an authentication failure")
+
+
+def superseded() -> None:
+    """A code completion was cancelled because a newer one for its document arrived."""
+    try:
+        counts = (_metrics or _start()).counts[SUPERSEDED.name]
+        counts[()] = counts.get((), 0) + 1
+    except Exception:
+        _report("count a superseded completion")
 
 
 def render(accept: str | None = None) -> tuple[bytes, str]:

@@ -103,6 +103,13 @@ AUTH_FAILURES = Spec(
     ("code",),
     "counter",
 )
+SUPERSEDED = Spec(
+    "kodify_completions_superseded",
+    "Code completions cancelled upstream because the same caller asked again for the same "
+    "document before they were answered (the developer typed on).",
+    (),
+    "counter",
+)
 IN_FLIGHT = Spec(
     "kodify_requests_in_flight",
     "Requests being served, all workers together.",
@@ -136,7 +143,7 @@ WORKERS = Spec(
     "gauge",
 )
 # Counters and histograms: a process's totals, which count even once it died.
-TOTALS = (REQUESTS, DURATION, TTFT, RETRIES, AUTH_FAILURES)
+TOTALS = (REQUESTS, DURATION, TTFT, RETRIES, AUTH_FAILURES, SUPERSEDED)
 # Gauges: a live process's state, which goes with it.
 LIVE = (IN_FLIGHT, UPSTREAM_HEALTHY, UPSTREAM_OUTSTANDING, JOURNAL_QUEUE, WORKERS)
 SPECS = {spec.name: spec for spec in (*TOTALS, *LIVE)}

@@ -254,6 +254,13 @@ KODIFY_AFFINITY_EPSILON = env.float(
     help="With KODIFY_PREFIX_AFFINITY: how far above its share of the outstanding requests "
     "(by weight) a replica may go before its keys spill to the next replica.",
 )
+KODIFY_SUPERSEDE = env.bool(
+    "KODIFY_SUPERSEDE",
+    True,
+    help="When a Tabby completion arrives from the same caller for the same document while "
+    "an earlier one is still being generated, cancel the earlier one upstream and answer "
+    "it with no completion (the developer typed on); counted in /metrics. Per worker.",
+)
 KODIFY_ACTION_MODELS = env.bool(
     "KODIFY_ACTION_MODELS",
     True,
