@@ -195,6 +195,9 @@ def kodify_environment(
             "KODIFY_UPSTREAMS": upstream_url,
             "KODIFY_DATA_DIR": str(workdir / "data"),
             "KODIFY_SECRET_KEY": "bench-secret-key-" + "x" * 40,
+            # wrk sends the same Tabby body from every connection at once: one caller, one
+            # document.  Superseding would answer most of them empty, unmeasured.
+            "KODIFY_SUPERSEDE": "false",
             **(extra_env or {}),
         }
     )
