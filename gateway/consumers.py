@@ -26,6 +26,7 @@ from django.conf import settings
 
 from accounts.auth import AuthenticationFailed, Principal, get_authenticator
 from gateway import actions, affinity, health, metrics, openapi, tabby
+from gateway.actions.fitting import DoesNotFit, fit
 from gateway.api_schema.requests import ActionRequest
 from gateway.api_schema.validation import convert
 from gateway.errors import OpenAIError
@@ -40,7 +41,7 @@ from gateway.openai_api import (
 from gateway.operators import from_this_machine, shows_metrics_token
 from gateway.pipeline import Delivery, FimDelivery, Pipeline, SuffixDelivery
 from gateway.tabby_completion import FimCompletion
-from gateway.upstreams import get_table
+from gateway.upstreams import UpstreamTable, get_table
 from journal import recorder
 from journal.features import Feature
 from journal.record import EventRecord, Record
@@ -428,13 +429,15 @@ class ActionConsumer(ProxyConsumer):
                 param="code",
                 code="code_too_long",
             )
+        table = get_table()
+        context = self.fitted_context(table, asked)
         chat: dict[str, Any] = {
             "messages": actions.build_messages(
                 action,
                 code=asked.code,
                 language=asked.language,
                 filepath=asked.filepath,
-                context=asked.context,
+                context=context,
                 instructions=asked.instructions,
             ),
             "stream": bool(asked.stream),
@@ -443,9 +446,27 @@ class ActionConsumer(ProxyConsumer):
             value = getattr(asked, key)
             if value is not None:
                 chat[key] = value
-        table = get_table()
         request = check_request(Endpoint.CHAT, chat, None, max_n=table.max_n)
         await self.pipeline().forward(request.model, request)
+
+    def fitted_context(self, table: UpstreamTable, asked: ActionRequest) -> str | None:
+        """The context trimmed to the model's window (the code must fit whole)."""
+        model = asked.model or table.default_model()
+        replicas = table.replicas(model) if model else []
+        card = replicas[0].models.get(model or "", {}) if replicas else {}
+        length = card.get("max_model_len")
+        try:
+            fitted = fit(
+                asked.code,
+                asked.context,
+                model=model or "",
+                max_model_len=length if isinstance(length, int) else None,
+                answer_tokens=int(asked.max_tokens) if asked.max_tokens else None,
+                extra_text=asked.instructions or "",
+            )
+        except DoesNotFit as exc:
+            raise OpenAIError(400, str(exc), param="code", code="context_length_exceeded") from None
+        return fitted.context
 
 
 class CompletionsConsumer(ProxyConsumer):

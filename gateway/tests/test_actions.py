@@ -166,3 +166,25 @@ def test_action_models_can_be_switched_off(
         assert refused.status_code == 404  # an unknown model, as any other
         action = client.post("/v1/actions/explain", json={"code": "x = 1", "language": "python"})
         assert action.status_code == 200
+
+
+def test_the_context_is_trimmed_to_the_models_window_and_the_code_never(
+    client: httpx.Client, fake: FakeUpstream
+) -> None:
+    marker = uuid.uuid4().hex
+    context = "\n".join(f"c{marker[:6]}_{i:03d} = {i}" for i in range(120))
+    code = f"c{marker[:6]}_060 = 60"  # the code sits in the middle of its context
+    body = {"code": code, "language": "python", "context": context, "max_tokens": 3000}
+    response = client.post("/v1/actions/explain", json=body)
+    assert response.status_code == 200, response.text
+    sent = sent_upstream(fake, f"c{marker[:6]}_059")["messages"][-1]["content"]
+    kept = [i for i in range(120) if f"c{marker[:6]}_{i:03d} =" in sent]
+    assert 60 in kept and 0 not in kept and 119 not in kept  # the nearest lines only
+    too_big = client.post(
+        "/v1/actions/explain",
+        json={"code": "x = 1\n" * 800, "language": "python", "max_tokens": 3000},
+    )
+    assert too_big.status_code == 400
+    error = too_big.json()["error"]
+    assert (error["code"], error["param"]) == ("context_length_exceeded", "code")
+    assert "4,096 tokens" in error["message"]
