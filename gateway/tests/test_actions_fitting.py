@@ -28,7 +28,7 @@ def test_the_context_keeps_the_lines_nearest_the_code() -> None:
     assert numbers[0] <= 1000 <= numbers[-1]  # around the code
     assert abs((1000 - numbers[0]) - (numbers[-1] - 1000)) <= 1  # as much above as below
     budget = (4096 - 512 - fitting.TEMPLATE_TOKENS - fitting.estimate_tokens(code)) * 2
-    assert len(fitted.context.encode()) <= budget
+    assert len("\n".join(kept).encode()) <= budget
 
 
 def test_without_the_code_in_it_the_contexts_end_is_kept() -> None:
