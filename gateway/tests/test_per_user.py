@@ -351,11 +351,15 @@ def test_allowed_models_refuse_the_others_and_hide_them(server: KodifyServer) ->
     # A model nobody serves is refused the same way: no hint of what exists.
     assert_error(post(chat("no-such-model")), 403, "model_not_allowed")
     listed = httpx.get(server.url + "/v1/models", headers=bearer(plain)).json()
-    assert [card["id"] for card in listed["data"]] == ["fake-model"]
+    assert [card["id"] for card in listed["data"] if "kodify_action" not in card] == ["fake-model"]
+    # The action models only of the models the user may use.
+    assert {card["parent"] for card in listed["data"] if "kodify_action" in card} == {"fake-model"}
+    assert_error(post(chat(f"{OTHER_MODEL}:explain")), 403, "model_not_allowed")
 
     _, _, everything = new_user()  # empty: every model
     listed = httpx.get(server.url + "/v1/models", headers=bearer(everything)).json()
-    assert sorted(card["id"] for card in listed["data"]) == ["fake-model", OTHER_MODEL]
+    served = sorted(card["id"] for card in listed["data"] if "kodify_action" not in card)
+    assert served == ["fake-model", OTHER_MODEL]
     response = httpx.post(server.url + CHAT, json=chat(OTHER_MODEL), headers=bearer(everything))
     assert response.status_code == 200
 
