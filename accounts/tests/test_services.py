@@ -113,4 +113,11 @@ def test_roles_exist_with_their_permissions() -> None:
     assert {"add_apitoken", "change_apitoken", "view_auditevent", "add_apiuser"} <= admins
     # The journal app adds its read permissions to both roles (journal/apps.py).
     assert {"view_entry", "view_event"} <= admins
-    assert auditors == {"view_apiuser", "view_apitoken", "view_entry", "view_event"}
+    # Auditors read; the audit trail too (who changed which user or token).
+    assert auditors == {
+        "view_apiuser",
+        "view_apitoken",
+        "view_auditevent",
+        "view_entry",
+        "view_event",
+    }
