@@ -406,7 +406,12 @@ class FakeUpstreamServer:
         return self
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(self.fake.app(), handler_cancellation=True, access_log=None)
+        # A test double has nothing to finish gracefully: answers still running when it
+        # stops are cut after a moment rather than aiohttp's minute (a client's held-open
+        # connection otherwise made stop() time out on a busy machine).
+        self._runner = web.AppRunner(
+            self.fake.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
@@ -417,7 +422,7 @@ class FakeUpstreamServer:
         if self._loop.is_closed():
             return
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
