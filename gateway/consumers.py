@@ -323,6 +323,19 @@ def requested_model(body: bytes) -> str:
     return model if isinstance(model, str) else ""
 
 
+def _prompt_without_code(action: str, asked: ActionRequest) -> str:
+    """The text an action's messages hold besides the code and the context (the template's
+    words, the file path, the user's instructions), for fitting them to the window."""
+    messages = actions.build_messages(
+        action,
+        code="x",
+        language=asked.language,
+        filepath=asked.filepath,
+        instructions=asked.instructions,
+    )
+    return "".join(str(message.get("content", "")) for message in messages)
+
+
 def client_request_id(value: bytes | None) -> str:
     """The client's X-Request-Id when well-formed (1-128 of ``A-Za-z0-9._:-``), else ""."""
     if value is None or not _CLIENT_REQUEST_ID.fullmatch(value):
@@ -430,7 +443,7 @@ class ActionConsumer(ProxyConsumer):
                 code="code_too_long",
             )
         table = get_table()
-        context = self.fitted_context(table, asked)
+        context = self.fitted_context(table, asked, action)
         chat: dict[str, Any] = {
             "messages": actions.build_messages(
                 action,
@@ -449,7 +462,7 @@ class ActionConsumer(ProxyConsumer):
         request = check_request(Endpoint.CHAT, chat, None, max_n=table.max_n)
         await self.pipeline().forward(request.model, request)
 
-    def fitted_context(self, table: UpstreamTable, asked: ActionRequest) -> str | None:
+    def fitted_context(self, table: UpstreamTable, asked: ActionRequest, action: str) -> str | None:
         """The context trimmed to the model's window (the code must fit whole)."""
         model = asked.model or table.default_model()
         replicas = table.replicas(model) if model else []
@@ -462,7 +475,7 @@ class ActionConsumer(ProxyConsumer):
                 model=model or "",
                 max_model_len=length if isinstance(length, int) else None,
                 answer_tokens=int(asked.max_tokens) if asked.max_tokens else None,
-                extra_text=asked.instructions or "",
+                extra_text=_prompt_without_code(action, asked),
             )
         except DoesNotFit as exc:
             raise OpenAIError(400, str(exc), param="code", code="context_length_exceeded") from None

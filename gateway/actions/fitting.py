@@ -18,8 +18,9 @@ import math
 from dataclasses import dataclass
 
 BYTES_PER_TOKEN = 2
-# Chat-template tokens around each message and the template's own words.
-TEMPLATE_TOKENS = 600
+PROSE_BYTES_PER_TOKEN = 4
+# The chat template's own tokens around each message (role markers, separators).
+TEMPLATE_TOKENS = 16
 # The answer's room when the request sets no max_tokens.
 DEFAULT_ANSWER_TOKENS = 1024
 
@@ -38,6 +39,11 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8", "replace")) / BYTES_PER_TOKEN)
 
 
+def estimate_prose_tokens(text: str) -> int:
+    """English prose (the templates' words) runs about four bytes a token."""
+    return math.ceil(len(text.encode("utf-8", "replace")) / PROSE_BYTES_PER_TOKEN)
+
+
 def fit(
     code: str,
     context: str | None,
@@ -47,11 +53,12 @@ def fit(
     answer_tokens: int | None,
     extra_text: str = "",
 ) -> Fitted:
-    """``context`` trimmed so that template + code + context + answer fit the model."""
+    """``context`` trimmed so that template + code + context + answer fit the model;
+    ``extra_text``: the rest of the prompt (the action's instructions, the user's words)."""
     if max_model_len is None:  # the upstream did not say: nothing to fit against
         return Fitted(context, 0)
     answer = answer_tokens or min(DEFAULT_ANSWER_TOKENS, max_model_len // 4)
-    fixed = TEMPLATE_TOKENS + estimate_tokens(code) + estimate_tokens(extra_text)
+    fixed = TEMPLATE_TOKENS + estimate_tokens(code) + estimate_prose_tokens(extra_text)
     room = max_model_len - answer - fixed
     if room < 0:
         raise DoesNotFit(
