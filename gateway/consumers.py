@@ -524,9 +524,10 @@ class CompletionsConsumer(ProxyConsumer):
         pipeline = self.pipeline(FimDelivery(completion))
         segments = request.segments
         document = segments.filepath or segments.git_url or ""
+        caller = self.caller()
         if settings.KODIFY_PREFIX_AFFINITY:
-            pipeline.affinity = affinity.completion_key(self.caller(), document)
-        key = (self.caller(), document) if document and settings.KODIFY_SUPERSEDE else None
+            pipeline.affinity = affinity.completion_key(caller, document)
+        key = (caller, document) if document and settings.KODIFY_SUPERSEDE else None
         if key is not None:
             earlier = _COMPLETING.get(key)
             _COMPLETING[key] = self
