@@ -45,10 +45,13 @@ class Timing:
     median_ms: float
     runs_ms: list[float]
     first_byte_ms: float | None = None  # streamed answers (the CSV export)
+    cold_ms: float | None = None  # the first request, before any warm-up
 
     @property
     def passed(self) -> bool:
-        return self.status == 200 and self.median_ms <= TARGET_MS
+        # A dashboard must answer in time on its first view too (nothing cached yet).
+        cold = self.cold_ms or 0 if self.name.startswith("dashboard") else 0
+        return self.status == 200 and max(self.median_ms, cold) <= TARGET_MS
 
 
 def database_url(server: str, name: str) -> str:
@@ -86,10 +89,12 @@ def setup_django(url: str, data_dir: Path) -> None:
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
 
 
-def fill(rows: int, days: int, users: int) -> None:
+def fill(rows: int, days: int, users: int, *, search: bool = True) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    if not search:
+        drop_search_column()
     call_command("kodify_journal_fill", rows=rows, days=days, users=users)
 
 
@@ -150,10 +155,41 @@ def cases(client: Any) -> list[tuple[str, str]]:
         found.append(("second page", listed(before=older.group(1).replace("&amp;", "&"))))
     if entry is not None:
         found.append(("entry", reverse("journal:detail", args=[entry.request_id])))
-    found.append(("dashboard", reverse("journal:dashboard")))
+    found.extend(dashboard_cases())
     export = {"model": rare_model, "since": str(since), "until": str(until)}
     found.append(("CSV export (model, 7 days)", f"{reverse('journal:export')}?{urlencode(export)}"))
     return found
+
+
+DASHBOARD_DAYS = (1, 7, 14, 30, 90, 366)
+
+
+def dashboard_cases() -> list[tuple[str, str]]:
+    """The dashboard over each period the page offers (and a year), and one day by the
+    hour; computed afresh every time (the page's one-minute cache is off)."""
+    from django.urls import reverse
+
+    from journal import dashboards
+
+    dashboards.CACHE_SECONDS = 0
+    path = reverse("journal:dashboard")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    return [
+        *((f"dashboard {days} days", f"{path}?days={days}") for days in DASHBOARD_DAYS),
+        ("dashboard one day by hour", f"{path}?day={yesterday:%Y-%m-%d}"),
+    ]
+
+
+def drop_search_column() -> None:
+    """For --dashboards: the full-text column costs most of a fill (about half a
+    millisecond a row) and the dashboards never read it."""
+    from django.db import connection
+
+    from journal.search import drop_search_sql
+
+    with connection.cursor() as cursor:
+        for statement in drop_search_sql():
+            cursor.execute(statement)
 
 
 def time_page(client: Any, name: str, path: str, repeat: int) -> Timing:
@@ -169,26 +205,29 @@ def time_page(client: Any, name: str, path: str, repeat: int) -> Timing:
             response.content  # noqa: B018 - rendered already; read as a client would
         return response.status_code, (time.perf_counter() - started) * 1000, first
 
-    once()  # warm-up: caches, query plans, the connection
+    _, cold, _ = once()  # warm-up: caches, query plans, the connection
     runs = [once() for _ in range(repeat)]
     totals = [total for _, total, _ in runs]
     firsts = [first for _, _, first in runs if first is not None]
     status = max(code for code, _, _ in runs)
     return Timing(
         name, path, status, statistics.median(totals), [round(t, 1) for t in totals],
-        statistics.median(firsts) if firsts else None,
+        statistics.median(firsts) if firsts else None, round(cold, 1),
     )  # fmt: skip
 
 
 def format_table(timings: Sequence[Timing], rows: int) -> str:
     lines = [
         f"== journal console over {rows:,} rows: median of the runs (target {TARGET_MS:.0f} ms)",
-        f"{'page':<28} {'status':>6} {'median':>10} {'first byte':>11}  result",
+        f"{'page':<28} {'status':>6} {'cold':>10} {'median':>10} {'first byte':>11}  result",
     ]
     for t in timings:
         first = f"{t.first_byte_ms:8.1f} ms" if t.first_byte_ms is not None else ""
+        cold = f"{t.cold_ms:7.1f} ms" if t.cold_ms is not None else ""
         verdict = "pass" if t.passed else ("FAIL" if t.status == 200 else f"HTTP {t.status}")
-        lines.append(f"{t.name:<28} {t.status:>6} {t.median_ms:7.1f} ms {first:>11}  {verdict}")
+        lines.append(
+            f"{t.name:<28} {t.status:>6} {cold:>10} {t.median_ms:7.1f} ms {first:>11}  {verdict}"
+        )
     return "\n".join(lines)
 
 
@@ -203,6 +242,7 @@ class Settings:
     reuse: bool
     keep: bool
     results_dir: Path
+    dashboards: bool = False
 
 
 def run(settings: Settings, measure: Callable[[Any, list[tuple[str, str]]], list[Timing]]) -> int:
@@ -217,7 +257,7 @@ def run(settings: Settings, measure: Callable[[Any, list[tuple[str, str]]], list
         if not settings.reuse:
             print(f"filling {settings.rows:,} rows over {settings.days} days", flush=True)
             begun = time.perf_counter()
-            fill(settings.rows, settings.days, settings.users)
+            fill(settings.rows, settings.days, settings.users, search=not settings.dashboards)
             fill_seconds = time.perf_counter() - begun
         from django.db import connections
 
@@ -225,7 +265,7 @@ def run(settings: Settings, measure: Callable[[Any, list[tuple[str, str]]], list
 
         rows = Entry.objects.count()
         client = auditor_client()
-        timings = measure(client, cases(client))
+        timings = measure(client, dashboard_cases() if settings.dashboards else cases(client))
         connections.close_all()
     print("\n" + format_table(timings, rows))
     if not settings.keep and not settings.reuse:
@@ -264,11 +304,17 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
     parser.add_argument("--keep", action="store_true", help="keep the filled database")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--dashboards",
+        action="store_true",
+        help="time the dashboards only, on a journal filled without its full-text column "
+        "(ten times faster to fill: for journals of tens of millions of rows)",
+    )
     args = parser.parse_args(argv)
     return Settings(
         rows=args.rows, days=args.days, users=args.users, repeat=args.repeat,
         server=args.db_url, database=args.database, reuse=args.reuse, keep=args.keep,
-        results_dir=args.results_dir,
+        results_dir=args.results_dir, dashboards=args.dashboards,
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ class Column:
     center: float  # where the label goes
     label: str  # under the column, or "" where it would crowd its neighbours
     title: str  # the tooltip: the label and the exact value
+    href: str = ""  # where a click on the column leads
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,13 @@ def column_chart(
     points: Sequence[tuple[str, float]],
     *,
     unit: str = "",
+    top: float | None = None,
+    links: Sequence[str] = (),
     width: int = COLUMN_CHART_WIDTH,
     height: int = COLUMN_CHART_HEIGHT,
 ) -> ColumnChart:
-    top = max((value for _, value in points), default=0) or 1
+    """Columns scaled to ``top`` (a rate's 100 %), else to the highest value."""
+    top = top or max((value for _, value in points), default=0) or 1
     step = width / max(len(points), 1)
     every = max(1, -(-len(points) // LABEL_EVERY_MAX))  # ceiling division
     columns = []
@@ -55,6 +59,7 @@ def column_chart(
                 center=round(index * step + step / 2, 2),
                 label=label if index % every == 0 else "",
                 title=f"{label}: {_number(value)}{unit}",
+                href=links[index] if index < len(links) else "",
             )
         )
     return ColumnChart(width=width, height=height, columns=columns, top=f"{_number(top)}{unit}")

@@ -126,3 +126,100 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.response_id}"
+
+
+class Granularity(models.TextChoices):
+    HOUR = "h", "Hour"
+    DAY = "d", "Day"
+
+
+class Rollup(models.Model):
+    """The journal counted per hour and per day, one dimension at a time.
+
+    Kept up to date by whatever stores journal rows and events (``journal/rollups.py``),
+    in the same transaction, so the dashboards read a few thousand of these instead of
+    the period's rows.  ``dimension`` is ``all`` (``value`` empty) or one of the columns
+    the dashboards break down by; a request counts once in every dimension.
+    """
+
+    granularity = models.CharField(max_length=1, choices=Granularity.choices)
+    period_start = models.DateTimeField()
+    dimension = models.CharField(max_length=16)
+    value = models.CharField(max_length=300, blank=True)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0, help_text="Answered with a status ≥ 400.")
+    cancelled = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    ttft_count = models.BigIntegerField(default=0)
+    ttft_sum = models.FloatField(default=0)
+    latency_sum = models.FloatField(default=0)
+    # Completions (not events) shown, accepted and dismissed, counted at their first
+    # event of that kind.
+    shown = models.BigIntegerField(default=0)
+    accepted = models.BigIntegerField(default=0)
+    dismissed = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                # Dimension before time: the dashboards read one dimension's range.
+                fields=["granularity", "dimension", "period_start", "value"],
+                name="journal_rollup_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.granularity} {self.period_start:%Y-%m-%d %H:%M} {self.dimension}={self.value}"
+        )
+
+
+class RollupTiming(models.Model):
+    """How many requests of a period took about so long: a histogram per hour and day,
+    overall (``dimension`` ``all``) and per model, that percentiles are read from."""
+
+    granularity = models.CharField(max_length=1, choices=Granularity.choices)
+    period_start = models.DateTimeField()
+    dimension = models.CharField(max_length=16)
+    value = models.CharField(max_length=300, blank=True)
+    metric = models.CharField(max_length=8)  # "ttft" or "latency"
+    bucket = models.SmallIntegerField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "dimension", "period_start", "value", "metric", "bucket"],
+                name="journal_rollup_timing_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.dimension}={self.value} #{self.bucket}: {self.count}"
+
+
+class CompletionFate(models.Model):
+    """That a completion was shown, accepted or dismissed: once per completion and kind,
+    however many events said so, which is what the rollups count.
+
+    Its model (and its language, when the event did not name one) come from the journal
+    row, which may be stored after the event (another process's writer): the flags say
+    what was counted already, and storing the row counts the rest.
+    """
+
+    response_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=EventKind.choices)
+    created_at = models.DateTimeField(help_text="The first event of this kind.")
+    language = models.CharField(max_length=32, blank=True)
+    model_counted = models.BooleanField(default=False)
+    language_counted = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["response_id", "kind"], name="journal_fate_key")
+        ]
+        indexes = [models.Index(fields=["created_at"], name="journal_fate_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.response_id}"

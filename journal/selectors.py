@@ -32,7 +32,8 @@ from accounts.models import ApiToken, ApiUser
 from journal.keyset import Cursor, key, value
 from journal.models import Entry, Event
 from journal.router import journal_database
-from journal.search import SEARCH_MATCH_SQL
+from journal.search import SEARCH_MATCH_SQL, fts5_match_sql
+from journal.search_syntax import to_fts5
 from journal.windows import windowed_page
 
 PAGE_SIZE = 50
@@ -203,10 +204,23 @@ def _day_start(day: dt.date) -> dt.datetime:
 
 
 def _search(q: str, alias: str) -> Q | Expression:
-    if connections[alias].vendor == "postgresql":
+    vendor = connections[alias].vendor
+    if vendor == "postgresql":
         # The stored document the GIN index covers (journal.search, migration 0002).
         return RawSQL(SEARCH_MATCH_SQL, [q], output_field=BooleanField())  # noqa: S611 - q is a param
+    if vendor == "sqlite":
+        return _fts5_search(q)
     return Q(request_body__icontains=q) | Q(response_text__icontains=q)
+
+
+def _fts5_search(q: str) -> Q | Expression:
+    """The rows of the FTS5 index (migration 0005) that the query finds: a condition on
+    the id, so the list keeps its order and keyset pages (the index knows no time)."""
+    query = to_fts5(q)
+    if query.finds_nothing:
+        return Q(pk__in=[])  # as PostgreSQL, for a query without a word: no row, no SQL
+    sql, params = fts5_match_sql(query.matching, query.lacking, Entry._meta.db_table)
+    return RawSQL(sql, params, output_field=BooleanField())  # noqa: S611 - q is a param
 
 
 # -- keyset pagination (journal.keyset) ------------------------------------------------------

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Model
 from django.utils import timezone
 
-from journal.models import Entry, Event
+from journal.models import CompletionFate, Entry, Event, Granularity, Rollup, RollupTiming
 from journal.router import journal_database
 
 logger = logging.getLogger("kodify.journal")
@@ -32,11 +32,30 @@ def purge_expired(
     cutoff = (now or timezone.now()) - timedelta(days=days)
     deleted = _delete_before(Entry, cutoff, batch_size)
     events = _delete_before(Event, cutoff, batch_size)
+    _delete_counted_before(cutoff, batch_size)
     if deleted or events:
         logger.info(
             "journal retention (%d days): deleted %d rows and %d events", days, deleted, events
         )
     return deleted
+
+
+def _delete_counted_before(cutoff: datetime, batch_size: int) -> None:
+    """The rollups of the periods that ended before the cutoff, and the completions'
+    fates: the journal keeps no count of what it no longer holds."""
+    _delete_before(CompletionFate, cutoff, batch_size)
+    for granularity, length in (
+        (Granularity.HOUR, timedelta(hours=1)),
+        (Granularity.DAY, timedelta(days=1)),
+    ):
+        for model in (Rollup, RollupTiming):
+            manager = model._default_manager.db_manager(journal_database())
+            expired = manager.filter(granularity=granularity, period_start__lte=cutoff - length)
+            while True:
+                ids = list(expired.values_list("id", flat=True)[:batch_size])
+                if not ids:
+                    break
+                manager.filter(id__in=ids).delete()
 
 
 def _delete_before(model: type[Model], cutoff: datetime, batch_size: int) -> int:

@@ -70,6 +70,7 @@ class EntryStore:
 
     def insert(self, rows: list[Row], *, skip_stored: bool) -> None:
         from journal.models import Entry
+        from journal.rollups import count_entries
 
         names = set(_columns())
         objects = Entry.objects.using(self.alias)
@@ -82,6 +83,7 @@ class EntryStore:
                 rows = _unseen(rows, set(stored))
             entries = [Entry(**{k: v for k, v in row.items() if k in names}) for row in rows]
             objects.bulk_create(entries)
+            count_entries(self.alias, rows)
 
     def probe(self) -> None:
         # The table, not just the server: a journal database that is up but not migrated
@@ -111,12 +113,16 @@ class PostgresEntryStore(EntryStore):
     CPU, taken from the event loop that shares this process's GIL."""
 
     def insert(self, rows: list[Row], *, skip_stored: bool) -> None:
+        from journal.rollups import count_entries
+
         connection = connections[self.alias]
         connection.ensure_connection()
         raw: psycopg.Connection[Any] = connection.connection
         columns = ", ".join(_columns())
         values = _values
-        with raw.transaction(), raw.cursor() as cursor:
+        # Django's transaction, not the driver's: the rollups below use the ORM on this
+        # connection, and row locks (select_for_update) need Django to know of it.
+        with transaction.atomic(using=self.alias), raw.cursor() as cursor:
             if skip_stored:
                 cursor.execute(
                     f"CREATE TEMP TABLE journal_entry_load ON COMMIT DROP AS "  # noqa: S608
@@ -131,8 +137,12 @@ class PostgresEntryStore(EntryStore):
             if skip_stored:
                 cursor.execute(
                     f"INSERT INTO {TABLE} ({columns}) SELECT {columns} "  # noqa: S608
-                    "FROM journal_entry_load ON CONFLICT (request_id) DO NOTHING"
+                    "FROM journal_entry_load ON CONFLICT (request_id) DO NOTHING "
+                    "RETURNING request_id"
                 )
+                stored = {request_id for (request_id,) in cursor.fetchall()}
+                rows = [row for row in rows if row.get("request_id") in stored]
+            count_entries(self.alias, rows)
 
 
 def store_for(alias: str) -> EntryStore:
@@ -150,6 +160,7 @@ class EventStore:
 
     def insert(self, rows: list[Row], *, skip_stored: bool) -> None:
         from journal.models import Event
+        from journal.rollups import count_events
 
         names = _event_columns()
         objects = Event.objects.using(self.alias)
@@ -159,6 +170,7 @@ class EventStore:
             if rows:
                 events = [Event(**{k: v for k, v in row.items() if k in names}) for row in rows]
                 objects.bulk_create(events)
+                count_events(self.alias, rows)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
@@ -167,43 +168,91 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         days = int(request.GET.get("days", dashboards.DEFAULT_DAYS))
     except ValueError:
         days = dashboards.DEFAULT_DAYS
-    numbers = dashboards.dashboard(days)
-    per_day = numbers.per_day
+    try:
+        day = dt.date.fromisoformat(request.GET["day"]) if request.GET.get("day") else None
+    except ValueError:
+        day = None
+    numbers = dashboards.dashboard(1, today=day, hourly=True) if day else dashboards.dashboard(days)
+    per = "hour" if numbers.hourly else "day"
+    columns = numbers.per_day
+    labels = [column.label for column in columns]
+    # A day's column opens its hours; an hour's column, that day's requests.
+    links = [
+        f"?day={column.day:%Y-%m-%d}" if not numbers.hourly else _journal_link(column.day)
+        for column in columns
+    ]
+
+    def chart(values: list[float], **options: Any) -> charts.ColumnChart:
+        return charts.column_chart(list(zip(labels, values, strict=True)), links=links, **options)
+
     return _page(
         request,
         "dashboard.html",
         "Journal: dashboard",
         tab="dashboard",
         board=numbers,
+        per=per,
         day_choices=DAY_CHOICES,
-        requests_chart=charts.column_chart([(f"{d.day:%m-%d}", d.requests) for d in per_day]),
-        users_chart=charts.column_chart([(f"{d.day:%m-%d}", d.users) for d in per_day]),
-        rate_chart=charts.column_chart(
-            [
-                (f"{d.day:%m-%d}", round(100 * d.rate, 1) if d.rate is not None else 0)
-                for d in per_day
-            ],
+        requests_chart=chart([c.requests for c in columns]),
+        users_chart=chart([c.users for c in columns]),
+        errors_chart=chart(
+            [round(100 * c.error_rate, 1) if c.error_rate is not None else 0 for c in columns],
             unit="%",
+            top=100,
+        ),
+        tokens_chart=chart([c.tokens for c in columns]),
+        latency_chart=chart([round(c.latency_p95 or 0) for c in columns], unit=" ms"),
+        rate_chart=chart(
+            [round(100 * c.rate, 1) if c.rate is not None else 0 for c in columns],
+            unit="%",
+            top=100,
         ),
         breakdowns=[
-            ("Models", _bars(numbers.by_model)),
-            ("Languages", _bars(numbers.by_language)),
-            ("Editors", _bars(numbers.by_client)),
-            ("Users", _bars(numbers.by_user)),
+            ("Models", _bars(numbers.by_model, numbers)),
+            ("Languages", _bars(numbers.by_language, numbers)),
+            ("Editors", _bars(numbers.by_client, numbers)),
+            ("Users", _bars(numbers.by_user, numbers)),
+            ("Features", _bars(numbers.by_feature, numbers)),
+            ("Statuses", _bars(numbers.by_status, numbers)),
         ],
         acceptance=[
-            ("language", "Language", _bars(numbers.acceptance_by_language)),
-            ("user", "User", _bars(numbers.acceptance_by_user)),
+            ("language", "Language", _bars(numbers.acceptance_by_language, numbers)),
+            ("user", "User", _bars(numbers.acceptance_by_user, numbers)),
         ],
         acceptance_top=dashboards.TOP,
     )
 
 
-def _bars(shares: list[dashboards.Share]) -> list[dict[str, Any]]:
+# Dashboard breakdown column → the journal list's filter of the same rows.
+_LIST_FILTERS = {
+    "username": "user",
+    "model": "model",
+    "client_name": "client",
+    "feature": "feature",
+    "status": "status",
+}
+
+
+def _journal_link(since: dt.date, until: dt.date | None = None, **filters: str) -> str:
+    query = {"since": f"{since:%Y-%m-%d}", "until": f"{(until or since):%Y-%m-%d}", **filters}
+    return f"{reverse('journal:list')}?{urlencode(query)}"
+
+
+def _share_link(share: dashboards.Share, board: dashboards.Dashboard) -> str:
+    """The journal's rows behind a dashboard line; "" where the list has no such filter
+    (languages) or no value to filter by."""
+    name = _LIST_FILTERS.get(share.column)
+    if name is None or not share.value:
+        return ""
+    return _journal_link(board.since, board.until, **{name: share.value})
+
+
+def _bars(shares: list[dashboards.Share], board: dashboards.Dashboard) -> list[dict[str, Any]]:
     top = max((share.requests for share in shares), default=0)
     return [
         {
             "share": share,
+            "href": _share_link(share, board),
             "requests_percent": charts.percent_of(share.requests, top),
             "rate_percent": charts.percent_of(share.rate, 1),
         }

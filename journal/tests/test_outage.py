@@ -22,7 +22,7 @@ import pytest
 from django.db import connections
 
 from journal import writer as writer_module
-from journal.models import Entry, Event
+from journal.models import CompletionFate, Entry, Event, Rollup, RollupTiming
 from journal.search import create_search_sql
 from journal.tests.conftest import JOURNAL_DB, PrivateCluster
 from journal.tests.test_writer import new_record, simple_row, spool_files
@@ -112,8 +112,8 @@ def private_alias(private_postgres: PrivateCluster, django_db_blocker: Any) -> I
         try:
             connection = connections[ALIAS]
             with connection.schema_editor() as editor:
-                editor.create_model(Entry)
-                editor.create_model(Event)
+                for model in (Entry, Event, Rollup, RollupTiming, CompletionFate):
+                    editor.create_model(model)
                 for statement in create_search_sql():
                     editor.execute(statement)
             connection.close()
@@ -158,6 +158,13 @@ def test_an_in_process_writer_loses_and_doubles_nothing_across_an_outage(
     count, ids = journal_rows(private_postgres)
     assert count == TOTAL
     assert ids == {rec.request_id for rec in records}
+    # Counted as exactly as stored: each row once in the hourly and the daily rollups.
+    with private_postgres.connect() as connection:
+        counted = connection.execute(
+            "SELECT granularity, SUM(requests) FROM journal_rollup"
+            " WHERE dimension = 'all' GROUP BY granularity ORDER BY granularity"
+        ).fetchall()
+    assert counted == [("d", TOTAL), ("h", TOTAL)]
     assert writer.stats.spooled > 0 and writer.stats.replayed == writer.stats.spooled
     assert "Journal database unreachable" in caplog.text
 

@@ -10,8 +10,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from journal import services
-from journal.models import Entry, Event
+from journal.models import CompletionFate, Entry, Event, Rollup, RollupTiming
 from journal.tasks import purge_expired
+from journal.tests.entries import make_entry, make_event
 
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
@@ -63,3 +64,19 @@ def test_the_command_takes_an_explicit_number_of_days(capsys: Any) -> None:
     make_entries([1, 3, 5])
     call_command("kodify_journal_purge", "--days", "2")
     assert "Deleted 2 journal rows." in capsys.readouterr().out
+
+
+def test_the_counts_of_expired_periods_go_with_their_rows(settings: Any) -> None:
+    settings.JOURNAL_RETENTION_DAYS = 30
+    now = timezone.now()
+    for age in (1, 45):
+        entry = make_entry(created_at=now - timedelta(days=age), response_id=f"cmpl-{age}")
+        make_event(entry, kind="view")
+    services.purge_expired(now=now)
+    kept = {
+        at.date()
+        for at in Rollup.objects.filter(granularity="d").values_list("period_start", flat=True)
+    }
+    assert kept == {(now - timedelta(days=1)).date()}
+    assert {at.date() for at in RollupTiming.objects.values_list("period_start", flat=True)} == kept
+    assert list(CompletionFate.objects.values_list("response_id", flat=True)) == ["cmpl-1"]

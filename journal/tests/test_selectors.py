@@ -213,8 +213,10 @@ def texts() -> dict[str, Entry]:
 @on_sqlite
 @pytest.mark.smoke
 def test_search_elsewhere_is_a_substring_match_over_prompt_and_answer(
-    texts: dict[str, Entry],
+    texts: dict[str, Entry], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # SQLite has full text (test_search_syntax.py): the fallback, on its connection renamed.
+    monkeypatch.setattr(connections[journal_database()], "vendor", "another")
     found = ids(entry_page(EntryFilters(q="PARSE_INVOICE")).rows)
     assert set(found) == {texts["prompt"].pk, texts["answer"].pk}
     assert ids(entry_page(EntryFilters(q="grand tot")).rows) == [texts["both"].pk]

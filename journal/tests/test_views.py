@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import re
@@ -19,7 +20,7 @@ from django.urls import reverse
 
 from accounts.models import ApiToken, ApiUser
 from accounts.roles import ADMINISTRATORS, AUDITORS
-from journal import dashboards, selectors
+from journal import charts, dashboards, selectors
 from journal.tests.entries import T0, console_account, make_entry, make_event
 
 pytestmark = pytest.mark.django_db
@@ -601,14 +602,19 @@ def test_dashboard_numbers(fortnight: dt.date) -> None:
     assert table(board.by_user) == [("ann", 2, 2, 1), ("bob", 1, 1, 0), ("cat", 1, 1, 1)]
     assert table(board.by_client) == [("vscode", 3, 3, 2), ("vim", 1, 1, 0)]
     assert table(board.by_language) == [("python", 3, 3, 2), ("go", 1, 1, 0)]
-    # percentile_cont: linear between the nearest ranks; TTFT skips the row without one.
+    # percentile_cont's ranks, read from the histograms: within 5 % of the exact values
+    # (20, 250, 38, 385); TTFT skips the row without one.
     timing = board.timing
-    assert (timing.ttft_p50, timing.latency_p50) == (20.0, 250.0)
-    assert timing.ttft_p95 == pytest.approx(38.0)
-    assert timing.latency_p95 == pytest.approx(385.0)
+    close = functools.partial(pytest.approx, rel=0.05)
+    assert (timing.ttft_p50, timing.latency_p50) == (close(20.0), close(250.0))
+    assert timing.ttft_p95 == close(38.0)
+    assert timing.latency_p95 == close(385.0)
     by_model = {t.name: t for t in board.timing_by_model}
-    assert by_model["m-a"].requests == 3 and by_model["m-a"].latency_p50 == 200.0
-    assert by_model["m-b"].ttft_p50 is None and by_model["m-b"].latency_p95 == 300.0
+    assert by_model["m-a"].requests == 3 and by_model["m-a"].latency_p50 == close(200.0)
+    assert by_model["m-b"].ttft_p50 is None and by_model["m-b"].latency_p95 == close(300.0)
+    # Per day too, and tokens and errors.
+    assert today.latency_p50 == close(200.0) and yesterday.ttft_p50 == close(40.0)
+    assert (board.prompt_tokens, board.completion_tokens, board.errors) == (20, 28, 0)
 
 
 def test_a_shorter_period_leaves_older_days_out(fortnight: dt.date) -> None:
@@ -628,6 +634,9 @@ def test_dashboards_are_computed_once_a_minute(
     assert dashboards.dashboard(14, today=today) == first
 
 
+CHARTS = 6  # requests, users, errors, tokens, latency, acceptance
+
+
 @pytest.mark.smoke
 @pytest.mark.usefixtures("fortnight")
 def test_the_dashboard_page_draws_its_charts_without_scripts(console: Client) -> None:
@@ -636,7 +645,7 @@ def test_the_dashboard_page_draws_its_charts_without_scripts(console: Client) ->
     assert response.status_code == 200
     assert re.search(r'id="total-requests">4<', html)
     assert re.search(r'id="total-rate">50%<', html)
-    assert html.count('class="journal-chart-bar"') == 3 * 7  # three charts, a column a day
+    assert html.count('class="journal-chart-bar"') == CHARTS * 7  # a column a day
     assert "<title>" in html and "m-a" in html
     assert "<script" not in html.split("</header>", 1)[-1]  # no chart library
     # Nothing loaded from elsewhere (a CDN): every address is on this server.
@@ -647,4 +656,46 @@ def test_a_silly_period_falls_back_or_is_capped(console: Client) -> None:
     assert console.get(reverse("journal:dashboard"), {"days": "x"}).status_code == 200
     html = console.get(reverse("journal:dashboard"), {"days": "100000"}).content.decode()
     assert f"<strong>{dashboards.MAX_DAYS}</strong>" not in html  # not a listed choice
-    assert html.count('class="journal-chart-bar"') == 3 * dashboards.MAX_DAYS
+    assert html.count('class="journal-chart-bar"') == CHARTS * dashboards.MAX_DAYS
+
+
+@pytest.mark.smoke
+def test_a_day_opens_by_the_hour_and_lines_link_to_their_rows(
+    console: Client, fortnight: dt.date
+) -> None:
+    page = console.get(reverse("journal:dashboard"), {"days": "7"}).content.decode()
+    # Each day's column and line open that day's hours.
+    assert f'href="?day={fortnight:%Y-%m-%d}"' in page
+    # A user's line lists that user's requests of the period.
+    listed = f"{reverse('journal:list')}?since={fortnight - dt.timedelta(days=6):%Y-%m-%d}"
+    assert f'href="{listed}&amp;until={fortnight:%Y-%m-%d}&amp;user=ann"' in page
+
+    hours = console.get(reverse("journal:dashboard"), {"day": f"{fortnight:%Y-%m-%d}"})
+    html = hours.content.decode()
+    assert hours.status_code == 200
+    assert html.count('class="journal-chart-bar"') == CHARTS * 24
+    assert re.search(r'id="total-requests">3<', html)  # that day only
+    noon = re.search(r'<tr data-day="[^"]+" data-hour="12">(.*?)</tr>', html, re.S)
+    assert noon and re.findall(r'class="num">([^<]*)<', noon.group(1))[:2] == ["3", "2"]
+    # An hour's column lists that day's requests.
+    day = f"{fortnight:%Y-%m-%d}"
+    assert f'href="{reverse("journal:list")}?since={day}&amp;until={day}"' in html
+    # A day that is not a date falls back to the last days.
+    assert console.get(reverse("journal:dashboard"), {"day": "nope"}).status_code == 200
+
+
+def test_rates_are_drawn_against_a_hundred_percent() -> None:
+    chart = charts.column_chart([("a", 10.0), ("b", 20.0)], unit="%", top=100)
+    assert chart.top == "100%"
+    assert chart.columns[1].height == pytest.approx(chart.height * 0.2)
+    # Without a top, the highest value is the top.
+    assert charts.column_chart([("a", 10.0), ("b", 20.0)]).top == "20"
+
+
+def test_a_model_nobody_serves_is_not_listed_among_the_models(fortnight: dt.date) -> None:
+    noon = dt.datetime.combine(fortnight, dt.time(12), tzinfo=dt.UTC)
+    make_entry(created_at=noon, username="ann", model="gpt-typo", status=404)
+    board = dashboards.dashboard(14, today=fortnight)
+    assert [share.name for share in board.by_model] == ["m-a", "m-b"]
+    assert board.requests == 5 and board.errors == 1
+    assert ("404", 1) in [(share.name, share.requests) for share in board.by_status]

@@ -1,0 +1,493 @@
+"""The journal counted as it is written: hourly and daily rollups for the dashboards.
+
+A dashboard over 90 days of a busy installation would otherwise read millions of wide
+rows (prompts and answers inline).  Instead every store of journal rows and events also
+adds them to :class:`~journal.models.Rollup` (counts and sums per hour and per day, one
+dimension at a time) and :class:`~journal.models.RollupTiming` (histograms of TTFT and
+latency), in the same transaction: a batch is counted exactly when it is stored, a
+replayed batch's rows already stored are not counted twice, and a worker killed mid-batch
+leaves neither half.
+
+Counts are added with ``INSERT … ON CONFLICT … DO UPDATE SET n = n + excluded.n``, which
+PostgreSQL and SQLite both speak; writers in several processes meet on the same rows, so
+each writes its keys in one sorted order (no deadlock between two batches).
+
+Percentiles come from the histograms: buckets an eighth of an octave wide (a ratio of
+2^(1/8) ≈ 1.09), so a percentile is within about 4.5 % of the exact one.
+
+Completions are counted once per kind (shown, accepted, dismissed) through
+:class:`~journal.models.CompletionFate`; see there for the model and language that the
+journal row brings later.
+
+:func:`rebuild` recounts everything from the rows, for journals written before the
+rollups existed and for rows written around the stores (``kodify_journal_fill``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Floor, Greatest, Log, TruncHour
+
+from journal.models import (
+    CompletionFate,
+    Entry,
+    Event,
+    EventKind,
+    Granularity,
+    Rollup,
+    RollupTiming,
+)
+
+# Dimension → the journal column it breaks requests down by.
+ENTRY_DIMENSIONS = {
+    "user": "username",
+    "model": "model",
+    "language": "language",
+    "client": "client_name",
+    "feature": "feature",
+    "status": "status",
+}
+ALL = "all"
+COUNTERS = (
+    "requests",
+    "errors",
+    "cancelled",
+    "prompt_tokens",
+    "completion_tokens",
+    "ttft_count",
+    "ttft_sum",
+    "latency_sum",
+    "shown",
+    "accepted",
+    "dismissed",
+)
+_INDEX = {name: index for index, name in enumerate(COUNTERS)}
+FATE_COUNTER = {
+    EventKind.VIEW.value: "shown",
+    EventKind.SELECT.value: "accepted",
+    EventKind.DISMISS.value: "dismissed",
+}
+# A request for a model nobody serves is answered 404: its name stays out of the model
+# dimension (it still counts in the others), or every typo would be listed as a model.
+UNKNOWN_MODEL_STATUS = 404
+ERROR_STATUS = 400
+
+BUCKETS_PER_OCTAVE = 8
+MAX_BUCKET = BUCKETS_PER_OCTAVE * 24  # 2^24 ms: over four hours
+TIMED_DIMENSIONS = (ALL, "model")
+
+Key = tuple[str, dt.datetime, str, str]  # granularity, period start, dimension, value
+REBUILD_BATCH = 10_000
+TimingKey = tuple[str, dt.datetime, str, str, str, int]  # … metric, bucket
+
+
+def bucket(milliseconds: float) -> int:
+    """The histogram bucket of a duration: floor(8 · log2(ms)), 1 ms and faster in 0."""
+    if milliseconds <= 1:
+        return 0
+    return min(MAX_BUCKET, math.floor(BUCKETS_PER_OCTAVE * math.log2(milliseconds)))
+
+
+def bucket_bounds(index: int) -> tuple[float, float]:
+    """The durations (ms) bucket ``index`` holds, as [low, high)."""
+    low = 0.0 if index == 0 else 2 ** (index / BUCKETS_PER_OCTAVE)
+    return low, 2 ** ((index + 1) / BUCKETS_PER_OCTAVE)
+
+
+def histogram_percentile(counts: Mapping[int, int], fraction: float) -> float | None:
+    """The percentile of a histogram, interpolated between ranks as PostgreSQL's
+    percentile_cont does; each rank stands at its place within its bucket."""
+    ordered = sorted((index, count) for index, count in counts.items() if count > 0)
+    total = sum(count for _, count in ordered)
+    if not total:
+        return None
+    position = fraction * (total - 1)
+    low_rank, high_rank = math.floor(position), math.ceil(position)
+    low = _rank_value(ordered, low_rank)
+    high = _rank_value(ordered, high_rank)
+    return low + (high - low) * (position - low_rank)
+
+
+def _rank_value(ordered: Sequence[tuple[int, int]], rank: int) -> float:
+    """The duration of the ``rank``-th shortest request (0-based), spread evenly (on a log
+    scale) over its bucket with the others there."""
+    seen = 0
+    for index, count in ordered:
+        if rank < seen + count:
+            low, high = bucket_bounds(index)
+            if index == 0:
+                return high
+            return float(low * (high / low) ** ((rank - seen + 0.5) / count))
+        seen += count
+    return bucket_bounds(ordered[-1][0])[1]
+
+
+def periods(at: dt.datetime) -> tuple[tuple[str, dt.datetime], tuple[str, dt.datetime]]:
+    """The hour and the day (UTC) that a moment is counted in."""
+    at = at.astimezone(dt.UTC)
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    return (Granularity.HOUR.value, hour), (Granularity.DAY.value, hour.replace(hour=0))
+
+
+# -- counting ----------------------------------------------------------------------------
+
+
+class Tally:
+    """Counts for some rows and fates, in memory, until :meth:`add_to` writes them."""
+
+    def __init__(self) -> None:
+        self.counts: dict[Key, list[float]] = {}
+        self.timings: dict[TimingKey, int] = defaultdict(int)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts or self.timings)
+
+    def _add(self, key: Key, index: int, amount: float) -> None:
+        found = self.counts.get(key)
+        if found is None:
+            found = self.counts[key] = [0] * len(COUNTERS)
+        found[index] += amount
+
+    def entry(self, row: Mapping[str, Any]) -> None:
+        """One journal row, as the stores hold it (column name → value)."""
+        status = int(row.get("status") or 0)
+        ttft, latency = row.get("ttft_ms"), row.get("latency_ms")
+        vector = (
+            1,
+            int(status >= ERROR_STATUS),
+            int(bool(row.get("cancelled"))),
+            int(row.get("prompt_tokens") or 0),
+            int(row.get("completion_tokens") or 0),
+            int(ttft is not None),
+            float(ttft or 0),
+            float(latency or 0),
+        )
+        values = [(ALL, "")]
+        for dimension, column in ENTRY_DIMENSIONS.items():
+            if dimension == "model" and status == UNKNOWN_MODEL_STATUS:
+                continue
+            values.append((dimension, str(row.get(column) or "")))
+        model = str(row.get("model") or "")
+        for granularity, start in periods(row["created_at"]):
+            for dimension, value in values:
+                found = self.counts.get((granularity, start, dimension, value))
+                if found is None:
+                    found = self.counts[(granularity, start, dimension, value)] = [0] * len(
+                        COUNTERS
+                    )
+                for index, amount in enumerate(vector):
+                    found[index] += amount
+            for dimension, value in ((ALL, ""), ("model", model)):
+                if dimension == "model" and status == UNKNOWN_MODEL_STATUS:
+                    continue
+                if latency is not None:
+                    self.timings[
+                        (granularity, start, dimension, value, "latency", bucket(latency))
+                    ] += 1
+                if ttft is not None:
+                    self.timings[(granularity, start, dimension, value, "ttft", bucket(ttft))] += 1
+
+    def fate(self, at: dt.datetime, kind: str, values: Iterable[tuple[str, str]]) -> None:
+        """A completion's first event of ``kind``, in each (dimension, value) given."""
+        index = _INDEX[FATE_COUNTER[kind]]
+        for granularity, start in periods(at):
+            for dimension, value in values:
+                self._add((granularity, start, dimension, value), index, 1)
+
+    def create_in(self, alias: str) -> None:
+        """Write the counts into empty rollups (a rebuild): plain multi-row inserts."""
+        Rollup.objects.using(alias).bulk_create(
+            (
+                Rollup(
+                    granularity=granularity,
+                    period_start=start,
+                    dimension=dimension,
+                    value=value,
+                    **dict(zip(COUNTERS, numbers, strict=True)),
+                )
+                for (granularity, start, dimension, value), numbers in self.counts.items()
+            ),
+            batch_size=REBUILD_BATCH,
+        )
+        RollupTiming.objects.using(alias).bulk_create(
+            (
+                RollupTiming(
+                    granularity=granularity,
+                    period_start=start,
+                    dimension=dimension,
+                    value=value,
+                    metric=metric,
+                    bucket=index,
+                    count=count,
+                )
+                for (granularity, start, dimension, value, metric, index), count in (
+                    self.timings.items()
+                )
+            ),
+            batch_size=REBUILD_BATCH,
+        )
+
+    def add_to(self, alias: str) -> None:
+        """Add the counts to the rollups (inside the caller's transaction)."""
+        connection = connections[alias]
+        adapt = connection.ops.adapt_datetimefield_value
+        qn = connection.ops.quote_name
+        if self.counts:
+            table = qn(Rollup._meta.db_table)
+            columns = ["granularity", "period_start", "dimension", "value", *COUNTERS]
+            increments = ", ".join(
+                f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in COUNTERS
+            )
+            sql = (
+                f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)})"  # noqa: S608
+                f" VALUES ({', '.join(['%s'] * len(columns))})"
+                f" ON CONFLICT ({', '.join(qn(c) for c in columns[:4])}) DO UPDATE SET {increments}"
+            )
+            rows = [
+                (granularity, adapt(start), dimension, value, *numbers)
+                for (granularity, start, dimension, value), numbers in sorted(self.counts.items())
+            ]
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, rows)
+        if self.timings:
+            table = qn(RollupTiming._meta.db_table)
+            keys = ["granularity", "period_start", "dimension", "value", "metric", "bucket"]
+            sql = (
+                f"INSERT INTO {table} ({', '.join(qn(c) for c in keys)}, {qn('count')})"  # noqa: S608
+                f" VALUES ({', '.join(['%s'] * (len(keys) + 1))})"
+                f" ON CONFLICT ({', '.join(qn(c) for c in keys)})"
+                f" DO UPDATE SET {qn('count')} = {table}.{qn('count')} + excluded.{qn('count')}"
+            )
+            timing_rows = [
+                (granularity, adapt(start), dimension, value, metric, index, count)
+                for (granularity, start, dimension, value, metric, index), count in sorted(
+                    self.timings.items()
+                )
+            ]
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, timing_rows)
+
+
+# -- what the stores call, inside their transaction ---------------------------------------
+
+
+def count_entries(alias: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Journal rows just stored: count them, and the completions' fates that waited for
+    their row to know its model (or language)."""
+    if not rows:
+        return
+    tally = Tally()
+    for row in rows:
+        tally.entry(row)
+    by_response = {row["response_id"]: row for row in rows if row.get("response_id")}
+    if by_response:
+        _count_waiting_fates(alias, by_response, tally)
+    tally.add_to(alias)
+
+
+def _count_waiting_fates(
+    alias: str, by_response: Mapping[str, Mapping[str, Any]], tally: Tally
+) -> None:
+    waiting = list(
+        CompletionFate.objects.using(alias)
+        .filter(response_id__in=list(by_response))
+        .filter(Q(model_counted=False) | Q(language_counted=False))
+        .order_by("id")
+        .select_for_update()
+    )
+    for fate in waiting:
+        row = by_response[fate.response_id]
+        values = []
+        if not fate.model_counted and int(row.get("status") or 0) != UNKNOWN_MODEL_STATUS:
+            values.append(("model", str(row.get("model") or "")))
+        if not fate.language_counted:
+            values.append(("language", str(row.get("language") or "")))
+        tally.fate(fate.created_at, fate.kind, values)
+    if waiting:
+        CompletionFate.objects.using(alias).filter(id__in=[f.id for f in waiting]).update(
+            model_counted=True, language_counted=True
+        )
+
+
+def count_events(alias: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Tabby events just stored: a completion's first event of each kind is counted."""
+    firsts: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for row in rows:
+        kind, response_id = row.get("kind"), row.get("response_id") or ""
+        if kind not in FATE_COUNTER or not response_id:
+            continue
+        key = (response_id, str(kind))
+        if key not in firsts or row["created_at"] < firsts[key]["created_at"]:
+            firsts[key] = row
+    if not firsts:
+        return
+    objects = CompletionFate.objects.using(alias)
+    known = set(
+        objects.filter(response_id__in={rid for rid, _ in firsts}).values_list(
+            "response_id", "kind"
+        )
+    )
+    fresh = {key: row for key, row in firsts.items() if key not in known}
+    if not fresh:
+        return
+    answered = {
+        response_id: (model, language, status)
+        for response_id, model, language, status in Entry.objects.using(alias)
+        .filter(response_id__in={rid for rid, _ in fresh})
+        .values_list("response_id", "model", "language", "status")
+    }
+    tally = Tally()
+    fates = []
+    for (response_id, kind), row in sorted(fresh.items()):
+        language = str(row.get("language") or "")
+        values = [
+            (ALL, ""),
+            ("user", str(row.get("username") or "")),
+            ("client", str(row.get("client_name") or "")),
+        ]
+        found = answered.get(response_id)
+        if found is not None:
+            model, entry_language, status = found
+            if status != UNKNOWN_MODEL_STATUS:
+                values.append(("model", model))
+            language = language or entry_language
+        if language or found is not None:
+            values.append(("language", language))
+        tally.fate(row["created_at"], kind, values)
+        fates.append(
+            CompletionFate(
+                response_id=response_id,
+                kind=kind,
+                created_at=row["created_at"],
+                language=language,
+                model_counted=found is not None,
+                language_counted=bool(language) or found is not None,
+            )
+        )
+    objects.bulk_create(fates)
+    tally.add_to(alias)
+
+
+# -- recounting ---------------------------------------------------------------------------
+
+
+def rebuild(alias: str) -> None:
+    """Count the whole journal again, from its rows and events.
+
+    Grouped by the database (one pass per dimension, by the hour), so that even tens of
+    millions of rows are recounted in minutes, not read into this process.
+    """
+    with transaction.atomic(using=alias):
+        for model in (Rollup, RollupTiming, CompletionFate):
+            model.objects.using(alias).all().delete()
+        tally = Tally()
+        entries = Entry.objects.using(alias).annotate(hour=TruncHour("created_at", tzinfo=dt.UTC))
+        _recount_entries(entries, tally)
+        _recount_timings(entries, tally)
+        _recount_fates(alias, tally)
+        tally.create_in(alias)
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        # Fresh statistics: planned on an empty table's, the dashboards' sums sort what
+        # they would hash (several times slower).
+        with connection.cursor() as cursor:
+            for model in (Rollup, RollupTiming, CompletionFate):
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+
+
+def _recount_entries(entries: Any, tally: Tally) -> None:
+    sums = {
+        "requests": Count("id"),
+        "errors": Count("id", filter=Q(status__gte=ERROR_STATUS)),
+        "cancelled": Count("id", filter=Q(cancelled=True)),
+        "prompt_tokens": Sum("prompt_tokens"),
+        "completion_tokens": Sum("completion_tokens"),
+        "ttft_count": Count("ttft_ms"),
+        "ttft_sum": Sum("ttft_ms"),
+        "latency_sum": Sum("latency_ms"),
+    }
+    groups: list[tuple[str, str | None]] = [(ALL, None), *ENTRY_DIMENSIONS.items()]
+    for dimension, column in groups:
+        found = entries
+        if dimension == "model":
+            found = found.exclude(status=UNKNOWN_MODEL_STATUS)
+        names = ["hour"] if column is None else ["hour", column]
+        for group in found.values(*names).annotate(**sums).order_by():
+            value = "" if column is None else str(group[column] or "")
+            for granularity, start in periods(group["hour"]):
+                key = (granularity, start, dimension, value)
+                for name in sums:
+                    tally._add(key, _INDEX[name], group[name] or 0)
+
+
+def _recount_timings(entries: Any, tally: Tally) -> None:
+    for metric, column in (("ttft", "ttft_ms"), ("latency", "latency_ms")):
+        # The same buckets as bucket(): floor(8 · log2(ms)), 1 ms and faster in 0.
+        index = Floor(Log(2, Greatest(column, 1.0)) * BUCKETS_PER_OCTAVE)
+        timed = entries.filter(**{f"{column}__isnull": False}).annotate(index=index)
+        for dimension, names in ((ALL, ["hour", "index"]), ("model", ["hour", "model", "index"])):
+            found = timed.exclude(status=UNKNOWN_MODEL_STATUS) if dimension == "model" else timed
+            for group in found.values(*names).annotate(n=Count("id")).order_by():
+                value = str(group.get("model") or "") if dimension == "model" else ""
+                position = min(MAX_BUCKET, max(0, int(group["index"])))
+                for granularity, start in periods(group["hour"]):
+                    tally.timings[(granularity, start, dimension, value, metric, position)] += (
+                        group["n"]
+                    )
+
+
+def _recount_fates(alias: str, tally: Tally) -> None:
+    """One fate per completion and kind: its first event, with its row's model and
+    language where the row is there."""
+    events = Event.objects.using(alias).filter(kind__in=list(FATE_COUNTER)).exclude(response_id="")
+    answer = Entry.objects.using(alias).filter(response_id=OuterRef("response_id")).order_by("id")
+    firsts = (
+        events.values("response_id", "kind")
+        .annotate(
+            first=Min("created_at"),
+            username=Max("username"),
+            client_name=Max("client_name"),
+            language=Max("language"),
+        )
+        .annotate(
+            entry_model=Subquery(answer.values("model")[:1]),
+            entry_language=Subquery(answer.values("language")[:1]),
+            entry_status=Subquery(answer.values("status")[:1]),
+        )
+        .order_by()
+    )
+    batch: list[CompletionFate] = []
+    for group in firsts.iterator(chunk_size=10_000):
+        values = [
+            (ALL, ""),
+            ("user", group["username"] or ""),
+            ("client", group["client_name"] or ""),
+        ]
+        answered = group["entry_status"] is not None
+        if answered and group["entry_status"] != UNKNOWN_MODEL_STATUS:
+            values.append(("model", group["entry_model"] or ""))
+        language = group["language"] or (group["entry_language"] or "" if answered else "")
+        if language or answered:
+            values.append(("language", language))
+        tally.fate(group["first"], group["kind"], values)
+        batch.append(
+            CompletionFate(
+                response_id=group["response_id"],
+                kind=group["kind"],
+                created_at=group["first"],
+                language=language,
+                model_counted=answered,
+                language_counted=bool(language) or answered,
+            )
+        )
+        if len(batch) >= REBUILD_BATCH:
+            CompletionFate.objects.using(alias).bulk_create(batch)
+            batch = []
+    CompletionFate.objects.using(alias).bulk_create(batch)
