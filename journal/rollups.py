@@ -136,6 +136,17 @@ def periods(at: dt.datetime) -> tuple[tuple[str, dt.datetime], tuple[str, dt.dat
     return (Granularity.HOUR.value, hour), (Granularity.DAY.value, hour.replace(hour=0))
 
 
+_ENTRY_DIMENSION_NAMES = tuple(ENTRY_DIMENSIONS)  # in the order Tally.entries keys rows
+
+
+def _hour(at: dt.datetime) -> dt.datetime:
+    return at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _periods_of(hour: dt.datetime) -> tuple[tuple[str, dt.datetime], tuple[str, dt.datetime]]:
+    return (Granularity.HOUR.value, hour), (Granularity.DAY.value, hour.replace(hour=0))
+
+
 # -- counting ----------------------------------------------------------------------------
 
 
@@ -155,44 +166,59 @@ class Tally:
             found = self.counts[key] = [0] * len(COUNTERS)
         found[index] += amount
 
-    def entry(self, row: Mapping[str, Any]) -> None:
-        """One journal row, as the stores hold it (column name → value)."""
-        status = int(row.get("status") or 0)
-        ttft, latency = row.get("ttft_ms"), row.get("latency_ms")
-        vector = (
-            1,
-            int(status >= ERROR_STATUS),
-            int(bool(row.get("cancelled"))),
-            int(row.get("prompt_tokens") or 0),
-            int(row.get("completion_tokens") or 0),
-            int(ttft is not None),
-            float(ttft or 0),
-            float(latency or 0),
-        )
-        values = [(ALL, "")]
-        for dimension, column in ENTRY_DIMENSIONS.items():
-            if dimension == "model" and status == UNKNOWN_MODEL_STATUS:
-                continue
-            values.append((dimension, str(row.get(column) or "")))
-        model = str(row.get("model") or "")
-        for granularity, start in periods(row["created_at"]):
-            for dimension, value in values:
-                found = self.counts.get((granularity, start, dimension, value))
-                if found is None:
-                    found = self.counts[(granularity, start, dimension, value)] = [0] * len(
-                        COUNTERS
-                    )
-                for index, amount in enumerate(vector):
-                    found[index] += amount
-            for dimension, value in ((ALL, ""), ("model", model)):
-                if dimension == "model" and status == UNKNOWN_MODEL_STATUS:
-                    continue
-                if latency is not None:
-                    self.timings[
-                        (granularity, start, dimension, value, "latency", bucket(latency))
-                    ] += 1
-                if ttft is not None:
-                    self.timings[(granularity, start, dimension, value, "ttft", bucket(ttft))] += 1
+    def entries(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Journal rows, as the stores hold them (column name → value).
+
+        Rows that agree on the hour and every dimension are summed first, then spread
+        over the dimensions and periods: a batch is mostly a few users' completions.
+        """
+        groups: dict[tuple[Any, ...], list[float]] = {}
+        timed: dict[tuple[dt.datetime, str | None, str, int], int] = defaultdict(int)
+        for row in rows:
+            status = int(row.get("status") or 0)
+            ttft, latency = row.get("ttft_ms"), row.get("latency_ms")
+            hour = _hour(row["created_at"])
+            key = (
+                hour,
+                str(row.get("username") or ""),
+                None if status == UNKNOWN_MODEL_STATUS else str(row.get("model") or ""),
+                str(row.get("language") or ""),
+                str(row.get("client_name") or ""),
+                str(row.get("feature") or ""),
+                str(status),
+            )
+            found = groups.get(key)
+            if found is None:
+                found = groups[key] = [0] * 8
+            found[0] += 1
+            found[1] += status >= ERROR_STATUS
+            found[2] += bool(row.get("cancelled"))
+            found[3] += int(row.get("prompt_tokens") or 0)
+            found[4] += int(row.get("completion_tokens") or 0)
+            if ttft is not None:
+                found[5] += 1
+                found[6] += float(ttft)
+                timed[(hour, key[2], "ttft", bucket(ttft))] += 1
+            if latency is not None:
+                found[7] += float(latency)
+                timed[(hour, key[2], "latency", bucket(latency))] += 1
+        for (hour, *values), vector in groups.items():
+            pairs = [(ALL, ""), *zip(_ENTRY_DIMENSION_NAMES, values, strict=True)]
+            for granularity, start in _periods_of(hour):
+                for dimension, value in pairs:
+                    if value is None:  # the model of a request answered 404
+                        continue
+                    key4 = (granularity, start, dimension, value)
+                    counts = self.counts.get(key4)
+                    if counts is None:
+                        counts = self.counts[key4] = [0] * len(COUNTERS)
+                    for index, amount in enumerate(vector):
+                        counts[index] += amount
+        for (hour, model, metric, index), count in timed.items():
+            for granularity, start in _periods_of(hour):
+                self.timings[(granularity, start, ALL, "", metric, index)] += count
+                if model is not None:
+                    self.timings[(granularity, start, "model", model, metric, index)] += count
 
     def fate(self, at: dt.datetime, kind: str, values: Iterable[tuple[str, str]]) -> None:
         """A completion's first event of ``kind``, in each (dimension, value) given."""
@@ -284,8 +310,7 @@ def count_entries(alias: str, rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         return
     tally = Tally()
-    for row in rows:
-        tally.entry(row)
+    tally.entries(rows)
     by_response = {row["response_id"]: row for row in rows if row.get("response_id")}
     if by_response:
         _count_waiting_fates(alias, by_response, tally)
