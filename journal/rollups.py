@@ -53,6 +53,7 @@ ENTRY_DIMENSIONS = {
     "client": "client_name",
     "feature": "feature",
     "status": "status",
+    "token": "token_id",  # the console's overview counts the tokens in use
 }
 ALL = "all"
 COUNTERS = (
@@ -186,6 +187,7 @@ class Tally:
                 str(row.get("client_name") or ""),
                 str(row.get("feature") or ""),
                 str(status),
+                str(row.get("token_id") or ""),
             )
             found = groups.get(key)
             if found is None:

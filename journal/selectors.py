@@ -150,20 +150,22 @@ def parse_status(value: str) -> Q:
 
 
 def day_summary(day: dt.date) -> dict[str, int]:
-    """One UTC day's requests, errors (status 400 and above), users and tokens seen:
-    one pass over the day's rows through the time index."""
-    from django.db.models import Count
+    """One UTC day's requests, errors (status 400 and above), users and tokens seen,
+    from the day's rollups."""
+    from journal.models import Granularity, Rollup
 
-    start = _day_start(day)
-    rows = Entry.objects.using(journal_database()).filter(
-        created_at__gte=start, created_at__lt=start + dt.timedelta(days=1)
+    rows = Rollup.objects.using(journal_database()).filter(
+        granularity=Granularity.DAY, period_start=_day_start(day), requests__gt=0
     )
-    return rows.aggregate(
-        requests=Count("id"),
-        errors=Count("id", filter=Q(status__gte=400)),
-        users=Count("username", distinct=True, filter=~Q(username="")),
-        tokens=Count("token_id", distinct=True),
-    )
+    found = {"requests": 0, "errors": 0, "users": 0, "tokens": 0}
+    for dimension, name, requests, errors in rows.filter(
+        dimension__in=("all", "user", "token")
+    ).values_list("dimension", "value", "requests", "errors"):
+        if dimension == "all":
+            found.update(requests=requests, errors=errors)
+        elif name:
+            found["users" if dimension == "user" else "tokens"] += 1
+    return found
 
 
 def filtered_entries(filters: EntryFilters) -> QuerySet[Entry]:
