@@ -32,8 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import Floor, Greatest, Log, TruncHour
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Floor, Greatest, Ln, TruncHour
 
 from journal.models import (
     CompletionFate,
@@ -89,11 +89,17 @@ REBUILD_BATCH = 10_000
 TimingKey = tuple[str, dt.datetime, str, str, str, int]  # … metric, bucket
 
 
+# floor(ln(ms) · 8 / ln 2) = floor(8 · log2(ms)), written with the natural logarithm in
+# both Python and SQL so that the two agree to the last bit (PostgreSQL's two-argument
+# LOG is numeric: a hundred times slower over millions of rows).
+BUCKET_SCALE = BUCKETS_PER_OCTAVE / math.log(2)
+
+
 def bucket(milliseconds: float) -> int:
     """The histogram bucket of a duration: floor(8 · log2(ms)), 1 ms and faster in 0."""
     if milliseconds <= 1:
         return 0
-    return min(MAX_BUCKET, math.floor(BUCKETS_PER_OCTAVE * math.log2(milliseconds)))
+    return min(MAX_BUCKET, math.floor(math.log(milliseconds) * BUCKET_SCALE))
 
 
 def bucket_bounds(index: int) -> tuple[float, float]:
@@ -456,8 +462,8 @@ def _recount_entries(entries: Any, tally: Tally) -> None:
 
 def _recount_timings(entries: Any, tally: Tally) -> None:
     for metric, column in (("ttft", "ttft_ms"), ("latency", "latency_ms")):
-        # The same buckets as bucket(): floor(8 · log2(ms)), 1 ms and faster in 0.
-        index = Floor(Log(2, Greatest(column, 1.0)) * BUCKETS_PER_OCTAVE)
+        # The same buckets as bucket(), 1 ms and faster in 0.
+        index = Floor(Ln(Greatest(column, 1.0)) * BUCKET_SCALE)
         timed = entries.filter(**{f"{column}__isnull": False}).annotate(index=index)
         for dimension, names in ((ALL, ["hour", "index"]), ("model", ["hour", "model", "index"])):
             found = timed.exclude(status=UNKNOWN_MODEL_STATUS) if dimension == "model" else timed
@@ -472,49 +478,70 @@ def _recount_timings(entries: Any, tally: Tally) -> None:
 
 def _recount_fates(alias: str, tally: Tally) -> None:
     """One fate per completion and kind: its first event, with its row's model and
-    language where the row is there."""
-    events = Event.objects.using(alias).filter(kind__in=list(FATE_COUNTER)).exclude(response_id="")
-    answer = Entry.objects.using(alias).filter(response_id=OuterRef("response_id")).order_by("id")
-    firsts = (
-        events.values("response_id", "kind")
-        .annotate(
-            first=Min("created_at"),
-            username=Max("username"),
-            client_name=Max("client_name"),
-            language=Max("language"),
-        )
-        .annotate(
-            entry_model=Subquery(answer.values("model")[:1]),
-            entry_language=Subquery(answer.values("language")[:1]),
-            entry_status=Subquery(answer.values("status")[:1]),
-        )
-        .order_by()
+    language where the row is there.
+
+    Raw SQL: one join of the grouped events to their rows (the ORM would correlate a
+    subquery per column and completion), times as epoch seconds (a driver's datetime
+    per row costs more than the rest of it), read in chunks from a server-side cursor.
+    """
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    at = qn("created_at")
+    if connection.vendor == "postgresql":
+        first = f"EXTRACT(EPOCH FROM MIN({at}))"
+    else:
+        first = f"(julianday(MIN({at})) - 2440587.5) * 86400.0"
+    rid = qn("response_id")
+    sql = (
+        f"SELECT f.rid, f.kind, f.first, f.username, f.client_name, f.language,"  # noqa: S608
+        f" e.{qn('model')}, e.{qn('language')}, e.{qn('status')}"
+        f" FROM (SELECT {rid} AS rid, {qn('kind')} AS kind, {first} AS first,"
+        f" MAX({qn('username')}) AS username, MAX({qn('client_name')}) AS client_name,"
+        f" MAX({qn('language')}) AS language"
+        f" FROM {qn(Event._meta.db_table)}"
+        f" WHERE {qn('kind')} IN (%s, %s, %s) AND {rid} <> ''"
+        f" GROUP BY {rid}, {qn('kind')}) f"
+        f" LEFT JOIN {qn(Entry._meta.db_table)} e ON e.{rid} = f.rid"
+        " ORDER BY f.rid, f.kind"
     )
+    objects = CompletionFate.objects.using(alias)
     batch: list[CompletionFate] = []
-    for group in firsts.iterator(chunk_size=10_000):
-        values = [
-            (ALL, ""),
-            ("user", group["username"] or ""),
-            ("client", group["client_name"] or ""),
-        ]
-        answered = group["entry_status"] is not None
-        if answered and group["entry_status"] != UNKNOWN_MODEL_STATUS:
-            values.append(("model", group["entry_model"] or ""))
-        language = group["language"] or (group["entry_language"] or "" if answered else "")
-        if language or answered:
-            values.append(("language", language))
-        tally.fate(group["first"], group["kind"], values)
-        batch.append(
-            CompletionFate(
-                response_id=group["response_id"],
-                kind=group["kind"],
-                created_at=group["first"],
-                language=language,
-                model_counted=answered,
-                language_counted=bool(language) or answered,
-            )
-        )
-        if len(batch) >= REBUILD_BATCH:
-            CompletionFate.objects.using(alias).bulk_create(batch)
+    previous: tuple[str, str] | None = None
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, list(FATE_COUNTER))
+        while rows := cursor.fetchmany(REBUILD_BATCH):
+            for (
+                response_id,
+                kind,
+                seconds,
+                user,
+                client,
+                language,
+                model,
+                row_language,
+                status,
+            ) in rows:
+                if (response_id, kind) == previous:  # two rows share a response id
+                    continue
+                previous = (response_id, kind)
+                when = dt.datetime.fromtimestamp(float(seconds), dt.UTC)
+                values = [(ALL, ""), ("user", user or ""), ("client", client or "")]
+                answered = status is not None
+                if answered and status != UNKNOWN_MODEL_STATUS:
+                    values.append(("model", model or ""))
+                language = language or (row_language or "" if answered else "")
+                if language or answered:
+                    values.append(("language", language))
+                tally.fate(when, kind, values)
+                batch.append(
+                    CompletionFate(
+                        response_id=response_id,
+                        kind=kind,
+                        created_at=when,
+                        language=language,
+                        model_counted=answered,
+                        language_counted=bool(language) or answered,
+                    )
+                )
+            objects.bulk_create(batch)
             batch = []
-    CompletionFate.objects.using(alias).bulk_create(batch)
