@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from html import escape
+
+from django.utils.safestring import SafeString, mark_safe
 
 COLUMN_CHART_WIDTH = 480
 COLUMN_CHART_HEIGHT = 120
@@ -32,6 +35,29 @@ class ColumnChart:
     height: int
     columns: list[Column]
     top: str  # the value the chart's top line stands for
+
+    @property
+    def markup(self) -> SafeString:
+        """The columns as SVG elements, escaped.  Written here, not by a template loop
+        nor format_html: a year of days in six charts is thousands of elements, which
+        either takes a third of a second to write."""
+        label_y = self.height + 14
+        parts = []
+        for column in self.columns:
+            bar = (
+                f'<rect x="{column.x}" y="{column.y}" width="{column.width}" '
+                f'height="{column.height}" class="journal-chart-bar">'
+                f"<title>{escape(column.title)}</title></rect>"
+            )
+            if column.href:
+                bar = f'<a href="{escape(column.href)}">{bar}</a>'
+            parts.append(bar)
+            if column.label:
+                parts.append(
+                    f'<text x="{column.center}" y="{label_y}" text-anchor="middle" '
+                    f'class="journal-chart-label">{escape(column.label)}</text>'
+                )
+        return mark_safe("".join(parts))  # noqa: S308 - numbers and escaped text only
 
 
 def column_chart(

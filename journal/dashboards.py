@@ -31,7 +31,7 @@ from django.db import connections
 from django.db.models import CharField, Count, Sum
 from django.db.models.functions import Cast
 
-from journal.models import Granularity, Rollup, RollupTiming
+from journal.models import ROLLUPS, TIMINGS, Granularity
 from journal.rollups import ALL, COUNTERS, histogram_percentile
 from journal.router import journal_database
 
@@ -203,8 +203,10 @@ def _compute(days: int, today: dt.date, alias: str, *, hourly: bool) -> Dashboar
     since = today - dt.timedelta(days=days - 1)
     start, end = _day_start(since), _day_start(today + dt.timedelta(days=1))
     granularity = Granularity.HOUR if hourly else Granularity.DAY
-    rollups = Rollup.objects.using(alias).filter(
-        granularity=granularity, period_start__gte=start, period_start__lt=end
+    rollups = (
+        ROLLUPS[granularity]
+        .objects.using(alias)
+        .filter(period_start__gte=start, period_start__lt=end)
     )
     # Summed by the database: a year of rollups is tens of thousands of rows, a few
     # hundred once summed.  Periods come back as text, parsed once each (a driver's
@@ -225,9 +227,16 @@ def _compute(days: int, today: dt.date, alias: str, *, hourly: bool) -> Dashboar
         .values_list("at", "users")
         .order_by()
     }
+    # The breakdowns of a day by the hour are the day's: read from its one daily row
+    # per name rather than summed from twenty-four hourly ones.
+    whole = (
+        ROLLUPS[Granularity.DAY].objects.using(alias).filter(period_start=start)
+        if hourly
+        else rollups
+    )
     totals: dict[str, dict[str, list[float]]] = defaultdict(dict)
     for dimension, value, *numbers in (
-        rollups.exclude(dimension=ALL)
+        whole.exclude(dimension=ALL)
         .values("dimension", "value")
         .annotate(**{f"sum_{name}": Sum(name) for name in COUNTERS})
         .values_list("dimension", "value", *(f"sum_{name}" for name in COUNTERS))
@@ -237,7 +246,7 @@ def _compute(days: int, today: dt.date, alias: str, *, hourly: bool) -> Dashboar
     overall = [sum(column) for column in zip(*per_period.values(), strict=True)] or [0] * len(
         COUNTERS
     )
-    timings = _timings(alias, granularity, start, end)
+    timings = _timings(alias, granularity, start, end, whole_day=hourly)
     if hourly:
         starts = [start + dt.timedelta(hours=hour) for hour in range(24)]
     else:
@@ -369,13 +378,24 @@ class _Histograms:
     )
 
 
-def _timings(alias: str, granularity: str, start: dt.datetime, end: dt.datetime) -> _Histograms:
+def _timings(
+    alias: str, granularity: str, start: dt.datetime, end: dt.datetime, *, whole_day: bool
+) -> _Histograms:
+    """The period's histograms overall and per model (``whole_day``: the day's, from its
+    daily rows), and per column overall."""
     found = _Histograms()
-    rows = RollupTiming.objects.using(alias).filter(
-        granularity=granularity, period_start__gte=start, period_start__lt=end
+    rows = (
+        TIMINGS[granularity]
+        .objects.using(alias)
+        .filter(period_start__gte=start, period_start__lt=end)
+    )
+    whole = (
+        TIMINGS[Granularity.DAY].objects.using(alias).filter(period_start=start)
+        if whole_day
+        else rows
     )
     for dimension, value, metric, index, count in (
-        rows.values("dimension", "value", "metric", "bucket")
+        whole.values("dimension", "value", "metric", "bucket")
         .annotate(n=Sum("count"))
         .values_list("dimension", "value", "metric", "bucket", "n")
         .order_by()

@@ -133,16 +133,18 @@ class Granularity(models.TextChoices):
     DAY = "d", "Day"
 
 
-class Rollup(models.Model):
-    """The journal counted per hour and per day, one dimension at a time.
+class RollupCounts(models.Model):
+    """The journal counted per period, one dimension at a time: an hour
+    (:class:`HourlyRollup`) or a day (:class:`DailyRollup`).
 
     Kept up to date by whatever stores journal rows and events (``journal/rollups.py``),
     in the same transaction, so the dashboards read a few thousand of these instead of
     the period's rows.  ``dimension`` is ``all`` (``value`` empty) or one of the columns
-    the dashboards break down by; a request counts once in every dimension.
+    the dashboards break down by; a request counts once in every dimension.  Days and
+    hours live in tables of their own: a year of days is then a short, dense read, not
+    one row in every page of the hours.
     """
 
-    granularity = models.CharField(max_length=1, choices=Granularity.choices)
     period_start = models.DateTimeField()
     dimension = models.CharField(max_length=16)
     value = models.CharField(max_length=300, blank=True)
@@ -161,25 +163,34 @@ class Rollup(models.Model):
     dismissed = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
         constraints = [
             models.UniqueConstraint(
                 # Dimension before time: the dashboards read one dimension's range.
-                fields=["granularity", "dimension", "period_start", "value"],
-                name="journal_rollup_key",
+                fields=["dimension", "period_start", "value"],
+                name="%(app_label)s_%(class)s_key",
             )
         ]
 
     def __str__(self) -> str:
-        return (
-            f"{self.granularity} {self.period_start:%Y-%m-%d %H:%M} {self.dimension}={self.value}"
-        )
+        return f"{self.period_start:%Y-%m-%d %H:%M} {self.dimension}={self.value}"
 
 
-class RollupTiming(models.Model):
-    """How many requests of a period took about so long: a histogram per hour and day,
-    overall (``dimension`` ``all``) and per model, that percentiles are read from."""
+class HourlyRollup(RollupCounts):
+    class Meta(RollupCounts.Meta):
+        pass
 
-    granularity = models.CharField(max_length=1, choices=Granularity.choices)
+
+class DailyRollup(RollupCounts):
+    class Meta(RollupCounts.Meta):
+        pass
+
+
+class TimingHistogram(models.Model):
+    """How many requests of a period took about so long: a histogram per hour
+    (:class:`HourlyTiming`) and day (:class:`DailyTiming`), overall (``dimension``
+    ``all``) and per model, that percentiles are read from."""
+
     period_start = models.DateTimeField()
     dimension = models.CharField(max_length=16)
     value = models.CharField(max_length=300, blank=True)
@@ -188,15 +199,37 @@ class RollupTiming(models.Model):
     count = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
         constraints = [
             models.UniqueConstraint(
-                fields=["granularity", "dimension", "period_start", "value", "metric", "bucket"],
-                name="journal_rollup_timing_key",
+                fields=["dimension", "period_start", "value", "metric", "bucket"],
+                name="%(app_label)s_%(class)s_key",
             )
         ]
 
     def __str__(self) -> str:
         return f"{self.metric} {self.dimension}={self.value} #{self.bucket}: {self.count}"
+
+
+class HourlyTiming(TimingHistogram):
+    class Meta(TimingHistogram.Meta):
+        pass
+
+
+class DailyTiming(TimingHistogram):
+    class Meta(TimingHistogram.Meta):
+        pass
+
+
+# Each granularity's tables.
+ROLLUPS: dict[str, type[HourlyRollup] | type[DailyRollup]] = {
+    Granularity.HOUR: HourlyRollup,
+    Granularity.DAY: DailyRollup,
+}
+TIMINGS: dict[str, type[HourlyTiming] | type[DailyTiming]] = {
+    Granularity.HOUR: HourlyTiming,
+    Granularity.DAY: DailyTiming,
+}
 
 
 class CompletionFate(models.Model):

@@ -2,11 +2,11 @@
 
 A dashboard over 90 days of a busy installation would otherwise read millions of wide
 rows (prompts and answers inline).  Instead every store of journal rows and events also
-adds them to :class:`~journal.models.Rollup` (counts and sums per hour and per day, one
-dimension at a time) and :class:`~journal.models.RollupTiming` (histograms of TTFT and
-latency), in the same transaction: a batch is counted exactly when it is stored, a
-replayed batch's rows already stored are not counted twice, and a worker killed mid-batch
-leaves neither half.
+adds them to :class:`~journal.models.HourlyRollup` and ``DailyRollup`` (counts and sums
+per hour and per day, one dimension at a time) and ``HourlyTiming`` and ``DailyTiming``
+(histograms of TTFT and latency), in the same transaction: a batch is counted exactly
+when it is stored, a replayed batch's rows already stored are not counted twice, and a
+worker killed mid-batch leaves neither half.
 
 Counts are added with ``INSERT … ON CONFLICT … DO UPDATE SET n = n + excluded.n``, which
 PostgreSQL and SQLite both speak; writers in several processes meet on the same rows, so
@@ -36,13 +36,13 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import Floor, Greatest, Ln, TruncHour
 
 from journal.models import (
+    ROLLUPS,
+    TIMINGS,
     CompletionFate,
     Entry,
     Event,
     EventKind,
     Granularity,
-    Rollup,
-    RollupTiming,
 )
 
 # Dimension → the journal column it breaks requests down by.
@@ -236,24 +236,29 @@ class Tally:
                 self._add((granularity, start, dimension, value), index, 1)
 
     def create_in(self, alias: str) -> None:
-        """Write the counts into empty rollups (a rebuild): plain multi-row inserts."""
-        Rollup.objects.using(alias).bulk_create(
-            (
-                Rollup(
-                    granularity=granularity,
+        """Write the counts into empty rollups (a rebuild): plain multi-row inserts, in
+        key order, so that each dimension's periods lie together."""
+
+        def in_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (key[2], key[1], *key[3:])
+
+        for granularity, model in ROLLUPS.items():
+            rows: list[Any] = [
+                model(
                     period_start=start,
                     dimension=dimension,
                     value=value,
                     **dict(zip(COUNTERS, numbers, strict=True)),
                 )
-                for (granularity, start, dimension, value), numbers in self.counts.items()
-            ),
-            batch_size=REBUILD_BATCH,
-        )
-        RollupTiming.objects.using(alias).bulk_create(
-            (
-                RollupTiming(
-                    granularity=granularity,
+                for (kind, start, dimension, value), numbers in sorted(
+                    self.counts.items(), key=lambda item: in_order(item[0])
+                )
+                if kind == granularity
+            ]
+            model.objects.using(alias).bulk_create(rows, batch_size=REBUILD_BATCH)
+        for granularity, timing in TIMINGS.items():
+            histograms: list[Any] = [
+                timing(
                     period_start=start,
                     dimension=dimension,
                     value=value,
@@ -261,52 +266,54 @@ class Tally:
                     bucket=index,
                     count=count,
                 )
-                for (granularity, start, dimension, value, metric, index), count in (
-                    self.timings.items()
+                for (kind, start, dimension, value, metric, index), count in sorted(
+                    self.timings.items(), key=lambda item: in_order(item[0])
                 )
-            ),
-            batch_size=REBUILD_BATCH,
-        )
+                if kind == granularity
+            ]
+            timing.objects.using(alias).bulk_create(histograms, batch_size=REBUILD_BATCH)
 
     def add_to(self, alias: str) -> None:
         """Add the counts to the rollups (inside the caller's transaction)."""
         connection = connections[alias]
         adapt = connection.ops.adapt_datetimefield_value
         qn = connection.ops.quote_name
-        if self.counts:
-            table = qn(Rollup._meta.db_table)
-            columns = ["granularity", "period_start", "dimension", "value", *COUNTERS]
-            increments = ", ".join(
-                f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in COUNTERS
-            )
-            sql = (
-                f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)})"  # noqa: S608
-                f" VALUES ({', '.join(['%s'] * len(columns))})"
-                f" ON CONFLICT ({', '.join(qn(c) for c in columns[:4])}) DO UPDATE SET {increments}"
-            )
-            rows = [
-                (granularity, adapt(start), dimension, value, *numbers)
-                for (granularity, start, dimension, value), numbers in sorted(self.counts.items())
-            ]
-            with connection.cursor() as cursor:
-                cursor.executemany(sql, rows)
-        if self.timings:
-            table = qn(RollupTiming._meta.db_table)
-            keys = ["granularity", "period_start", "dimension", "value", "metric", "bucket"]
-            sql = (
-                f"INSERT INTO {table} ({', '.join(qn(c) for c in keys)}, {qn('count')})"  # noqa: S608
-                f" VALUES ({', '.join(['%s'] * (len(keys) + 1))})"
-                f" ON CONFLICT ({', '.join(qn(c) for c in keys)})"
-                f" DO UPDATE SET {qn('count')} = {table}.{qn('count')} + excluded.{qn('count')}"
-            )
-            timing_rows = [
-                (granularity, adapt(start), dimension, value, metric, index, count)
-                for (granularity, start, dimension, value, metric, index), count in sorted(
-                    self.timings.items()
-                )
-            ]
-            with connection.cursor() as cursor:
-                cursor.executemany(sql, timing_rows)
+        with connection.cursor() as cursor:
+            for granularity, model in ROLLUPS.items():
+                rows = [
+                    (adapt(start), dimension, value, *numbers)
+                    for (kind, start, dimension, value), numbers in sorted(self.counts.items())
+                    if kind == granularity
+                ]
+                if rows:
+                    cursor.executemany(_upsert_sql(qn, model._meta.db_table, _KEY, COUNTERS), rows)
+            for granularity, timing in TIMINGS.items():
+                timing_rows = [
+                    (adapt(start), dimension, value, metric, index, count)
+                    for (kind, start, dimension, value, metric, index), count in sorted(
+                        self.timings.items()
+                    )
+                    if kind == granularity
+                ]
+                if timing_rows:
+                    sql = _upsert_sql(qn, timing._meta.db_table, _TIMING_KEY, ("count",))
+                    cursor.executemany(sql, timing_rows)
+
+
+_KEY = ("period_start", "dimension", "value")
+_TIMING_KEY = (*_KEY, "metric", "bucket")
+
+
+def _upsert_sql(qn: Any, table: str, key: Sequence[str], counters: Sequence[str]) -> str:
+    """INSERT one row of counts, or add them to the row with the same key."""
+    name = qn(table)
+    columns = [*key, *counters]
+    increments = ", ".join(f"{qn(c)} = {name}.{qn(c)} + excluded.{qn(c)}" for c in counters)
+    return (
+        f"INSERT INTO {name} ({', '.join(qn(c) for c in columns)})"  # noqa: S608
+        f" VALUES ({', '.join(['%s'] * len(columns))})"
+        f" ON CONFLICT ({', '.join(qn(c) for c in key)}) DO UPDATE SET {increments}"
+    )
 
 
 # -- what the stores call, inside their transaction ---------------------------------------
@@ -418,7 +425,7 @@ def rebuild(alias: str) -> None:
     millions of rows are recounted in minutes, not read into this process.
     """
     with transaction.atomic(using=alias):
-        for model in (Rollup, RollupTiming, CompletionFate):
+        for model in (*ROLLUPS.values(), *TIMINGS.values(), CompletionFate):
             model.objects.using(alias).all().delete()
         tally = Tally()
         entries = Entry.objects.using(alias).annotate(hour=TruncHour("created_at", tzinfo=dt.UTC))
@@ -431,7 +438,7 @@ def rebuild(alias: str) -> None:
         # Fresh statistics: planned on an empty table's, the dashboards' sums sort what
         # they would hash (several times slower).
         with connection.cursor() as cursor:
-            for model in (Rollup, RollupTiming, CompletionFate):
+            for model in (*ROLLUPS.values(), *TIMINGS.values(), CompletionFate):
                 cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
 
 

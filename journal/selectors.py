@@ -152,10 +152,10 @@ def parse_status(value: str) -> Q:
 def day_summary(day: dt.date) -> dict[str, int]:
     """One UTC day's requests, errors (status 400 and above), users and tokens seen,
     from the day's rollups."""
-    from journal.models import Granularity, Rollup
+    from journal.models import DailyRollup
 
-    rows = Rollup.objects.using(journal_database()).filter(
-        granularity=Granularity.DAY, period_start=_day_start(day), requests__gt=0
+    rows = DailyRollup.objects.using(journal_database()).filter(
+        period_start=_day_start(day), requests__gt=0
     )
     found = {"requests": 0, "errors": 0, "users": 0, "tokens": 0}
     for dimension, name, requests, errors in rows.filter(

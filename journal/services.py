@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Model
 from django.utils import timezone
 
-from journal.models import CompletionFate, Entry, Event, Granularity, Rollup, RollupTiming
+from journal.models import ROLLUPS, TIMINGS, CompletionFate, Entry, Event, Granularity
 from journal.router import journal_database
 
 logger = logging.getLogger("kodify.journal")
@@ -44,13 +44,11 @@ def _delete_counted_before(cutoff: datetime, batch_size: int) -> None:
     """The rollups of the periods that ended before the cutoff, and the completions'
     fates: the journal keeps no count of what it no longer holds."""
     _delete_before(CompletionFate, cutoff, batch_size)
-    for granularity, length in (
-        (Granularity.HOUR, timedelta(hours=1)),
-        (Granularity.DAY, timedelta(days=1)),
-    ):
-        for model in (Rollup, RollupTiming):
+    lengths = {Granularity.HOUR: timedelta(hours=1), Granularity.DAY: timedelta(days=1)}
+    for granularity, length in lengths.items():
+        for model in (ROLLUPS[granularity], TIMINGS[granularity]):
             manager = model._default_manager.db_manager(journal_database())
-            expired = manager.filter(granularity=granularity, period_start__lte=cutoff - length)
+            expired = manager.filter(period_start__lte=cutoff - length)
             while True:
                 ids = list(expired.values_list("id", flat=True)[:batch_size])
                 if not ids:

@@ -200,6 +200,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             unit="%",
             top=100,
         ),
+        period_rows=[_period_row(column, hourly=numbers.hourly) for column in reversed(columns)],
         tokens_chart=chart([c.tokens for c in columns]),
         latency_chart=chart([round(c.latency_p95 or 0) for c in columns], unit=" ms"),
         rate_chart=chart(
@@ -221,6 +222,38 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         ],
         acceptance_top=dashboards.TOP,
     )
+
+
+NONE_SHOWN = "\N{EN DASH}"
+
+
+def _period_row(column: dashboards.Day, *, hourly: bool) -> dict[str, Any]:
+    """A line of the per-day (or per-hour) table, its numbers written here: a year of
+    lines through the template's number filters takes longer than computing them."""
+
+    def count(value: int) -> str:
+        return f"{value:,}"
+
+    def ms(value: float | None) -> str:
+        return NONE_SHOWN if value is None else f"{value:,.0f}"
+
+    return {
+        "day": f"{column.day:%Y-%m-%d}",
+        "hour": "" if column.hour is None else str(column.hour),
+        "label": column.label if hourly else f"{column.day:%Y-%m-%d}",
+        "cells": [
+            count(column.requests),
+            count(column.users),
+            count(column.errors),
+            count(column.tokens),
+            ms(column.latency_p50),
+            ms(column.latency_p95),
+            count(column.shown),
+            count(column.accepted),
+            count(column.dismissed),
+            NONE_SHOWN if column.rate is None else f"{round(100 * column.rate)}%",
+        ],
+    }
 
 
 # Dashboard breakdown column → the journal list's filter of the same rows.

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import router, transaction
 
 from journal.models import Entry, Event, Feature
 from journal.rollups import count_entries, count_events
@@ -40,9 +41,10 @@ def make_entry(**values: Any) -> Entry:
         "completion_tokens": 7,
     }
     fields.update(values)
-    entry = Entry.objects.create(**fields)
-    # As the journal's stores do, so the dashboards (read from the rollups) see it.
-    count_entries(entry._state.db or "default", [_columns(entry)])
+    # As the journal's stores do (in one transaction), so the dashboards see it.
+    with transaction.atomic(using=router.db_for_write(Entry)):
+        entry = Entry.objects.create(**fields)
+        count_entries(entry._state.db or "default", [_columns(entry)])
     return entry
 
 
@@ -58,8 +60,9 @@ def make_event(entry: Entry | None = None, **values: Any) -> Event:
         "language": entry.language if entry else "python",
     }
     fields.update(values)
-    event = Event.objects.create(**fields)
-    count_events(event._state.db or "default", [_columns(event)])
+    with transaction.atomic(using=router.db_for_write(Event)):
+        event = Event.objects.create(**fields)
+        count_events(event._state.db or "default", [_columns(event)])
     return event
 
 

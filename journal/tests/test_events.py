@@ -22,7 +22,7 @@ from accounts.roles import AUDITORS
 from journal import dashboards, recorder, selectors
 from journal import writer as writer_module
 from journal.events import EVENT_PAYLOAD_MAX_BYTES, event_row
-from journal.models import Entry, Event, Rollup, RollupTiming
+from journal.models import ROLLUPS, TIMINGS, Entry, Event
 from journal.record import EventRecord, Record
 from journal.rollups import COUNTERS, rebuild
 from journal.router import journal_database
@@ -514,13 +514,15 @@ def test_the_rollups_match_a_recount_from_the_rows(week: dt.date) -> None:
 
     def snapshot() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         rollups = sorted(
-            Rollup.objects.values_list(
-                "granularity", "period_start", "dimension", "value", *COUNTERS
-            )
+            (granularity, *row)
+            for granularity, model in ROLLUPS.items()
+            for row in model.objects.values_list("period_start", "dimension", "value", *COUNTERS)
         )
         timings = sorted(
-            RollupTiming.objects.values_list(
-                "granularity", "period_start", "dimension", "value", "metric", "bucket", "count"
+            (granularity, *row)
+            for granularity, timing in TIMINGS.items()
+            for row in timing.objects.values_list(
+                "period_start", "dimension", "value", "metric", "bucket", "count"
             )
         )
         return rollups, timings

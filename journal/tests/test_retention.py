@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from journal import services
-from journal.models import CompletionFate, Entry, Event, Rollup, RollupTiming
+from journal.models import CompletionFate, DailyRollup, DailyTiming, Entry, Event, HourlyRollup
 from journal.tasks import purge_expired
 from journal.tests.entries import make_entry, make_event
 
@@ -73,10 +73,9 @@ def test_the_counts_of_expired_periods_go_with_their_rows(settings: Any) -> None
         entry = make_entry(created_at=now - timedelta(days=age), response_id=f"cmpl-{age}")
         make_event(entry, kind="view")
     services.purge_expired(now=now)
-    kept = {
-        at.date()
-        for at in Rollup.objects.filter(granularity="d").values_list("period_start", flat=True)
-    }
+    kept = {at.date() for at in DailyRollup.objects.values_list("period_start", flat=True)}
     assert kept == {(now - timedelta(days=1)).date()}
-    assert {at.date() for at in RollupTiming.objects.values_list("period_start", flat=True)} == kept
+    assert {at.date() for at in DailyTiming.objects.values_list("period_start", flat=True)} == kept
+    hours = set(HourlyRollup.objects.values_list("period_start", flat=True))
+    assert hours and all(at > now - timedelta(days=30) for at in hours)
     assert list(CompletionFate.objects.values_list("response_id", flat=True)) == ["cmpl-1"]
