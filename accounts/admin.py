@@ -24,8 +24,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin
 
 from accounts import services
+from accounts.admin_console_users import register as register_console_accounts
 from accounts.admin_lists import (
     ApiTokenInline,
     AuditActorFilter,
@@ -34,15 +36,19 @@ from accounts.admin_lists import (
     limit_shown,
 )
 from accounts.admin_tokens import issue_and_show, may_issue, new_nonce, take_nonce
+from accounts.admin_widgets import themed
 from accounts.forms import ApiTokenForm, ApiUserForm, IssueTokenForm
 from accounts.models import ApiToken, ApiUser, AuditEvent
 
 
-class ConsoleModelAdmin(admin.ModelAdmin):
+class ConsoleModelAdmin(ModelAdmin):
     """A POST to a change list (actions, list_editable) is a write: 403 without *change*.
 
     Django would quietly ignore an action that the user may not run and answer 200;
     a clear refusal is what auditors must get on every write path.
+
+    Every console page derives from django-unfold's model admin (the console's theme):
+    its widgets and templates.
     """
 
     def changelist_view(
@@ -51,6 +57,13 @@ class ConsoleModelAdmin(admin.ModelAdmin):
         if request.method == "POST" and not self.has_change_permission(request):
             raise PermissionDenied
         return super().changelist_view(request, extra_context)
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        # After the form's own __init__, which may replace a field (and its widget).
+        themed(context["adminform"].form)
+        return super().render_change_form(request, context, *args, **kwargs)
 
 
 def _adopt(obj: ApiUser, saved: ApiUser) -> None:
@@ -371,3 +384,7 @@ class AuditEventAdmin(ConsoleModelAdmin):
     def pretty_details(self, event: AuditEvent) -> str:
         text = json.dumps(event.details, ensure_ascii=False, indent=2, sort_keys=True)
         return format_html("<pre>{}</pre>", text)
+
+
+# Console accounts: created and changed with a role (accounts/admin_console_users.py).
+register_console_accounts(admin.site)

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.formats import localize
 from django.utils.html import format_html
+from unfold.admin import TabularInline
 
 from accounts.models import ApiToken, AuditEvent
 
@@ -55,7 +56,7 @@ class TokenStateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ApiTokenInline(admin.TabularInline):
+class ApiTokenInline(TabularInline):
     """A user's tokens on the user's page: read-only, digests never shown."""
 
     model = ApiToken

@@ -233,6 +233,43 @@ def create_console_user(
     return user, plain
 
 
+@transaction.atomic
+def set_console_role(*, user: Any, role: str, actor: Any = None) -> None:
+    """Give a console account exactly one role (its other groups kept) and the staff
+    status the console's login needs."""
+    from django.contrib.auth.models import Group
+
+    if role not in CONSOLE_ROLES:
+        raise ValidationError(
+            f"Unknown role {role!r}: choose one of {', '.join(sorted(CONSOLE_ROLES))}."
+        )
+    before = console_role(user)
+    user.groups.remove(*Group.objects.filter(name__in=CONSOLE_ROLES.values()))
+    group = Group.objects.filter(name=CONSOLE_ROLES[role]).first()
+    if group is None:
+        raise ValidationError(
+            f"The role group {CONSOLE_ROLES[role]!r} is missing: run manage.py kodify_migrate."
+        )
+    user.groups.add(group)
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    if before != role:
+        audit(
+            actor=actor,
+            action="console_user.role",
+            target=user,
+            details={"role": role, "before": before},
+        )
+
+
+def role_choice(user: Any) -> str:
+    """The role a console account's form shows: its one role, else none."""
+    names = set(user.groups.values_list("name", flat=True))
+    held = [role for role, group in CONSOLE_ROLES.items() if group in names]
+    return held[0] if len(held) == 1 else ""
+
+
 def console_role(user: Any) -> str:
     """The role a console account holds, in words (``superuser`` above both roles)."""
     if user.is_superuser:

@@ -38,10 +38,11 @@ def health_badge(upstream: UpstreamServer) -> SafeString:
         '<strong class="kodify-health" style="color: {}">● {}</strong>', colour, state
     )
     if upstream.last_check is None:
-        return badge
+        return format_html('<span class="kodify-cell">{}</span>', badge)
     error = format_html("<br><small>{}</small>", upstream.last_error) if upstream.last_error else ""
+    # One element: on a phone the theme draws each cell as a label and one value.
     return format_html(
-        '{} <small title="{}">checked {}</small>{}',
+        '<span class="kodify-cell">{} <small title="{}">checked {}</small>{}</span>',
         badge,
         upstream.last_check.isoformat(),
         _age(upstream.last_check),
@@ -63,7 +64,7 @@ def model_cards(upstream: UpstreamServer) -> SafeString:
     cards = upstream.model_cards
     if not cards:
         return format_html("{}", "none known")
-    return format_html_join(
+    listed = format_html_join(
         ", ",
         "{}{}",
         (
@@ -71,6 +72,7 @@ def model_cards(upstream: UpstreamServer) -> SafeString:
             for name, card in cards.items()
         ),
     )
+    return format_html('<span class="kodify-cell">{}</span>', listed)
 
 
 def automatic_choice(model: ServedModel, root: str) -> str:

@@ -16,12 +16,24 @@ from kodify_site import __version__
 _OPERATORS_ONLY = ("url", "error")
 
 
+# No enabled upstream: the server is up (still HTTP 200, so that no orchestrator restarts
+# it for a configuration matter), but every API request would get 503, and the report
+# says so instead of "ok".
+NO_UPSTREAMS = "no_upstreams"
+NO_UPSTREAMS_DETAIL = (
+    "No upstream: every API request gets 503 until one is named in config.yml or "
+    "KODIFY_UPSTREAMS, or added (or enabled) in the console."
+)
+
+
 def report(table: UpstreamTable, *, operator: bool) -> dict[str, Any]:
     upstreams = table.health()
+    serving = any(u["enabled"] for u in upstreams)
     if not operator:
         upstreams = [{k: v for k, v in u.items() if k not in _OPERATORS_ONLY} for u in upstreams]
     return {
-        "status": "ok",
+        "status": "ok" if serving else NO_UPSTREAMS,
+        **({} if serving else {"detail": NO_UPSTREAMS_DETAIL}),
         "version": __version__,
         "auth_mode": auth_mode().value,
         "upstreams_healthy": sum(1 for u in upstreams if u["healthy"]),

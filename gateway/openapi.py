@@ -254,7 +254,8 @@ def _paths() -> dict[str, Any]:
         "operationId": "getHealth",
         "summary": "Liveness, and each upstream's state",
         "description": "Answers 200 whenever the server is up, whatever the upstreams' "
-        "state. Never needs a token.",
+        "state; its status is no_upstreams when there is no enabled upstream at all. "
+        "Never needs a token.",
         "security": no_auth,
         "responses": {
             "200": _ok("The server is up.", _schema("Health")),

@@ -64,15 +64,15 @@ def log_in(page: Page, url: str) -> None:
     page.goto(url + "/admin/")
     page.fill("#id_username", ADMIN)
     page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    expect(page.locator("#user-tools")).to_contain_text(ADMIN)
+    page.click("#login-form [type=submit]")
+    expect(page.locator("#nav-sidebar")).to_contain_text(ADMIN)  # the account's menu
 
 
 def add_api_user(page: Page) -> None:
-    page.locator("tr.model-apiuser a.addlink").click()
+    page.locator("#home-group-people [data-nav='accounts.apiuser'] a.addlink").click()
     page.fill("#id_username", API_USER)
     page.fill("#id_full_name", "Browser Developer")
-    page.click("input[name=_continue]")
+    page.click("[name=_continue]")
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
 
 
@@ -92,7 +92,8 @@ def issue_token(page: Page, screenshot: Path) -> str:
 
 def revoke_token(page: Page) -> None:
     page.click(f"text=Back to {API_USER}")
-    page.locator("a.inlineviewlink").first.click()  # the token's own page
+    # The token's own page, linked from the user's list of tokens.
+    page.locator("[data-inline-type=tabular] a[href$='/change/']").first.click()
     page.click("#revoke-token-link")
     page.click("input[value='Yes, revoke it']")
     expect(page.locator(".messagelist")).to_contain_text("revoked")

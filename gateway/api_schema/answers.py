@@ -233,7 +233,15 @@ def gateway_schemas() -> dict[str, Any]:
                 "upstreams",
             ],
             "properties": {
-                "status": {"const": "ok"},
+                "status": {
+                    "enum": ["ok", "no_upstreams"],
+                    "description": "no_upstreams: no upstream is configured or enabled, so "
+                    "every API request gets 503 (the server itself is up).",
+                },
+                "detail": {
+                    "type": "string",
+                    "description": "What to do, when the status is not ok.",
+                },
                 "version": {"type": "string", "description": "Kodify's version."},
                 "auth_mode": {"enum": ["dummy", "one-token", "per-user"]},
                 "upstreams_healthy": {"type": "integer", "minimum": 0},

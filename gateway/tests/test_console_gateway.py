@@ -352,6 +352,51 @@ def test_the_model_list_and_a_models_preprocessing(
     assert ">qwen<" in page
 
 
+def test_a_models_prefix_cache_affinity_is_switched_in_the_console(
+    admin_console: Client, committed: Any
+) -> None:
+    model = ServedModel.objects.create(name="coder-7b")
+    page = shown(admin_console, reverse("admin:gateway_servedmodel_changelist"))
+    assert "as KODIFY_PREFIX_AFFINITY (off)" in page
+
+    url = reverse("admin:gateway_servedmodel_change", args=[model.pk])
+    assert 'name="prefix_affinity"' in shown(admin_console, url)
+    cache.delete(CONFIG_VERSION_KEY)
+    with committed():
+        response = admin_console.post(
+            url, {"preprocessing_0": "", "preprocessing_1": "", "prefix_affinity": "on"}
+        )
+    assert response.status_code == 302
+    assert ServedModel.objects.get(pk=model.pk).prefix_affinity == "on"
+    assert selectors.config_version()  # every worker reloads
+    assert selectors.gateway_snapshot().model_affinity == {"coder-7b": True}
+    event = AuditEvent.objects.get(action="model.changed")
+    assert event.actor_name == "alice" and event.details == {"prefix_affinity": "on"}
+    page = shown(admin_console, reverse("admin:gateway_servedmodel_changelist"))
+    assert ">On<" in page and "as KODIFY_PREFIX_AFFINITY" not in page
+
+    bad = admin_console.post(
+        url, {"preprocessing_0": "", "preprocessing_1": "", "prefix_affinity": "yes"}
+    )
+    assert bad.status_code == 200 and ServedModel.objects.get(pk=model.pk).prefix_affinity == "on"
+
+
+def test_autocompletion_first_is_an_upstreams_switch(
+    admin_console: Client, file_upstream: UpstreamServer
+) -> None:
+    assert 'name="priority_scheduling"' in shown(admin_console, change_url(file_upstream))
+    response = admin_console.post(
+        change_url(file_upstream), form_of(file_upstream, priority_scheduling="on")
+    )
+    assert response.status_code == 302
+    saved = UpstreamServer.objects.get(url=A)
+    assert (saved.priority_scheduling, saved.source) == (True, SOURCE_CONSOLE)
+    assert [row.priority_scheduling for row in selectors.gateway_snapshot().upstreams] == [True]
+
+    admin_console.post(change_url(file_upstream), form_of(file_upstream))  # unticked
+    assert UpstreamServer.objects.get(url=A).priority_scheduling is False
+
+
 # -- gateway settings ----------------------------------------------------------------------
 
 

@@ -181,19 +181,19 @@ def use_the_console(
 def add_the_second_upstream(
     page: Page, first: FakeUpstreamServer, second: FakeUpstreamServer
 ) -> None:
-    page.locator("tr.model-upstreamserver th a").click()  # from the console's home
+    page.locator("#home-group-gateway [data-nav='gateway.upstreamserver'] a").first.click()
     expect(page.locator("#upstream-source-rule")).to_contain_text("Which source wins")
     row = upstream_row(page, first.url)
     expect(row.locator("td.field-source_shown")).to_have_text("config.yml")
     reload_until_text(page, row.locator("td.field-health"), re.compile(r"● up\b"))
     expect(row.locator("td.field-served_models")).to_contain_text(MODEL)
 
-    page.locator("ul.object-tools a.addlink").click()
+    page.locator("a.addlink[href$='/add/']").click()  # the header's "+"
     page.fill("#id_url", second.url)
     page.fill("#id_name", SECOND_NAME)
     page.fill("#id_weight", "1")
     page.fill("#id_new_api_key", SECOND_KEY)
-    page.click("input[name=_save]")
+    page.click("[name=_save]")
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     row = upstream_row(page, second.url)
     expect(row.locator("td.field-name")).to_have_text(SECOND_NAME)
@@ -206,7 +206,7 @@ def add_the_second_upstream(
     expect(page.locator(".field-api_key_state")).to_contain_text("set (its own key)")
     assert page.input_value("#id_new_api_key") == ""
     assert SECOND_KEY not in page.content()
-    page.locator(".breadcrumbs a", has_text="Upstreams").click()
+    page.locator("#header-inner a", has_text="Upstreams").click()  # the page title's path
 
 
 def traffic_spreads(
@@ -259,14 +259,14 @@ def disable_the_second_upstream(
 
 def max_n_from_the_console(page: Page, server: KodifyServer) -> None:
     page.goto(server.url + "/admin/")
-    page.locator("tr.model-gatewaysetting th a").click()
+    page.locator("#home-group-gateway [data-nav='gateway.gatewaysetting'] a").click()
     max_n_row = page.locator("#effective-settings tbody tr").filter(has_text="MAX_N")
     expect(max_n_row).not_to_contain_text("console")
     assert chat(server.url, n=2) == 200
 
     before = console_version(server, WORKERS)
     page.fill("#id_max_n", "1")
-    page.click("input[name=_save]")
+    page.click("[name=_save]")
     expect(page.locator(".messagelist")).to_contain_text("The gateway settings were saved.")
     expect(max_n_row.locator("td").nth(0)).to_have_text("1")
     expect(max_n_row.locator("td").nth(1)).to_have_text("console")
@@ -277,7 +277,7 @@ def max_n_from_the_console(page: Page, server: KodifyServer) -> None:
     # Back to the environment's value: an empty field.
     before = console_version(server, WORKERS)
     page.fill("#id_max_n", "")
-    page.click("input[name=_save]")
+    page.click("[name=_save]")
     expect(page.locator(".messagelist")).to_contain_text("The gateway settings were saved.")
     expect(max_n_row.locator("td").nth(1)).not_to_contain_text("console")
     assert console_applied(server, WORKERS, after=before)
@@ -291,6 +291,6 @@ def delete_the_second_upstream(
     upstream_row(page, second.url).locator("input.action-select").check()
     page.select_option("select[name=action]", "delete_selected")
     page.click("button[name=index]")
-    page.click("#content form input[type=submit]")  # "Yes, I'm sure"
+    page.click("#content form [type=submit]")  # "Yes, I'm sure"
     expect(page.locator(".messagelist")).to_contain_text("Successfully deleted 1")
     expect(upstream_row(page, second.url)).to_have_count(0)

@@ -14,7 +14,8 @@ import pytest
 from django.test import override_settings
 
 from accounts import auth
-from gateway import following, upstreams
+from gateway import following, health, upstreams
+from gateway.config_file import UpstreamSpec
 from gateway.http_client import close_upstream_session
 from gateway.tests.fake_upstream import DEFAULT_MODEL, FakeUpstream, FakeUpstreamServer
 from gateway.tests.in_process import call, fresh_gateway
@@ -145,6 +146,45 @@ async def test_health_tells_only_operators_where_the_upstreams_are(
         assert upstream["healthy"] is True and "url" not in upstream and "error" not in upstream
         assert closing.url.split("//")[1] not in answer.body.decode()
     assert [u["url"] for u in with_token.json()["upstreams"]] == [closing.url]
+
+
+@pytest.fixture
+async def no_upstream(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """This process's gateway with no upstream at all (none configured, no database)."""
+    monkeypatch.setattr(following, "_database", None)
+    with override_settings(KODIFY_UPSTREAMS=[], KODIFY_CONFIG=None, LOGS=False):
+        fresh_gateway()
+        yield
+        await upstreams.get_table().close()
+        await close_upstream_session()
+    fresh_gateway()
+
+
+async def test_health_says_plainly_that_there_is_no_upstream(no_upstream: None) -> None:
+    answer = await call("GET", "/health", client=("203.0.113.9", 40000))
+    report = answer.json()
+    # Still 200: the server is up (probes and the image's health check read the status
+    # code); the body tells an operator why every API request fails.
+    assert answer.status == 200
+    assert report["status"] == "no_upstreams"
+    assert "No upstream" in report["detail"] and "console" in report["detail"]
+    assert (report["upstreams_total"], report["upstreams"]) == (0, [])
+    chat = await call("POST", "/v1/chat/completions", CHAT)
+    assert chat.status == 503
+
+
+def test_health_counts_only_enabled_upstreams_as_serving() -> None:
+    def table(*enabled: bool) -> upstreams.UpstreamTable:
+        specs = [
+            UpstreamSpec(url=f"http://10.0.0.{i}:8000", enabled=on)
+            for i, on in enumerate(enabled, 1)
+        ]
+        return upstreams.UpstreamTable(specs, default_api_key=None)
+
+    assert health.report(table(), operator=True)["status"] == "no_upstreams"
+    assert health.report(table(False), operator=True)["status"] == "no_upstreams"
+    serving = health.report(table(False, True), operator=False)
+    assert serving["status"] == "ok" and "detail" not in serving
 
 
 async def test_the_api_document_is_openapi_3_1(gateway: FakeUpstreamServer) -> None:

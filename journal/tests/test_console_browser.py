@@ -121,8 +121,8 @@ def log_in(page: Page, url: str) -> None:
     page.goto(url + "/admin/")
     page.fill("#id_username", AUDITOR)
     page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    expect(page.locator("#user-tools")).to_contain_text(AUDITOR)
+    page.click("#login-form [type=submit]")
+    expect(page.locator("#nav-sidebar")).to_contain_text(AUDITOR)  # the account's menu
 
 
 def listed(page: Page) -> list[str]:
@@ -131,7 +131,7 @@ def listed(page: Page) -> list[str]:
 
 
 def find_requests(page: Page, tmp_path: Path) -> None:
-    page.locator("#journal-console-links").get_by_role("link", name="Requests").click()
+    page.locator("#home-group-journal").get_by_role("link", name="Requests").click()
     rows = page.locator("#journal-rows tbody tr[data-request-id]")
     expect(rows).to_have_count(3)
     assert listed(page) == ["seed-plain", "seed-crash", "seed-invoice"]

@@ -37,6 +37,10 @@ from kodify_site.settings.serving import (
 RUNSERVER = sys.argv[1:2] == ["runserver"]
 INSTALLED_APPS = [
     *(["daphne"] if RUNSERVER else []),
+    # The console's theme (django-unfold), before the admin so that its templates win.
+    # BasicAppConfig: the plain "unfold" would replace the admin site with its own.
+    "unfold.apps.BasicAppConfig",
+    "unfold.contrib.simple_history",  # its look for simple_history's pages
     "kodify_site.admin_site.KodifyAdminConfig",  # django.contrib.admin with Kodify's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -50,6 +54,7 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_beat",
     "axes",
+    "simple_history",  # versions of the action templates (gateway.models)
     "kodify_site",
     "accounts",
     "gateway",

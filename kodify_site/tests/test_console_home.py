@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from typing import Any
 
 import pytest
@@ -69,10 +70,83 @@ def test_a_protected_api_shows_no_banner_and_says_how_it_is_protected(settings: 
 
 def test_the_home_names_kodify_not_django() -> None:
     html = home(console_account("root", ADMINISTRATORS, is_superuser=True))
-    assert "<title>Overview | Kodify console</title>" in html
+    # The theme writes the title after a blank (its environment prefix, empty here).
+    assert re.search(r"<title>\s*Overview \| Kodify console</title>", html)
     assert "Django administration" not in html and "Django site admin" not in html
     assert "kodify/favicon.svg" in html
     assert 'href="/admin/connect/" id="overview-connect"' in html
+
+
+def nav_keys(html: str) -> set[str]:
+    return set(re.findall(r'data-nav="([^"]+)"', html))
+
+
+def test_the_home_and_the_side_bar_group_the_pages_by_task() -> None:
+    html = home(console_account("root", ADMINISTRATORS, is_superuser=True))
+    for group in ("people", "gateway", "journal", "system"):
+        assert f'id="home-group-{group}"' in html
+    assert {
+        "accounts.apiuser",
+        "accounts.apitoken",
+        "auth.user",
+        "gateway.upstreamserver",
+        "gateway.servedmodel",
+        "gateway.gatewaysetting",
+        "journal.list",
+        "journal.dashboard",
+        "journal.live",
+        "accounts.auditevent",
+        "axes.accessattempt",
+        "django_celery_beat.periodictask",
+        "auth.group",
+    } <= nav_keys(html)
+    sidebar = html.split('id="nav-sidebar"', 1)[1].split('id="main"', 1)[0]
+    for title in ("People", "Gateway", "Journal", "System", "Connect your IDE", "Audit trail"):
+        assert title in sidebar
+    # The plumbing's own lists stay off the home and the side bar.
+    for plumbing in ("Content types", "Sessions", "Crontabs", "Clocked", "Solar events"):
+        assert plumbing not in html
+
+
+def test_auditors_are_offered_only_what_they_may_read() -> None:
+    html = home(console_account("audrey", AUDITORS))
+    shown = nav_keys(html)
+    assert {"accounts.apiuser", "accounts.auditevent", "journal.list"} <= shown
+    for written in ("auth.user", "gateway.upstreamserver", "gateway.gatewaysetting"):
+        assert written not in shown
+    assert not shown & {"django_celery_beat.periodictask", "auth.group", "axes.accessattempt"}
+    assert 'class="addlink"' not in html.split('id="kodify-tasks"', 1)[1]
+    sidebar = html.split('id="nav-sidebar"', 1)[1].split('id="main"', 1)[0]
+    assert "Console accounts" not in sidebar and "Upstreams" not in sidebar
+
+
+def test_a_page_whose_admin_is_not_there_is_left_out_of_the_navigation(
+    rf: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kodify_site import navigation
+
+    request = rf.get("/admin/")
+    request.user = console_account("root", ADMINISTRATORS, is_superuser=True)
+    entries = (*navigation.GATEWAY, ("gateway", "nosuchmodel", "Nothing", "block"))
+    monkeypatch.setattr(navigation, "GATEWAY", entries)
+    gateway = next(g for g in navigation.sidebar(request) if g["key"] == "gateway")
+    assert "gateway.nosuchmodel" not in [item["key"] for item in gateway["items"]]
+    assert "gateway.upstreamserver" in [item["key"] for item in gateway["items"]]
+
+
+def test_every_console_page_is_on_the_theme() -> None:
+    from axes.models import AccessAttempt
+    from django.contrib import admin
+    from django.contrib.auth.models import Group, User
+    from django_celery_beat.models import PeriodicTask
+    from unfold.admin import ModelAdmin as UnfoldModelAdmin
+
+    for model in (User, Group, PeriodicTask, AccessAttempt, UpstreamServer):
+        assert isinstance(admin.site._registry[model], UnfoldModelAdmin), model
+    client = Client()
+    client.force_login(console_account("root", ADMINISTRATORS, is_superuser=True))
+    for page in ("auth_user_add", "django_celery_beat_periodictask_add"):
+        assert client.get(reverse(f"admin:{page}")).status_code == 200, page
 
 
 @time_machine.travel(TODAY, tick=False)
