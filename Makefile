@@ -27,7 +27,7 @@ LITELLM_VENV   ?= $(HOME)/.cache/kodify/litellm-$(LITELLM_VERSION)
 BENCH_ARGS     ?= --journal-db-url postgresql://postgres@127.0.0.1:5432/postgres \
 	--redis-url redis://127.0.0.1:6379/0 --race --litellm-python $(LITELLM_VENV)/bin/python
 
-.PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm test-docker test-docker-vllm lint format bench bench-smoke clean env-reference
+.PHONY: install install-dev run dev test test-postgres test-sqlite test-future test-busy test-vllm test-docker test-docker-vllm lint format bench bench-smoke bench-routing clean env-reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -155,6 +155,13 @@ bench-smoke: install-dev
 		--auth-rounds 1 --journal-rounds 1 --tabby-rounds 1 --fim-iterations 20 \
 		--ttft-requests 20 --open-streams 50 --open-streams-seconds 2 --disconnects 3 \
 		--race-dir $$d --results-dir $$d; rc=$$?; rm -rf $$d; exit $$rc
+
+## bench-routing: two real vLLM replicas (the CPU build, the tiny test model) behind Kodify,
+## one typing trace replayed with prefix-cache affinity and superseding off and on: hit
+## rate, TTFT, tokens generated for nobody (about two minutes); writes its section of
+## bench/RESULTS.md
+bench-routing: install-dev $(VLLM_VENV)/.installed
+	$(BIN)/python -m bench.routing --vllm-python $(VLLM_VENV)/bin/python
 
 $(LITELLM_VENV)/.installed:
 	rm -rf $(LITELLM_VENV) && $(PYTHON) -m venv $(LITELLM_VENV)

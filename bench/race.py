@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench import wrk
+from bench.routing_report import kept_section
 from bench.scenarios import SCENARIOS
 from bench.targets import CEILING, DUMMY, FULL, LITELLM
 from gateway.tabby import cpu_info
@@ -133,18 +134,21 @@ def write_results(
     path: Path = RESULTS_MD,
     chart: str | None = "results.png",
 ) -> None:
-    """``chart``: the picture of the race (``bench.chart``) beside ``path``, linked."""
+    """``chart``: the picture of the race (``bench.chart``) beside ``path``, linked.  The
+    section ``make bench-routing`` wrote there (``bench.routing_report``) is kept."""
     link = f"![The race]({chart})\n\n" if chart else ""
+    routing = kept_section(path)
     path.write_text(
         "# Kodify benchmark results\n\n"
-        "Written by `make bench` (`bench/race.py`); each run replaces it. Every target was\n"
-        "measured in the same run, in turns, against the same fake upstream, so the ratios\n"
-        "are what to compare between runs and machines, not the absolute figures.\n\n"
+        "Written by `make bench` (`bench/race.py`); each run replaces it (all but the\n"
+        "routing section at the end). Every target was measured in the same run, in turns,\n"
+        "against the same fake upstream, so the ratios are what to compare between runs and\n"
+        "machines, not the absolute figures.\n\n"
         f"- machine: {machine()}\n"
         f"- run: {started:%Y-%m-%d %H:%M} UTC, commit {commit or 'unknown'}\n"
         f"- load: {settings_line}\n\n"
         f"{link}"
-        f"{text}\n"
+        f"{text}\n" + (f"\n{routing}" if routing else "")
     )
 
 

@@ -235,11 +235,18 @@ print({_TOKEN_MARK!r} + plain)
 """
 
 
-def create_token(workdir: Path, env: Mapping[str, str]) -> str:
-    """Migrate the server's own SQLite database and issue a token in it; returns the token."""
+def migrate(workdir: Path, env: Mapping[str, str]) -> None:
+    """Create the server's own SQLite database (``env``'s KODIFY_DATA_DIR), as
+    ``make run`` does before the server starts."""
     workdir.mkdir(parents=True, exist_ok=True)
     manage = [sys.executable, str(REPO / "manage.py")]
     _manage(workdir, env, [*manage, "kodify_migrate", "--verbosity", "0"])
+
+
+def create_token(workdir: Path, env: Mapping[str, str]) -> str:
+    """Migrate the server's own SQLite database and issue a token in it; returns the token."""
+    migrate(workdir, env)
+    manage = [sys.executable, str(REPO / "manage.py")]
     output = _manage(workdir, env, [*manage, "shell", "--no-imports", "-c", _CREATE_TOKEN])
     for line in output.splitlines():
         if line.startswith(_TOKEN_MARK):

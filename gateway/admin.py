@@ -25,6 +25,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.admin import ConsoleModelAdmin
 from gateway import admin_actions, selectors, services
+from gateway import admin_templates as admin_templates  # registers the action templates' pages
 from gateway.admin_display import automatic_choice, health_badge, model_cards, source_badge
 from gateway.admin_forms import GatewaySettingForm, ServedModelForm, UpstreamServerForm
 from gateway.models import SETTING_PK, GatewaySetting, ServedModel, UpstreamServer
@@ -82,7 +83,7 @@ class UpstreamServerAdmin(ConsoleModelAdmin):
                 "description": "The key Kodify sends to this upstream (vLLM's --api-key).",
             },
         ),
-        ("Autocompletion", {"fields": ("preprocessing",)}),
+        ("Autocompletion", {"fields": ("preprocessing", "priority_scheduling")}),
         (
             "Health (written by the health checks)",
             {"fields": ("health", "last_check", "last_error", "served_models")},
@@ -221,9 +222,24 @@ class UpstreamServerAdmin(ConsoleModelAdmin):
 @admin.register(ServedModel)
 class ServedModelAdmin(ConsoleModelAdmin):
     form = ServedModelForm
-    list_display = ("name", "preprocessing_shown", "served_by", "max_model_len", "last_seen")
+    list_display = (
+        "name",
+        "preprocessing_shown",
+        "affinity_shown",
+        "served_by",
+        "max_model_len",
+        "last_seen",
+    )
     search_fields = ("name",)
-    fields = ("name", "preprocessing", "served_by", "max_model_len", "first_seen", "last_seen")
+    fields = (
+        "name",
+        "preprocessing",
+        "prefix_affinity",
+        "served_by",
+        "max_model_len",
+        "first_seen",
+        "last_seen",
+    )
     readonly_fields = ("name", "served_by", "max_model_len", "first_seen", "last_seen")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -250,6 +266,13 @@ class ServedModelAdmin(ConsoleModelAdmin):
         root = next((s.root for s in self._serving(model) if s.root), "")
         return f"automatic ({automatic_choice(model, root)})"
 
+    @admin.display(description="prefix-cache affinity", ordering="prefix_affinity")
+    def affinity_shown(self, model: ServedModel) -> str:
+        if model.prefix_affinity:
+            return model.get_prefix_affinity_display()
+        default = "on" if settings.KODIFY_PREFIX_AFFINITY else "off"
+        return f"as KODIFY_PREFIX_AFFINITY ({default})"
+
     @admin.display(description="served by")
     def served_by(self, model: ServedModel) -> SafeString:
         serving = self._serving(model)
@@ -275,6 +298,9 @@ class ServedModelAdmin(ConsoleModelAdmin):
         current = ServedModel.objects.get(pk=obj.pk)
         services.set_model_preprocessing(
             model=current, preprocessing=form.cleaned_data["preprocessing"], actor=request.user
+        )
+        services.set_model_affinity(
+            model=current, prefix_affinity=form.cleaned_data["prefix_affinity"], actor=request.user
         )
 
     def delete_model(self, request: HttpRequest, obj: ServedModel) -> None:

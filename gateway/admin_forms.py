@@ -98,7 +98,16 @@ class UpstreamServerForm(ModelForm):
 
     class Meta:
         model = UpstreamServer
-        fields = ("url", "name", "enabled", "position", "weight", "max_concurrent", "preprocessing")
+        fields = (
+            "url",
+            "name",
+            "enabled",
+            "position",
+            "weight",
+            "max_concurrent",
+            "preprocessing",
+            "priority_scheduling",
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -218,7 +227,7 @@ class GatewaySettingForm(ModelForm):
 class ServedModelForm(ModelForm):
     class Meta:
         model = ServedModel
-        fields = ("preprocessing",)
+        fields = ("preprocessing", "prefix_affinity")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -26,13 +26,16 @@ class GatewayConfig(AppConfig):
         )
 
 
-# Administrators manage the upstreams, models and settings, and the schedules (the
-# health checks' among them); auditors get nothing here.
+# Administrators manage the upstreams, models and settings, the action templates, and the
+# schedules (the health checks' among them); auditors only read the action templates and
+# defaults, and their versions (django-simple-history's pages follow these permissions).
 ADMIN_GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "gateway": {
         "upstreamserver": ("add", "change", "delete", "view"),
         "servedmodel": ("change", "delete", "view"),
         "gatewaysetting": ("change", "view"),
+        "actiontemplate": ("add", "change", "delete", "view"),
+        "actionsetting": ("add", "change", "delete", "view"),
     },
     "django_celery_beat": {
         model: ("add", "change", "delete", "view")
@@ -47,30 +50,40 @@ ADMIN_GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+AUDITOR_GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "gateway": {"actiontemplate": ("view",), "actionsetting": ("view",)},
+}
+
+
 def grant_gateway_roles(*, using: str, apps: Any = None, **kwargs: Any) -> None:
     """After every migrate, and after ``flush`` (tests), which empties the groups.
 
     A signal rather than only a data migration: the grants then also reach databases
     migrated before these models existed, and django-celery-beat's permissions.
     """
-    from accounts.roles import ADMINISTRATORS, grant
+    from accounts.roles import ADMINISTRATORS, AUDITORS, grant
 
     if using != "default":
         return
+    roles = ((ADMINISTRATORS, ADMIN_GRANTS), (AUDITORS, AUDITOR_GRANTS))
     if apps is None:
         from django.apps import apps as installed
 
-        _grant_installed(installed, ADMINISTRATORS)
+        for group_name, grants in roles:
+            _grant_installed(installed, group_name, grants)
         return
-    for app_label, models in ADMIN_GRANTS.items():
-        grant(apps, ADMINISTRATORS, app_label, models)
+    for group_name, grants in roles:
+        for app_label, models in grants.items():
+            grant(apps, group_name, app_label, models)
 
 
-def _grant_installed(apps: Any, group_name: str) -> None:
+def _grant_installed(
+    apps: Any, group_name: str, grants: dict[str, dict[str, tuple[str, ...]]]
+) -> None:
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
     group, _ = group_model.objects.get_or_create(name=group_name)
-    for app_label, models in ADMIN_GRANTS.items():
+    for app_label, models in grants.items():
         codenames = [f"{action}_{model}" for model, actions in models.items() for action in actions]
         group.permissions.add(
             *permission_model.objects.filter(

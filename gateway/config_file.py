@@ -8,6 +8,7 @@ upstreams:
     weight: 2
     preprocessing: qwen  # FIM config: a name from preprocess_configs/ or a path
     max_concurrent: 64   # requests in flight from each worker; 0 (default): no limit
+    priority_scheduling: true  # vLLM runs --scheduling-policy priority: autocompletion first
 tabby:
   model_name: tabby_model_name
 ```
@@ -37,7 +38,15 @@ from yaml.constructor import SafeConstructor
 from kodify_site.env import check_url
 
 TOP_LEVEL_KEYS = ("upstreams", "tabby")
-UPSTREAM_OPTIONS = ("api_key", "weight", "enabled", "name", "preprocessing", "max_concurrent")
+UPSTREAM_OPTIONS = (
+    "api_key",
+    "weight",
+    "enabled",
+    "name",
+    "preprocessing",
+    "max_concurrent",
+    "priority_scheduling",
+)
 TABBY_OPTIONS = ("model_name",)
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -55,6 +64,9 @@ class UpstreamSpec:
     name: str = ""
     preprocessing: str = ""  # a preprocess_configs name or path; "" = the usual choice
     max_concurrent: int = 0  # requests in flight to it from one worker; 0 = no limit
+    # It runs vLLM with --scheduling-policy priority: requests carry a priority (see
+    # gateway/scheduling.py); without it they never do, as vLLM may refuse one.
+    priority_scheduling: bool = False
     source: str = "config.yml"
 
 
@@ -360,6 +372,12 @@ def _upstream(
         raise ConfigError(f"{at('weight')}: upstream {url}: weight must be a positive number.")
     if not isinstance(enabled, bool):
         raise ConfigError(f"{at('enabled')}: upstream {url}: enabled must be true or false.")
+    priority_scheduling = options.get("priority_scheduling", False)
+    if not isinstance(priority_scheduling, bool):
+        raise ConfigError(
+            f"{at('priority_scheduling')}: upstream {url}: priority_scheduling must be true "
+            "(its vLLM runs with --scheduling-policy priority) or false."
+        )
     max_concurrent = options.get("max_concurrent", 0)
     if (
         isinstance(max_concurrent, bool)
@@ -378,6 +396,7 @@ def _upstream(
         name=str(name),
         preprocessing=preprocessing,
         max_concurrent=max_concurrent,
+        priority_scheduling=priority_scheduling,
         source=source,
     )
 

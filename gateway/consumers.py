@@ -323,7 +323,7 @@ def requested_model(body: bytes) -> str:
     return model if isinstance(model, str) else ""
 
 
-def _prompt_without_code(action: str, asked: ActionRequest) -> str:
+def _prompt_without_code(action: str, asked: ActionRequest, table: UpstreamTable) -> str:
     """The text an action's messages hold besides the code and the context (the template's
     words, the file path, the user's instructions), for fitting them to the window."""
     messages = actions.build_messages(
@@ -332,6 +332,7 @@ def _prompt_without_code(action: str, asked: ActionRequest) -> str:
         language=asked.language,
         filepath=asked.filepath,
         instructions=asked.instructions,
+        overrides=table.actions.templates,
     )
     return "".join(str(message.get("content", "")) for message in messages)
 
@@ -394,17 +395,18 @@ class ChatCompletionsConsumer(ProxyConsumer):
                 base, action = split
                 try:
                     request.body["messages"] = actions.messages_for_chat(
-                        action, request.body["messages"]
+                        action, request.body["messages"], overrides=table.actions.templates
                     )
                 except ValueError as exc:
                     raise OpenAIError(400, str(exc), param="messages") from None
+                table.actions.defaults_for(action).fill(request.body, model=False)
                 request.raw = None
                 request.set_model(base)
                 if self.record is not None:
                     self.record.feature = action
                 model = base
         pipeline = self.pipeline()
-        if settings.KODIFY_PREFIX_AFFINITY:
+        if table.affinity_on(model):
             pipeline.affinity = affinity.prompt_key(
                 orjson.dumps(request.body.get("messages", [])[:2])
             )
@@ -443,28 +445,33 @@ class ActionConsumer(ProxyConsumer):
                 code="code_too_long",
             )
         table = get_table()
-        context = self.fitted_context(table, asked, action)
-        chat: dict[str, Any] = {
-            "messages": actions.build_messages(
-                action,
-                code=asked.code,
-                language=asked.language,
-                filepath=asked.filepath,
-                context=context,
-                instructions=asked.instructions,
-            ),
-            "stream": bool(asked.stream),
-        }
+        chat: dict[str, Any] = {"stream": bool(asked.stream)}
         for key in ("model", "temperature", "max_tokens"):
             value = getattr(asked, key)
             if value is not None:
                 chat[key] = value
+        # The console's defaults for this action, where the request sets nothing.
+        table.actions.defaults_for(action).fill(chat, model=True)
+        context = self.fitted_context(table, asked, action, chat)
+        chat["messages"] = actions.build_messages(
+            action,
+            code=asked.code,
+            language=asked.language,
+            filepath=asked.filepath,
+            context=context,
+            instructions=asked.instructions,
+            overrides=table.actions.templates,
+        )
         request = check_request(Endpoint.CHAT, chat, None, max_n=table.max_n)
         await self.pipeline().forward(request.model, request)
 
-    def fitted_context(self, table: UpstreamTable, asked: ActionRequest, action: str) -> str | None:
-        """The context trimmed to the model's window (the code must fit whole)."""
-        model = asked.model or table.default_model()
+    def fitted_context(
+        self, table: UpstreamTable, asked: ActionRequest, action: str, chat: dict[str, Any]
+    ) -> str | None:
+        """The context trimmed to the model's window (the code must fit whole); ``chat``:
+        the request's model and max_tokens, the action's defaults included."""
+        model = chat.get("model") or table.default_model()
+        max_tokens = chat.get("max_tokens")
         replicas = table.replicas(model) if model else []
         card = replicas[0].models.get(model or "", {}) if replicas else {}
         length = card.get("max_model_len")
@@ -474,8 +481,8 @@ class ActionConsumer(ProxyConsumer):
                 asked.context,
                 model=model or "",
                 max_model_len=length if isinstance(length, int) else None,
-                answer_tokens=int(asked.max_tokens) if asked.max_tokens else None,
-                extra_text=_prompt_without_code(action, asked),
+                answer_tokens=int(max_tokens) if max_tokens else None,
+                extra_text=_prompt_without_code(action, asked, table),
             )
         except DoesNotFit as exc:
             raise OpenAIError(400, str(exc), param="code", code="context_length_exceeded") from None
@@ -516,8 +523,8 @@ class CompletionsConsumer(ProxyConsumer):
         if self.record is not None:
             self.record.language = request.language[:32] or completion.language.id
         model = request.model
+        table = get_table()
         if model is None:
-            table = get_table()
             table.ensure_background_refresh()
             await table.ensure_discovered()
             model = tabby.completion_model(table) or None
@@ -525,9 +532,9 @@ class CompletionsConsumer(ProxyConsumer):
         segments = request.segments
         document = segments.filepath or segments.git_url or ""
         caller = self.caller()
-        if settings.KODIFY_PREFIX_AFFINITY:
+        if table.affinity_on(model):
             pipeline.affinity = affinity.completion_key(caller, document)
-        key = (caller, document) if document and settings.KODIFY_SUPERSEDE else None
+        key = (caller, document) if document and table.supersede else None
         if key is not None:
             earlier = _COMPLETING.get(key)
             _COMPLETING[key] = self

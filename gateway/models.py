@@ -1,4 +1,5 @@
-"""Upstreams, served models and the gateway's console settings.
+"""Upstreams, served models, the gateway's console settings, and the assistant actions'
+templates and defaults.
 
 The hot path never reads these tables: each worker rebuilds its in-memory table from
 :func:`gateway.selectors.gateway_snapshot` when a version stamp in the cache changes
@@ -9,11 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxLengthValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import JSONField, Q
+from simple_history.models import HistoricalRecords
 
+from gateway.actions import ACTIONS
+from gateway.actions.languages import LANGUAGES
+from gateway.actions.listing import ACTION_DESCRIPTIONS
+from gateway.actions.templates import PLACEHOLDER_LIST, format_problem
 from gateway.config_file import normalise_upstream_url
 from gateway.sealing import SealedTextField
 from kodify_site.env import check_url
@@ -61,6 +68,11 @@ PREPROCESSING_HELP = (
     "deepseek…) or a path to a JSON file (relative paths start at the project directory). "
     "Blank: automatic (COMPLETIONS_PREPROCESSING_CONFIG, else chosen from the model's name)."
 )
+
+
+AFFINITY_ON = "on"
+AFFINITY_OFF = "off"
+AFFINITY_CHOICES = [("", "As KODIFY_PREFIX_AFFINITY"), (AFFINITY_ON, "On"), (AFFINITY_OFF, "Off")]
 
 
 class UpstreamServer(models.Model):
@@ -117,6 +129,13 @@ class UpstreamServer(models.Model):
         help_text="config.yml: the values follow the file at every start. console: edited "
         "here; the file no longer changes this upstream.",
     )
+    priority_scheduling = models.BooleanField(
+        "autocompletion first",
+        default=False,
+        help_text="The server runs vLLM with --scheduling-policy priority: autocompletion "
+        "requests are sent with a higher priority than chat and actions. Leave off "
+        "otherwise (vLLM refuses a priority it was not started for).",
+    )
 
     # Written by the health checks only (services.check_upstreams).
     healthy = models.BooleanField(
@@ -167,6 +186,15 @@ class ServedModel(models.Model):
         validators=[validate_preprocessing],
         help_text=PREPROCESSING_HELP,
     )
+    prefix_affinity = models.CharField(
+        "prefix-cache affinity",
+        max_length=8,
+        blank=True,
+        choices=AFFINITY_CHOICES,
+        help_text="Send requests that share a long prompt prefix (one developer's document, "
+        "one chat's first messages) to the same replica, where vLLM has it cached. "
+        "Blank: KODIFY_PREFIX_AFFINITY.",
+    )
     first_seen = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(null=True, blank=True)
 
@@ -215,3 +243,144 @@ class GatewaySetting(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.pk = SETTING_PK
         super().save(*args, **kwargs)
+
+
+# -- assistant actions: the console's templates and defaults ------------------------------
+
+ACTION_CHOICES = [(action, f"{action}: {ACTION_DESCRIPTIONS[action]}") for action in ACTIONS]
+GENERIC_LANGUAGE = ""
+LANGUAGE_CHOICES = [
+    (GENERIC_LANGUAGE, "generic (any other language)"),
+    *((key, language.name) for key, language in LANGUAGES.items()),
+]
+MAX_TEMPLATE_CHARS = 20_000
+TEMPLATE_HELP = (
+    "A format string: {placeholder} is replaced with the request's value. Placeholders: "
+    f"{PLACEHOLDER_LIST}. The code goes in as a value, so braces in it are safe; a literal "
+    "brace in the template itself is written {{ or }}."
+)
+
+
+def _template_problems(system: str, user: str) -> dict[str, str]:
+    problems = {}
+    for name, label, text in (("system", "system prompt", system), ("user", "user message", user)):
+        problem = format_problem(text)
+        if problem is not None:
+            problems[name] = (
+                f"The {label} {problem}. It may use only the placeholders {PLACEHOLDER_LIST}."
+            )
+    if not problems and "{code}" not in system + user:
+        problems["user"] = (
+            "Neither the system prompt nor the user message contains {code}: the model "
+            "would never see the code. Put {code} in the user message (inside a fence, "
+            "such as {ticks}{fence} … {ticks})."
+        )
+    return problems
+
+
+class ActionTemplate(models.Model):
+    """An administrator's prompts for one action and language, in place of the shipped ones.
+
+    Where no row exists the shipped prompts (``gateway.actions.templates``) apply, so a
+    server upgrade still improves every template nobody changed.  Workers read these with
+    the rest of the console's state (``gateway.snapshot``), never per request.
+    """
+
+    action = models.CharField(max_length=16, choices=ACTION_CHOICES)
+    language = models.CharField(
+        max_length=32,
+        blank=True,
+        choices=LANGUAGE_CHOICES,
+        help_text="The language this template is for. Generic: every language without a "
+        "template of its own in the list (the shipped ones name Python, C#, Java, Go, "
+        "JavaScript and TypeScript).",
+    )
+    system = models.TextField(
+        "system prompt",
+        validators=[MaxLengthValidator(MAX_TEMPLATE_CHARS)],
+        help_text="The rules and the answer's shape (plugins apply the first fenced block "
+        "of docs and fix answers, and save tests answers as a file). " + TEMPLATE_HELP,
+    )
+    user = models.TextField(
+        "user message",
+        validators=[MaxLengthValidator(MAX_TEMPLATE_CHARS)],
+        help_text="The material: file path, surrounding code, the code, the user's own "
+        "words. " + TEMPLATE_HELP,
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    changed_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "action template"
+        ordering = ("action", "language")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("action", "language"), name="gateway_action_template_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        language = LANGUAGES.get(self.language)
+        return f"{self.action} ({language.name if language else 'generic'})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Also here, not only in forms: a template that does not format would turn every
+        # request for its action into a 400 on every worker.
+        self.clean()
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        problems = _template_problems(self.system or "", self.user or "")
+        if problems:
+            raise ValidationError(problems)
+
+
+class ActionSetting(models.Model):
+    """Per action, what its requests get when they do not say (both entry points)."""
+
+    action = models.CharField(max_length=16, choices=ACTION_CHOICES, unique=True)
+    model = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="The model for POST /v1/actions/… requests that name none. Blank: the "
+        "default model. (A chat to an action model names its model itself.)",
+    )
+    temperature = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+        help_text="0 to 2, for requests that give none. Empty: the model's default.",
+    )
+    max_tokens = models.PositiveIntegerField(
+        "max_tokens",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="The answer's length limit, for requests that give none. Empty: the "
+        "gateway settings' default max_tokens, else the model's.",
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    changed_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "action setting"
+        ordering = ("action",)
+
+    def __str__(self) -> str:
+        return f"{self.action} defaults"

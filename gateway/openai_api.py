@@ -82,6 +82,27 @@ class ProxyRequest:
             self.model = model
             self.raw = None
 
+    @property
+    def generates(self) -> bool:
+        """A generation (chat, completion), which vLLM schedules; not the tokenizer's."""
+        return self.endpoint in GENERATION
+
+    def asked_priority(self) -> int | None:
+        """The client's own ``priority`` (its Struct checked it is whole), or None."""
+        value = self.body.get("priority")
+        return None if value is None else int(value)
+
+    def set_priority(self, priority: int | None) -> None:
+        """The ``priority`` sent upstream (gateway/scheduling.py); None: no such field."""
+        body = self.body
+        if priority is None:
+            if "priority" in body:
+                del body["priority"]
+                self.raw = None
+        elif type(body.get("priority")) is not int or body["priority"] != priority:
+            body["priority"] = priority
+            self.raw = None
+
 
 def decode_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():

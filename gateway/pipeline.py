@@ -25,6 +25,7 @@ from gateway.fim.profiles import FimProfile, get_profiles
 from gateway.fim.suffix import SuffixRewrite
 from gateway.openai_api import ProxyRequest
 from gateway.proxy import open_upstream, read_answer, relay
+from gateway.scheduling import class_priority
 from gateway.tabby_completion import FimCompletion
 from gateway.upstream_failures import UpstreamUnavailable
 from gateway.upstreams import Upstream, UpstreamTable, get_table
@@ -53,6 +54,10 @@ class Client(Protocol):
 class Delivery:
     """The upstream's answer passes through as it comes (chunk by chunk when streamed)."""
 
+    # An autocompletion, which upstreams with priority scheduling run before the rest
+    # (gateway/scheduling.py): what the two fill-in-the-middle deliveries below carry.
+    autocompletion = False
+
     def prepare(self, request: Any, upstream: Upstream, model: str) -> None:
         """Adapt the request to the replica chosen (before each attempt)."""
 
@@ -75,6 +80,8 @@ class SuffixDelivery(Delivery):
     """An OpenAI completion with ``suffix``: laid out in the chosen model's FIM template
     when its server cannot take ``suffix`` itself; the answer passes through."""
 
+    autocompletion = True
+
     def __init__(self, rewrite: SuffixRewrite) -> None:
         self.rewrite = rewrite
 
@@ -88,6 +95,8 @@ class SuffixDelivery(Delivery):
 class FimDelivery(Delivery):
     """A Tabby completion: a fill-in-the-middle prompt for the chosen model's family, and a
     cleaned-up completion answered in Tabby's shape."""
+
+    autocompletion = True
 
     def __init__(self, completion: FimCompletion) -> None:
         self.completion = completion
@@ -142,6 +151,8 @@ class Pipeline:
         self.slot: Slot = NO_SLOT
         # What the prompt starts with, when prefix-cache affinity is on (gateway.affinity).
         self.affinity: bytes | None = None
+        # A generation's priority on upstreams with priority scheduling; None: not one.
+        self.priority: int | None = None
 
     async def forward(self, model: str | None, request: Any) -> None:
         """Route ``request`` (for ``model``; None: the default model) and answer it."""
@@ -157,6 +168,10 @@ class Pipeline:
         if table.default_max_tokens and isinstance(request, ProxyRequest):
             request.default_max_tokens(table.default_max_tokens)
         self.withhold_usage = self.journaled and request.ask_for_usage()
+        if request.generates:
+            self.priority = class_priority(
+                autocompletion=self.delivery.autocompletion, asked=request.asked_priority()
+            )
         await self.take_slot()
         try:
             await self._attempts(table, model, upstream, name, request)
@@ -175,6 +190,8 @@ class Pipeline:
                 upstream, name = await self._another(table, model, failed, last_failure)
             request.set_model(name)
             self.delivery.prepare(request, upstream, name)
+            if self.priority is not None:  # vLLM may refuse one it does not schedule by
+                request.set_priority(self.priority if upstream.spec.priority_scheduling else None)
             record.model = name
             record.upstream = upstream.display_url
             record.response_chunks = []

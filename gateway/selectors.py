@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, close_old_connections, connections
 from django.db.models import Max
 
 from accounts.redis_outage import settings_redis_failed
 from gateway import config_file
+from gateway.actions.overrides import ActionDefaults, ActionOverrides
+from gateway.actions.templates import Template
 from gateway.config_file import GatewayConfig, load_config
-from gateway.models import SETTING_PK, GatewaySetting, ServedModel, UpstreamServer
+from gateway.models import (
+    AFFINITY_ON,
+    SETTING_PK,
+    ActionSetting,
+    ActionTemplate,
+    GatewaySetting,
+    ServedModel,
+    UpstreamServer,
+)
 from gateway.snapshot import (
     CONFIG_VERSION_KEY,
     HEALTH_VERSION_KEY,
@@ -55,10 +67,9 @@ def gateway_snapshot() -> GatewaySnapshot:
         upstreams = tuple(
             upstream_row(u) for u in UpstreamServer.objects.order_by("position", "id")
         )
-        preprocessing = dict(
-            ServedModel.objects.exclude(preprocessing="").values_list("name", "preprocessing")
-        )
+        preprocessing, affinity = model_choices()
         setting = GatewaySetting.objects.filter(pk=SETTING_PK).first()
+        action_overrides = actions_in_force()
     except DatabaseError as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SnapshotUnavailable(
@@ -67,9 +78,11 @@ def gateway_snapshot() -> GatewaySnapshot:
     return GatewaySnapshot(
         upstreams=upstreams,
         model_preprocessing=preprocessing,
+        model_affinity=affinity,
         max_n=setting.max_n if setting else None,
         default_max_tokens=setting.default_max_tokens if setting else None,
         tabby_model_name=(setting.tabby_model_name or None) if setting else None,
+        actions=action_overrides,
         config_version=str(versions.get(CONFIG_VERSION_KEY) or ""),
         health_version=str(versions.get(HEALTH_VERSION_KEY) or ""),
     )
@@ -89,6 +102,52 @@ def snapshot_or_none() -> GatewaySnapshot | None:
         connections.close_all()
 
 
+def actions_in_force() -> ActionOverrides:
+    """The console's action templates and defaults, for the workers (two queries).
+
+    A row that does not format (written past the model's checks: ``update()``, SQL) is
+    left out with a warning: the shipped template serves rather than a 400 for every
+    request.
+    """
+    templates = {}
+    for row in ActionTemplate.objects.all():
+        try:
+            row.clean()
+        except ValidationError as exc:
+            logger.warning("action template %s is ignored: %s", row, "; ".join(exc.messages))
+            continue
+        templates[(row.action, row.language)] = Template(system=row.system, user=row.user)
+    defaults = {
+        row.action: ActionDefaults(
+            model=row.model or None, temperature=row.temperature, max_tokens=row.max_tokens
+        )
+        for row in ActionSetting.objects.all()
+    }
+    return ActionOverrides(
+        templates=MappingProxyType(templates), defaults=MappingProxyType(defaults)
+    )
+
+
+def action_template_ids() -> dict[tuple[str, str], int]:
+    """The console's templates by (action, language): which pairs have one, for its grid."""
+    rows = ActionTemplate.objects.values_list("action", "language", "pk")
+    return {(action, language): pk for action, language, pk in rows}
+
+
+def model_choices() -> tuple[dict[str, str], dict[str, bool]]:
+    """The console's choices per served model, in one query: the preprocessing configs
+    and the prefix-cache affinity switches, each only where one was made."""
+    preprocessing: dict[str, str] = {}
+    affinity: dict[str, bool] = {}
+    chosen = ServedModel.objects.exclude(preprocessing="", prefix_affinity="")
+    for name, config, switch in chosen.values_list("name", "preprocessing", "prefix_affinity"):
+        if config:
+            preprocessing[name] = config
+        if switch:
+            affinity[name] = switch == AFFINITY_ON
+    return preprocessing, affinity
+
+
 def upstream_row(upstream: UpstreamServer) -> UpstreamRow:
     return UpstreamRow(
         url=upstream.url,
@@ -98,6 +157,7 @@ def upstream_row(upstream: UpstreamServer) -> UpstreamRow:
         max_concurrent=upstream.max_concurrent,
         api_key=upstream.api_key or None,
         preprocessing=upstream.preprocessing,
+        priority_scheduling=upstream.priority_scheduling,
         source=upstream.source,
         healthy=upstream.healthy,
         last_check=upstream.last_check,

@@ -33,6 +33,8 @@ from gateway.models import (
     SETTING_PK,
     SOURCE_CONFIG,
     SOURCE_CONSOLE,
+    ActionSetting,
+    ActionTemplate,
     GatewaySetting,
     ServedModel,
     UpstreamServer,
@@ -102,6 +104,7 @@ def _file_values(spec: UpstreamSpec, position: int) -> dict[str, Any]:
         "api_key": spec.api_key or "",
         "preprocessing": spec.preprocessing,
         "max_concurrent": spec.max_concurrent,
+        "priority_scheduling": spec.priority_scheduling,
         "position": position,
     }
 
@@ -246,6 +249,25 @@ def set_model_preprocessing(
     return model
 
 
+def set_model_affinity(
+    *, model: ServedModel, prefix_affinity: str, actor: Any = None
+) -> ServedModel:
+    """The model's prefix-cache affinity: "on", "off" or "" (KODIFY_PREFIX_AFFINITY)."""
+    if model.prefix_affinity == prefix_affinity:
+        return model
+    model.prefix_affinity = prefix_affinity
+    model.full_clean()
+    with transaction.atomic():
+        model.save(update_fields=["prefix_affinity"])
+        _audit(
+            actor=actor,
+            action="model.changed",
+            target=model,
+            details={"prefix_affinity": prefix_affinity or "as KODIFY_PREFIX_AFFINITY"},
+        )
+    return model
+
+
 def delete_models(*, models: Iterable[ServedModel], actor: Any = None) -> list[str]:
     deleted = []
     with transaction.atomic():
@@ -289,6 +311,103 @@ def record_migrations_run(*, actor: Any, task_id: str | None = None) -> None:
         action="migrations.run",
         details={"task_id": task_id} if task_id else {"eager": True},
     )
+
+
+# -- assistant actions: templates and defaults -----------------------------------------------
+#
+# Each save keeps a version (django-simple-history: who, when, why), leaves an audit event,
+# and bumps the configuration stamp through gateway.signals, so every worker uses the new
+# text from its next reload on.  No row: the shipped template and no defaults.
+
+REVERTED_TO_SHIPPED = "reverted to the shipped template"
+
+
+def save_action_template(
+    *, template: ActionTemplate, actor: Any = None, reason: str = ""
+) -> ActionTemplate:
+    """Create or change an action's template; ``reason`` goes into its version."""
+    return _save_versioned(template, actor=actor, reason=reason, event="action_template")
+
+
+def revert_action_templates_to_shipped(
+    *, templates: Iterable[ActionTemplate], actor: Any = None
+) -> list[str]:
+    """Give each action and language back to the shipped template: the row goes, so the
+    next server upgrade's prompts reach it too; its versions stay, the last one saying
+    who did this."""
+    return _delete_versioned(
+        templates, actor=actor, reason=REVERTED_TO_SHIPPED, event="action_template.shipped"
+    )
+
+
+def revert_action_template(*, version: Any, actor: Any = None) -> ActionTemplate:
+    """Make an earlier version (a ``HistoricalActionTemplate``) the template in force, as a
+    new version: the ones in between are kept.  Re-creates a row reverted to shipped."""
+    template = ActionTemplate.objects.filter(pk=version.id).first() or ActionTemplate(
+        pk=version.id, action=version.action, language=version.language
+    )
+    template.system, template.user = version.system, version.user
+    return save_action_template(
+        template=template, actor=actor, reason=reverted_reason(version.history_date)
+    )
+
+
+def reverted_reason(when: datetime) -> str:
+    return f"reverted to the version of {timezone.localtime(when):%Y-%m-%d %H:%M:%S}"
+
+
+def save_action_setting(
+    *, setting: ActionSetting, actor: Any = None, reason: str = ""
+) -> ActionSetting:
+    """Create or change an action's defaults; ``reason`` goes into its version."""
+    return _save_versioned(setting, actor=actor, reason=reason, event="action_setting")
+
+
+def delete_action_settings(
+    *, action_settings: Iterable[ActionSetting], actor: Any = None
+) -> list[str]:
+    """No defaults for these actions any more: requests get what they ask for."""
+    return _delete_versioned(action_settings, actor=actor, reason="deleted", event="action_setting")
+
+
+def _save_versioned(obj: Any, *, actor: Any, reason: str, event: str) -> Any:
+    creating = obj._state.adding
+    obj.full_clean()
+    _mark_version(obj, actor=actor, reason=reason)
+    obj.changed_by = _account(actor)
+    with transaction.atomic():
+        obj.save()
+        _audit(
+            actor=actor,
+            action=f"{event}.created" if creating else f"{event}.changed",
+            target=obj,
+            details={"reason": reason} if reason else {},
+        )
+    return obj
+
+
+def _delete_versioned(objs: Iterable[Any], *, actor: Any, reason: str, event: str) -> list[str]:
+    deleted = []
+    with transaction.atomic():
+        for obj in objs:
+            _mark_version(obj, actor=actor, reason=reason)
+            _audit(actor=actor, action=f"{event}.deleted", target=obj)
+            deleted.append(str(obj))
+            obj.delete()
+    return deleted
+
+
+def _mark_version(obj: Any, *, actor: Any, reason: str) -> None:
+    """What django-simple-history writes into the version this save or delete makes."""
+    obj._history_user = _account(actor)
+    obj._change_reason = reason[:100] or None  # its column's length
+
+
+def _account(actor: Any) -> Any:
+    """The console account behind ``actor``, or None (the API key, a shell)."""
+    if actor is not None and getattr(actor, "is_authenticated", False) and actor.pk:
+        return actor
+    return None
 
 
 def _shown(upstream: UpstreamServer, name: str) -> Any:

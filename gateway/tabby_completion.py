@@ -25,6 +25,7 @@ class FimCompletion:
     """The upstream request for a Tabby completion, and the answer made of its reply."""
 
     stream = False
+    generates = True  # vLLM schedules it (gateway/scheduling.py)
 
     def __init__(self, request: CompletionRequest) -> None:
         self.request = request
@@ -33,6 +34,7 @@ class FimCompletion:
         self.profile: FimProfile | None = None
         self.prompt: FimPrompt | None = None
         self.context_tokens: int | None = None
+        self.priority: int | None = None  # vLLM's, where the upstream schedules by it
         self._body: bytes | None = None
 
     # -- the interface the proxy loop uses (as ProxyRequest's) ---------------------------
@@ -44,6 +46,14 @@ class FimCompletion:
 
     def ask_for_usage(self) -> bool:
         return False  # a whole answer carries its usage already
+
+    def asked_priority(self) -> int | None:
+        return None  # Tabby's request has no priority of its own
+
+    def set_priority(self, priority: int | None) -> None:
+        if priority != self.priority:
+            self.priority = priority
+            self._body = None
 
     def use_profile(self, profile: FimProfile, *, context_tokens: int | None = None) -> None:
         """Build the prompt for ``profile`` within the model's context window."""
@@ -90,6 +100,8 @@ class FimCompletion:
             body["seed"] = request.seed
         if request.user:
             body["user"] = request.user
+        if self.priority is not None:
+            body["priority"] = self.priority
         return body
 
     # -- the answer ----------------------------------------------------------------------

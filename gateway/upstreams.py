@@ -25,6 +25,7 @@ import httpx
 from django.conf import settings
 
 from gateway import upstream_failures as failures
+from gateway.actions.overrides import ActionOverrides
 from gateway.affinity import choose
 from gateway.config_file import GatewayConfig, UpstreamSpec, gateway_config
 from gateway.following import DatabaseFollower
@@ -161,8 +162,16 @@ class UpstreamTable:
         self.file_tabby_model_name = self.tabby_model_name = tabby_model_name
         # The console's word, when the database has one (see apply_snapshot).
         self.max_n: int = settings.MAX_N
+        # The routing switches, read once here rather than per request: the environment's
+        # prefix-cache affinity, overridden per model by the console (model_affinity).
+        self.prefix_affinity: bool = settings.KODIFY_PREFIX_AFFINITY
+        self.affinity_epsilon: float = settings.KODIFY_AFFINITY_EPSILON
+        self.supersede: bool = settings.KODIFY_SUPERSEDE
+        self.model_affinity: dict[str, bool] = {}
         self.default_max_tokens: int | None = None
         self.model_preprocessing: dict[str, str] = {}
+        # The console's action templates and defaults (gateway.actions.overrides).
+        self.actions = ActionOverrides()
         self.console_version = ""  # the stamp of the console's state applied last
         self.following = DatabaseFollower(self)
         self.connect_timeout = connect_timeout
@@ -217,7 +226,7 @@ class UpstreamTable:
         now = time.monotonic()
         if affinity is not None:
             usable = [u for u in replicas if u.healthy is True and u.usable(now)]
-            chosen = choose(affinity, usable, settings.KODIFY_AFFINITY_EPSILON)
+            chosen = choose(affinity, usable, self.affinity_epsilon)
             if chosen is not None:
                 return chosen
         self._turn += 1
@@ -277,6 +286,12 @@ class UpstreamTable:
         soonest = min(waits, default=ON_DEMAND_REFRESH_INTERVAL)
         return max(1, math.ceil(min(soonest, self.refresh_interval)))
 
+    def affinity_on(self, model: str | None) -> bool:
+        """Whether requests for ``model`` (None: the default model) go by prefix-cache
+        affinity: the console's choice for the model, else KODIFY_PREFIX_AFFINITY."""
+        name = model or self.default_model()
+        return self.model_affinity.get(name or "", self.prefix_affinity)
+
     def replicas(self, model: str) -> list[Upstream]:
         """The enabled upstreams that serve ``model``, as last indexed."""
         return list(self._by_model.get(model, ()))
@@ -323,6 +338,8 @@ class UpstreamTable:
         self.max_n = snapshot.max_n or settings.MAX_N
         self.default_max_tokens = snapshot.default_max_tokens
         self.model_preprocessing = dict(snapshot.model_preprocessing)
+        self.model_affinity = dict(snapshot.model_affinity)
+        self.actions = snapshot.actions
         self.console_version = snapshot.config_version
         self._reindex()
 
@@ -458,6 +475,7 @@ def _spec_of(row: UpstreamRow) -> UpstreamSpec:
         name=row.name,
         preprocessing=row.preprocessing,
         max_concurrent=row.max_concurrent,
+        priority_scheduling=row.priority_scheduling,
         source="console",
     )
 

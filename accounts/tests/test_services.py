@@ -113,11 +113,14 @@ def test_roles_exist_with_their_permissions() -> None:
     assert {"add_apitoken", "change_apitoken", "view_auditevent", "add_apiuser"} <= admins
     # The journal app adds its read permissions to both roles (journal/apps.py).
     assert {"view_entry", "view_event"} <= admins
-    # Auditors read; the audit trail too (who changed which user or token).
+    # Auditors read; the audit trail too (who changed which user or token), and the
+    # action templates and defaults with their versions (gateway/apps.py).
     assert auditors == {
         "view_apiuser",
         "view_apitoken",
         "view_auditevent",
         "view_entry",
         "view_event",
+        "view_actiontemplate",
+        "view_actionsetting",
     }

@@ -22,6 +22,9 @@ API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 DTYPE_HINTS = {"fp16": "float16", "f16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 MULTIPROC_METHODS = ("spawn", "fork", "forkserver")
+# vLLM's --scheduling-policy: first come, first served (its default), or by each request's
+# priority (lowest first), which Kodify sets for upstreams marked priority_scheduling.
+SCHEDULING_POLICIES = ("fcfs", "priority")
 # The same words as Kodify's own boolean variables (kodify_site/env.py).
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f"})
@@ -51,6 +54,7 @@ OWNED_OPTIONS = {
     "--gpu-memory-utilization": "GPUUTIL",
     "--dtype": "DTYPE",
     "--enforce-eager": "EAGER",
+    "--scheduling-policy": "SCHEDULING_POLICY",
     "--api-key": "VLLM_API_KEY",
 }
 
@@ -368,6 +372,15 @@ def build_plan(
                 "empty (or 0, false, no, off) to leave it off."
             )
     chosen["--enforce-eager"] = ("" if eager_on else None, eager is not None)
+
+    policy = _get(environ, "SCHEDULING_POLICY")
+    if policy is not None and policy.lower() not in SCHEDULING_POLICIES:
+        problems.append(
+            f"SCHEDULING_POLICY={policy}: must be fcfs (first come, first served) or "
+            "priority (Kodify's autocompletion first: mark the upstream priority_scheduling "
+            "in config.yml or the console); unset means fcfs."
+        )
+    chosen["--scheduling-policy"] = (policy.lower() if policy else None, policy is not None)
 
     api_key = _get(environ, "VLLM_API_KEY")
     chosen["--api-key"] = (None, api_key is not None)

@@ -39,6 +39,8 @@ GPUUTIL                        --gpu-memory-utilization         vLLM's 0.9; abov
 DTYPE                          --dtype                          auto; auto, half, float16,
                                                                 bfloat16, float, float32
 EAGER                          --enforce-eager                  off; 1/true/yes/on: on
+SCHEDULING_POLICY              --scheduling-policy              vLLM's fcfs; fcfs, priority
+                                                                (autocompletion first)
 ADDITIONAL_ARGS                appended as they are             e.g. --tensor-parallel-size 2
                                                                 or --tensor-parallel-size = 2
 VLLM_API_KEY                   kept in vLLM's environment       unset: vLLM asks no key
@@ -94,6 +96,7 @@ from launch_plan import (
     DTYPES,
     ENTRYPOINTS,
     MULTIPROC_METHODS,
+    SCHEDULING_POLICIES,
     SHOWN_ENVIRONMENT,
     ConfigError,
     LaunchPlan,
@@ -181,6 +184,14 @@ VARIABLES: tuple[Documented, ...] = (
         "off",
         "1 (true, yes, on) turns eager mode on (no CUDA graphs: less memory, slower); "
         "empty or 0 leaves it off.",
+    ),
+    Documented(
+        "SCHEDULING_POLICY",
+        "--scheduling-policy",
+        "vLLM's fcfs",
+        "One of " + ", ".join(SCHEDULING_POLICIES) + ". priority: vLLM serves the lowest "
+        "priority first; with priority_scheduling on this upstream (config.yml or the "
+        "console), Kodify sends autocompletions ahead of chat and actions.",
     ),
     Documented(
         "ADDITIONAL_ARGS",

@@ -194,6 +194,66 @@ LANGUAGES: dict[str, Language] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A request as a plugin would send it, for the console's preview of a template.
+
+    Each has a small bug (an empty input not handled) so that every action has something
+    to say about it.
+    """
+
+    language: str  # as a client names it
+    filepath: str
+    code: str
+
+
+SAMPLES: dict[str, Sample] = {
+    "python": Sample(
+        "python",
+        "stats/mean.py",
+        "def mean(values: list[float]) -> float:\n    return sum(values) / len(values)\n",
+    ),
+    "csharp": Sample(
+        "csharp",
+        "Stats/Mean.cs",
+        "public static double Mean(IReadOnlyList<double> values)\n{\n"
+        "    return values.Sum() / values.Count;\n}\n",
+    ),
+    "java": Sample(
+        "java",
+        "src/main/java/stats/Stats.java",
+        "public static double mean(List<Double> values) {\n"
+        "    return values.stream().mapToDouble(Double::doubleValue).sum() / values.size();\n}\n",
+    ),
+    "go": Sample(
+        "go",
+        "stats/mean.go",
+        "func Mean(values []float64) float64 {\n\tsum := 0.0\n\tfor _, v := range values {\n"
+        "\t\tsum += v\n\t}\n\treturn sum / float64(len(values))\n}\n",
+    ),
+    "javascript": Sample(
+        "javascript",
+        "lib/stats.js",
+        "export function mean(values) {\n"
+        "  return values.reduce((a, b) => a + b, 0) / values.length;\n}\n",
+    ),
+    "typescript": Sample(
+        "typescript",
+        "src/stats.ts",
+        "export function mean(values: number[]): number {\n"
+        "  return values.reduce((a, b) => a + b, 0) / values.length;\n}\n",
+    ),
+    # The generic templates: a language the server has no conventions for.
+    "": Sample(
+        "rust",
+        "src/stats.rs",
+        "pub fn mean(values: &[f64]) -> f64 {\n"
+        "    values.iter().sum::<f64>() / values.len() as f64\n}\n",
+    ),
+}
+assert set(SAMPLES) == {*LANGUAGES, ""}
+
+
 def _names() -> dict[str, Language]:
     names: dict[str, Language] = {}
     for language in LANGUAGES.values():

@@ -13,6 +13,10 @@ placeholders in :data:`PLACEHOLDERS`.  The code is a value, never part of a form
 so braces in it are safe; the shipped system prompts escape the braces their conventions
 quote (JSDoc's ``{type}``).
 
+The shipped prompts are the defaults: an administrator can replace the one of an action
+and language in the console (``gateway.models.ActionTemplate``).  Each worker keeps those
+in memory (:mod:`gateway.actions.overrides`) and hands them to :func:`build_messages`.
+
 Plugins that speak only the OpenAI API reach the actions through "action models": a
 chat request for ``qwen2.5-coder-7b:explain`` is turned by :func:`messages_for_chat` into
 the ``explain`` prompt for the code in its last user message, then sent to
@@ -22,6 +26,7 @@ the ``explain`` prompt for the code in its last user message, then sent to
 from __future__ import annotations
 
 import functools
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +49,8 @@ PLACEHOLDERS: tuple[str, ...] = (
 )
 
 UNKNOWN_LANGUAGE = "the code's language"
+# The placeholders as an operator writes them, for messages and help texts.
+PLACEHOLDER_LIST = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +241,41 @@ def shipped_template(action: str, language: Language | None) -> Template:
     return _shipped(action, language)
 
 
+_FORMATTER = string.Formatter()
+
+
+def format_problem(text: str) -> str | None:
+    """What keeps ``text`` from being one part of a :class:`Template`, as the end of a
+    sentence ("… has a single {"); None when it formats.
+
+    Checked where an operator saves a template, so that a stray brace is a form error
+    there rather than a 400 on every request for that action.  Placeholders are plain
+    names: an attribute, an index, a conversion or a format spec would let a template
+    reach into the values or fail on some of them.
+    """
+    try:
+        fields = list(_FORMATTER.parse(text))
+    except ValueError:
+        return (
+            "has a single { or } that opens or closes no placeholder (write {{ or }} for "
+            "a literal brace)"
+        )
+    for _literal, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in PLACEHOLDERS:
+            return f"uses {{{name}}}, which is not a placeholder"
+        if spec or conversion:
+            return f"writes {{{name}}} with a conversion or format spec; write {{{name}}} alone"
+    return None
+
+
+def template_key(action: str, language: Language | None) -> tuple[str, str]:
+    """Where an operator's template for ``action`` in ``language`` is kept: the language's
+    id, or "" for the generic template (any language the server does not know)."""
+    return action, language.id if language is not None else ""
+
+
 def _ticks(code: str) -> str:
     """A backtick fence longer than any run of backticks in ``code``."""
     ticks = "```"
@@ -265,12 +307,15 @@ def build_messages(
     context: str | None = None,
     instructions: str | None = None,
     template: Template | None = None,
+    overrides: Mapping[tuple[str, str], Template] | None = None,
 ) -> list[dict[str, str]]:
     """The chat messages (system, then user) that ask the model to perform ``action``.
 
     ``context`` is code around ``code`` that the model should see but not change;
     ``instructions`` are the user's own words.  ``template`` replaces the shipped prompts
-    (an operator's own): it must use only :data:`PLACEHOLDERS`.
+    (an operator's own): it must use only :data:`PLACEHOLDERS`.  ``overrides``: the
+    console's templates by :func:`template_key`, each replacing the shipped one for its
+    action and language (the worker's in-memory copy: no query here).
 
     Raises:
         ValueError: for an unknown action, blank code, or a template that does not
@@ -305,6 +350,8 @@ def build_messages(
         "context_block": context_block,
         "instructions_block": instructions and f"\n\nAdditional instructions:\n{instructions}",
     }
+    if template is None and overrides:
+        template = overrides.get(template_key(action, found))
     template = template or _shipped(action, found)
     try:
         system = template.system.format_map(values)
@@ -357,8 +404,14 @@ def _text(content: Any) -> str:
 _SYSTEM_ROLES = ("system", "developer")  # "developer": OpenAI's newer name for system
 
 
-def messages_for_chat(action: str, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The messages to send upstream for a chat request made to an action model.
+def messages_for_chat(
+    action: str,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    overrides: Mapping[tuple[str, str], Template] | None = None,
+) -> list[dict[str, Any]]:
+    """The messages to send upstream for a chat request made to an action model
+    (``overrides``: the console's templates, as for :func:`build_messages`).
 
     The last user message is the one to act on: its last fenced block is the code (its
     tag or file name gives the language) and the rest of its text the user's
@@ -394,6 +447,7 @@ def messages_for_chat(action: str, messages: Sequence[Mapping[str, Any]]) -> lis
         language=extracted.language_tag,
         filepath=extracted.filepath,
         instructions=extracted.instructions,
+        overrides=overrides,
     )
     earlier = [
         dict(message) for message in messages[:last] if message.get("role") not in _SYSTEM_ROLES

@@ -149,6 +149,15 @@ class _Generation(msgspec.Struct, kw_only=True, gc=False):
     max_completion_tokens: TokenCount | None = None
     seed: Seed | None = None
     stop: Stop = None
+    priority: Annotated[
+        Seed | None,
+        _described(
+            "vLLM's scheduling priority (lower: sooner). Sent only to upstreams that run "
+            "vLLM with priority scheduling, and there it orders the request among its "
+            "class (0 to 999 kept, a negative value counts as 0): autocompletion (a "
+            "completion with `suffix`) is scheduled before chat."
+        ),
+    ] = None
 
 
 class ChatCompletionRequest(_Generation, kw_only=True, gc=False):

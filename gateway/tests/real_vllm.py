@@ -28,6 +28,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,8 +198,14 @@ def start_vllm(
     api_key: str | None = None,
     port: int | None = None,
     startup_timeout: float = 600.0,
+    max_model_len: int = MAX_MODEL_LEN,
+    extra_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> VLLMServer:
-    """Start vLLM's OpenAI server on 127.0.0.1 and return once ``/health`` answers 200."""
+    """Start vLLM's OpenAI server on 127.0.0.1 and return once ``/health`` answers 200.
+
+    ``extra_args``: more vLLM flags (``--scheduling-policy priority``…); ``extra_env``:
+    variables for vLLM besides :data:`VLLM_ENV` (``VLLM_SERVER_DEV_MODE``…)."""
     port = port or free_port()
     command = [
         python,
@@ -211,13 +218,14 @@ def start_vllm(
         "--port",
         str(port),
         "--max-model-len",
-        str(MAX_MODEL_LEN),
+        str(max_model_len),
         "--served-model-name",
         SERVED_MODEL_NAME,
         "--enforce-eager",
     ]
     if api_key:
         command += ["--api-key", api_key]
+    command += extra_args
     # vLLM also reads VLLM_API_KEY and friends: only what is set here may steer it.
     # Not Kodify's own metrics folder either: vLLM uses prometheus-client too, and would
     # write its files there (or fail to, when the folder is gone).
@@ -227,6 +235,7 @@ def start_vllm(
         if not key.startswith("VLLM_") and key != "PROMETHEUS_MULTIPROC_DIR"
     }
     env.update(VLLM_ENV)
+    env.update(extra_env or {})
     log = Path(log_path)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as output:

@@ -13,10 +13,12 @@ shared env file sets both up in production.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,12 @@ import openai
 import pytest
 from jsonschema import Draft202012Validator
 
+from bench import vllm_metrics
+from bench.routing import REPLICA_ARGS, empty_prefix_caches, start_replicas, wait_until_idle
+from bench.routing_trace import Completion, Developer, typing_trace
 from gateway.openapi import document
 from gateway.tests.real_vllm import MAX_MODEL_LEN, SERVED_MODEL_NAME, VLLMServer, start_vllm
-from kodify_site.testing import REPO, KodifyServer, journal_entry
+from kodify_site.testing import REPO, KodifyServer, journal_entry, wait_until
 
 KEY = "real-vllm-shared-token-0123456789"
 MESSAGES: Any = [{"role": "user", "content": "Write a function that adds two numbers."}]
@@ -537,3 +542,162 @@ def test_abandoning_a_non_stream_request_stops_vllm_generating(
     stopped, notes = measure_abandoned(vllm, full_tokens, leave)
     full = f"a full run is {full_tokens:g} tokens in {full_seconds:.1f} s"
     assert stopped, "; ".join([full, *notes])
+
+
+# -- routing: prefix-cache affinity and autocompletion first ------------------------------------
+
+# Two replicas as make bench-routing starts them (the prefix cache in 32-token blocks, its
+# /reset_prefix_cache served), and with vLLM's priority scheduling, one request at a time
+# each: a queue forms behind a long request, and the order it is served in shows.  Their
+# logs say when each request reached the engine ("Added request <id>").
+ROUTING_ARGS = (
+    *REPLICA_ARGS,
+    "--scheduling-policy",
+    "priority",
+    "--max-num-seqs",
+    "1",
+    "--enable-log-requests",
+)
+# As long as the replicas' context allows: on a quiet CPU the tiny model writes a token in a
+# few milliseconds, and the queue must have time to form behind this.
+LONGEST = {"max_tokens": 1900, "temperature": 1.0, "ignore_eos": True}
+
+
+@pytest.fixture(scope="module")
+def routing_replicas(
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[VLLMServer]]:
+    assert VLLM_PYTHON is not None
+    logs = tmp_path_factory.mktemp("routing-vllm")
+    replicas = start_replicas(VLLM_PYTHON, tiny_model, logs, extra_args=ROUTING_ARGS)
+    yield replicas
+    for replica in replicas:
+        replica.stop()
+
+
+def engine_log(replica: VLLMServer) -> list[str]:
+    """The lines of vLLM's log about requests reaching its engine or leaving it early."""
+    return [
+        line
+        for line in replica.log_path.read_text(errors="replace").splitlines()
+        if "Added request" in line or "borted" in line
+    ]
+
+
+def reached_the_engine(replica: VLLMServer, request_id: str) -> bool:
+    """Whether vLLM has handed the request (Kodify passes the client's id on) to its
+    engine, by its log: its /metrics can stall for seconds while the engine is busy."""
+    return any("Added request" in line and request_id in line for line in engine_log(replica))
+
+
+def post(url: str, body: dict[str, Any], request_id: str) -> httpx.Response:
+    return httpx.post(url, json=body, headers={"X-Request-Id": request_id}, timeout=300)
+
+
+# Tries of the queueing test: on a busy machine a request can take seconds to reach vLLM's
+# engine, and the long chat holding the replica may end by itself before the two others
+# queue behind it.  Such a try shows nothing and is made again; the first try that held
+# the replica until both were queued decides.
+HOLD_TRIES = 3
+
+
+def queue_behind_a_long_chat(
+    kodify: KodifyServer, replica: VLLMServer, chat: dict[str, Any], completion: dict[str, Any]
+) -> tuple[bool, bool, list[str]]:
+    """Hold the replica's one place with a long chat; queue ``chat``, then ``completion``,
+    behind it; free the place.  Returns whether the hold lasted until both were queued
+    (vLLM aborted it when freed), whether the completion's answer came while the chat was
+    still running, and vLLM's log of the requests."""
+    held_id, chat_id, completion_id = (f"{kind}-{uuid.uuid4().hex}" for kind in "hcf")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with (
+            httpx.Client(base_url=kodify.url, timeout=300) as client,
+            client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={**chat, "stream": True},
+                headers={"X-Request-Id": held_id},
+            ) as held,
+        ):
+            assert held.status_code == 200, held.read()
+            # Kept while the others queue: a line iterator collected as garbage closes the
+            # response, and Kodify would abort the generation at once.
+            events = sse_events(held.iter_lines())
+            assert next(events) != "[DONE]"
+            chatting = pool.submit(post, kodify.url + "/v1/chat/completions", chat, chat_id)
+            assert wait_until(lambda: reached_the_engine(replica, chat_id)), engine_log(replica)
+            completing = pool.submit(
+                post, kodify.url + "/v1/completions", completion, completion_id
+            )
+            assert wait_until(lambda: reached_the_engine(replica, completion_id))
+        # Leaving the stream frees the place (Kodify aborts the chat upstream).
+        answer = completing.result(timeout=300)
+        assert answer.status_code == 200, answer.text
+        assert isinstance(answer.json()["choices"][0]["text"], str)
+        completion_first = not chatting.done()
+        assert chatting.result(timeout=300).status_code == 200
+    log = engine_log(replica)
+    held_on = any("borted" in line and held_id in line for line in log)
+    return held_on, completion_first, log
+
+
+def test_autocompletion_is_served_before_a_chat_that_came_first(
+    module_kodify_server: Any, routing_replicas: list[VLLMServer], tmp_path: Path
+) -> None:
+    replica = routing_replicas[0]
+    config = tmp_path / "config.yml"
+    config.write_text(f"upstreams:\n  {replica.url}:\n    priority_scheduling: true\n")
+    kodify: KodifyServer = module_kodify_server({"KODIFY_CONFIG": str(config)})
+    long_chat = {"model": SERVED_MODEL_NAME, "messages": MESSAGES, **LONGEST}
+    completion = {
+        # Named, so that Kodify sends it at once rather than first asking the replicas
+        # what they serve (the busy replica may take seconds to answer that).
+        "model": SERVED_MODEL_NAME,
+        "language": "python",
+        "segments": {"prefix": "def add(a, b):\n    return ", "suffix": "\n"},
+    }
+    for _ in range(HOLD_TRIES):
+        held_on, completion_first, log = queue_behind_a_long_chat(
+            kodify, replica, long_chat, completion
+        )
+        if held_on:
+            # First come, first served would run the chat first, all its tokens, and
+            # the completion would wait for them.
+            assert completion_first, "\n".join(["the chat was served first:", *log])
+            return
+    pytest.fail(f"the long chat never held the replica for {HOLD_TRIES} tries")
+
+
+def replay_in_turns(kodify: KodifyServer, trace: list[Developer]) -> None:
+    """The trace's completions one at a time, the documents taking turns: the same
+    order whatever routes them."""
+    rounds = zip(*(developer.steps for developer in trace), strict=True)
+    with httpx.Client(base_url=kodify.url, timeout=120) as client:
+        for steps in rounds:
+            for step in steps:
+                assert isinstance(step, Completion)
+                answer = client.post("/v1/completions", json=step.body())
+                assert answer.status_code == 200, answer.text
+
+
+def test_affinity_finds_more_of_the_prompts_in_the_prefix_cache(
+    module_kodify_server: Any, routing_replicas: list[VLLMServer]
+) -> None:
+    # Three documents in turns: with the least busy replica taking turns, each document's
+    # next completion lands on the other replica (an even count would pair them up).
+    trace = typing_trace(developers=3, files=1, pauses=4, typed_on_share=0.0, chats=False)
+    upstreams = ",".join(replica.url for replica in routing_replicas)
+    rates = {}
+    for affinity in ("false", "true"):
+        kodify: KodifyServer = module_kodify_server(
+            {"KODIFY_UPSTREAMS": upstreams, "KODIFY_PREFIX_AFFINITY": affinity}
+        )
+        empty_prefix_caches(routing_replicas)
+        before = {r.url: vllm_metrics.read(r.url) for r in routing_replicas}
+        replay_in_turns(kodify, trace)
+        wait_until_idle(routing_replicas)
+        after = {r.url: vllm_metrics.read(r.url) for r in routing_replicas}
+        counted = vllm_metrics.delta(before, after)
+        assert counted.queries > 0
+        rates[affinity] = counted.hit_rate
+    assert rates["true"] > rates["false"], rates

@@ -111,3 +111,20 @@ def test_console_settings_override_the_environment_and_config_yml() -> None:
     assert (upstreams.max_n, upstreams.default_max_tokens) == (2, 256)
     assert upstreams.tabby_model_name == "from-console"
     assert upstreams.model_preprocessing == {"coder": "deepseek"}
+
+
+def test_the_console_switches_a_models_affinity_and_an_upstreams_priority_scheduling() -> None:
+    with override_settings(KODIFY_PREFIX_AFFINITY=True):
+        upstreams = table()  # the environment's word, read once
+    upstreams.apply_snapshot(
+        GatewaySnapshot(
+            upstreams=(checked(A, source="console", priority_scheduling=True), checked(B)),
+            model_affinity={"coder": False, "other": True},
+        )
+    )
+    assert [u.spec.priority_scheduling for u in upstreams.upstreams] == [True, False]
+    assert not upstreams.affinity_on("coder")  # the console's "off" over the environment's
+    assert upstreams.affinity_on("other") and upstreams.affinity_on("unswitched")
+    assert not upstreams.affinity_on(None)  # the default model: coder
+    upstreams.apply_snapshot(GatewaySnapshot(upstreams=(checked(A), checked(B))))
+    assert upstreams.affinity_on("coder")  # the switch gone: the environment again

@@ -80,6 +80,7 @@ def test_import_updates_rows_that_follow_the_file() -> None:
                 name="renamed",
                 preprocessing="deepseek",
                 max_concurrent=4,
+                priority_scheduling=True,
             )
         )
     )
@@ -88,6 +89,7 @@ def test_import_updates_rows_that_follow_the_file() -> None:
     a = row(A)
     assert (a.api_key, a.weight, a.enabled, a.name) == ("new", 3.0, False, "renamed")
     assert (a.preprocessing, a.max_concurrent, a.source) == ("deepseek", 4, SOURCE_CONFIG)
+    assert a.priority_scheduling is True
 
 
 def test_import_deletes_file_rows_whose_url_left_the_file_and_keeps_console_rows() -> None:
@@ -216,7 +218,14 @@ def test_bump_functions_set_fresh_stamps() -> None:
 def test_snapshot_has_every_upstream_in_order_with_its_state() -> None:
     services.import_config_upstreams(
         config=config(
-            UpstreamSpec(url=B, api_key="key-b", weight=2, preprocessing="qwen", max_concurrent=3),
+            UpstreamSpec(
+                url=B,
+                api_key="key-b",
+                weight=2,
+                preprocessing="qwen",
+                max_concurrent=3,
+                priority_scheduling=True,
+            ),
             UpstreamSpec(url=A),
         )
     )
@@ -227,7 +236,7 @@ def test_snapshot_has_every_upstream_in_order_with_its_state() -> None:
     UpstreamServer.objects.filter(url=B).update(healthy=True, models=cards)
     UpstreamServer.objects.filter(url=A).update(healthy=False, last_error="timed out")
     ServedModel.objects.create(name="z-model", preprocessing="deepseek")
-    ServedModel.objects.create(name="a-model")
+    ServedModel.objects.create(name="a-model", prefix_affinity="off")
     GatewaySetting.objects.create(max_n=4, default_max_tokens=256, tabby_model_name="z-model")
     config_stamp, health_stamp = services.bump_config_version(), services.bump_health_version()
 
@@ -237,12 +246,14 @@ def test_snapshot_has_every_upstream_in_order_with_its_state() -> None:
     assert [u.url for u in snapshot.upstreams] == [B, A]  # the file's order
     b, a = snapshot.upstreams
     assert (b.api_key, b.weight, b.preprocessing, b.max_concurrent) == ("key-b", 2.0, "qwen", 3)
+    assert (b.priority_scheduling, a.priority_scheduling) == (True, False)
     assert (b.source, b.healthy, b.enabled) == (SOURCE_CONFIG, True, True)
     assert list(b.models) == ["z-model", "a-model"]  # the upstream's order, kept
     assert b.models["z-model"]["max_model_len"] == 4096
     assert a.api_key is None  # blank: the default key
     assert (a.healthy, a.last_error, a.models) == (False, "timed out", {})
     assert snapshot.model_preprocessing == {"z-model": "deepseek"}
+    assert snapshot.model_affinity == {"a-model": False}
     assert (snapshot.max_n, snapshot.default_max_tokens) == (4, 256)
     assert snapshot.tabby_model_name == "z-model"
     assert (snapshot.config_version, snapshot.health_version) == (config_stamp, health_stamp)

@@ -245,7 +245,7 @@ KODIFY_PREFIX_AFFINITY = env.bool(
     help="Send requests whose prompts start alike (a caller's completions in one document, "
     "chats with the same first messages) to the same replica of their model, so that "
     "vLLM's prefix cache is reused; a replica above its bounded load passes them on. "
-    "Off: the least busy replica.",
+    "Off: the least busy replica. The console can switch it per model (Models).",
 )
 KODIFY_AFFINITY_EPSILON = env.float(
     "KODIFY_AFFINITY_EPSILON",

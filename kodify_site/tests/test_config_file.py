@@ -88,9 +88,19 @@ def test_upstream_options(tmp_path: Path) -> None:
         ("    enabled: maybe\n", ": enabled must be true or false."),
         ("    api_key: [a, b]\n", ": api_key must be a string."),
         (
+            "    priority_scheduling: 1\n",
+            ": priority_scheduling must be true (its vLLM runs with --scheduling-policy "
+            "priority) or false.",
+        ),
+        (
+            "    priority_scheduling: fcfs\n",
+            ": priority_scheduling must be true (its vLLM runs with --scheduling-policy "
+            "priority) or false.",
+        ),
+        (
             "    wieght: 2\n",
             ' has unknown option "wieght" (expected: api_key, weight, enabled, name, '
-            'preprocessing, max_concurrent); did you mean "weight"?',
+            'preprocessing, max_concurrent, priority_scheduling); did you mean "weight"?',
         ),
     ],
 )
@@ -100,6 +110,22 @@ def test_bad_upstream_options_are_refused(tmp_path: Path, options: str, reason: 
     with pytest.raises(ConfigError) as error:
         load_config(path, ())
     assert str(error.value) == f"{path} line 4: upstream http://a:8000{reason}"
+
+
+def test_priority_scheduling_is_off_unless_the_file_turns_it_on(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            "upstreams:\n"
+            "  http://a:8000:\n"
+            "    priority_scheduling: true\n"
+            "  http://b:8000:\n"
+            "    priority_scheduling: false\n"
+            "  http://c:8000:\n",
+        ),
+        (),
+    )
+    assert [spec.priority_scheduling for spec in config.upstreams] == [True, False, False]
 
 
 def test_options_must_be_a_mapping(tmp_path: Path) -> None:

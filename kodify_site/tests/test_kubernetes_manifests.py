@@ -51,6 +51,7 @@ MODEL_SERVER_ENV = {
     "GPUUTIL",
     "DTYPE",
     "EAGER",
+    "SCHEDULING_POLICY",
     "ADDITIONAL_ARGS",
     "VLLM_API_KEY",
     "HOST",

@@ -245,6 +245,35 @@ def test_a_default_yields_to_additional_args(
         assert argv[-1] == option
 
 
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("priority", ["--scheduling-policy", "priority"]),
+        ("Priority", ["--scheduling-policy", "priority"]),
+        (" fcfs ", ["--scheduling-policy", "fcfs"]),
+        ("", []),
+    ],
+)
+def test_scheduling_policy_becomes_vllms_flag(policy: str, expected: list[str]) -> None:
+    assert flags(plan(SCHEDULING_POLICY=policy)) == [*DEFAULT_FLAGS, *expected]
+    assert "--scheduling-policy" not in plan().argv  # unset: vLLM's own (first come, first served)
+
+
+@pytest.mark.parametrize("policy", ["lifo", "priority,fcfs", "1", "true"])
+def test_an_unknown_scheduling_policy_is_refused(policy: str) -> None:
+    (problem,) = problems({"MODEL": MODEL, "SCHEDULING_POLICY": policy})
+    assert problem.startswith(f"SCHEDULING_POLICY={policy}: must be fcfs")
+    assert "priority_scheduling" in problem  # where Kodify's half of the switch is
+
+
+def test_scheduling_policy_is_set_once() -> None:
+    both = {"MODEL": MODEL, "SCHEDULING_POLICY": "priority"}
+    (problem,) = problems({**both, "ADDITIONAL_ARGS": "--scheduling-policy fcfs"})
+    assert "sets --scheduling-policy, which SCHEDULING_POLICY already sets" in problem
+    alone = plan(ADDITIONAL_ARGS="--scheduling-policy=priority").argv
+    assert alone[-1] == "--scheduling-policy=priority"
+
+
 # -- ADDITIONAL_ARGS -------------------------------------------------------------------------
 
 

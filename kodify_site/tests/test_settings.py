@@ -519,6 +519,17 @@ def test_check_passes_with_nothing_configured(checked: dict[str, Checked]) -> No
 
 
 @pytest.mark.smoke
+def test_check_warns_of_no_upstream_without_creating_the_database(
+    checked: dict[str, Checked],
+) -> None:
+    # The warning looks for an upstream added in the console only in a database that is
+    # there: ``check`` before ``migrate`` leaves no empty SQLite file behind.
+    result = checked["nothing"]
+    assert "(kodify.W101)" in result.output
+    assert not (result.folder / "data" / "kodify.sqlite3").exists()
+
+
+@pytest.mark.smoke
 def test_check_stops_on_a_bad_max_n(checked: dict[str, Checked]) -> None:
     assert_stops(
         checked["max_n"], "kodify.E001", "MAX_N='abc' is not valid: expected a whole number."
