@@ -197,6 +197,32 @@ def console_applied(server: KodifyServer, workers: int, *, after: str) -> bool:
     return every_worker(server, workers, lambda report: report["console_version"] != after)
 
 
+def seed_server(server: KodifyServer, env: dict[str, str], seed: Callable[[], None]) -> None:
+    """Run ``seed`` (a module-level function) where the server will read what it makes.
+
+    On PostgreSQL the server reads the test's own database, so this process seeds it; on
+    SQLite the server has a database file of its own, in its data folder, which a
+    ``manage.py shell`` beside it seeds.
+    """
+    if os.environ.get("DB_URL"):
+        seed()
+        return
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "manage.py"),
+            "shell",
+            "-c",
+            f"from {seed.__module__} import {seed.__name__}; {seed.__name__}()",
+        ],
+        env=server_environment(server.data_dir.parent, env),
+        cwd=server.data_dir.parent,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
 def server_environment(tmp_dir: Path, overrides: dict[str, str]) -> dict[str, str]:
     env = {
         key: value

@@ -598,7 +598,7 @@ def post(url: str, body: dict[str, Any], request_id: str) -> httpx.Response:
 # engine, and the long chat holding the replica may end by itself before the two others
 # queue behind it.  Such a try shows nothing and is made again; the first try that held
 # the replica until both were queued decides.
-HOLD_TRIES = 3
+HOLD_TRIES = 6
 
 
 def queue_behind_a_long_chat(

@@ -10,9 +10,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.roles import AUDITORS
 from gateway.tests.fake_upstream import FakeUpstreamServer
-from kodify_site.testing import CHROMIUM, REPO, KodifyServer, chromium, server_environment
+from kodify_site.testing import CHROMIUM, KodifyServer, chromium, seed_server
 
 AUDITOR = "audrey"
 TIMEOUT_MS = 15_000
@@ -71,27 +68,6 @@ def seed() -> None:
     )
 
 
-def seed_server(server: KodifyServer, env: dict[str, str]) -> None:
-    if os.environ.get("DB_URL"):
-        seed()  # the server reads this test's database
-        return
-    # On SQLite the server has a database file of its own, in its data folder.
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "manage.py"),
-            "shell",
-            "-c",
-            "from journal.tests.test_console_browser import seed; seed()",
-        ],
-        env=server_environment(server.data_dir.parent, env),
-        cwd=server.data_dir.parent,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
 def test_an_auditor_finds_reads_exports_and_watches_requests(
     kodify_server: Any, fake_upstream: FakeUpstreamServer, tmp_path: Path
 ) -> None:
@@ -101,7 +77,7 @@ def test_an_auditor_finds_reads_exports_and_watches_requests(
         "KODIFY_JOURNAL_FLUSH_SECONDS": "0.05",
     }
     server = kodify_server(env)
-    seed_server(server, env)
+    seed_server(server, env, seed)
     with chromium() as browser:
         context = browser.new_context(accept_downloads=True)
         page = context.new_page()

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ from django.db import transaction
 from playwright.sync_api import Locator, Page, expect
 
 from gateway.tests.fake_upstream import FakeUpstreamServer
-from kodify_site.testing import CHROMIUM, REPO, KodifyServer, chromium, server_environment
+from kodify_site.testing import CHROMIUM, KodifyServer, chromium, seed_server
 
 ADMIN = "root"
 AUDITOR = "audrey"
@@ -83,34 +80,13 @@ def seed() -> None:
         )
 
 
-def seed_server(server: KodifyServer, env: dict[str, str]) -> None:
-    if os.environ.get("DB_URL"):
-        seed()  # the server reads this test's database
-        return
-    # On SQLite the server has a database file of its own, in its data folder.
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "manage.py"),
-            "shell",
-            "-c",
-            "from kodify_site.tests.test_console_layout_browser import seed; seed()",
-        ],
-        env=server_environment(server.data_dir.parent, env),
-        cwd=server.data_dir.parent,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
 def test_the_console_fits_a_laptop_and_a_phone_and_auditors_see_what_they_may_read(
     kodify_server: Any, fake_upstream: FakeUpstreamServer, tmp_path: Path
 ) -> None:
     # Dummy mode (no MTSAI_AUTH, no VLLM_API_KEY): every page must say the API is open.
     env = {"KODIFY_UPSTREAMS": fake_upstream.url, "LOGS": "true"}
     server = kodify_server(env)
-    seed_server(server, env)
+    seed_server(server, env, seed)
     with chromium() as browser:
         for viewport in (LAPTOP, PHONE):
             context = browser.new_context(viewport=viewport)
