@@ -234,37 +234,40 @@ def set_upstreams_enabled(
 def set_model_preprocessing(
     *, model: ServedModel, preprocessing: str, actor: Any = None
 ) -> ServedModel:
-    if model.preprocessing == preprocessing:
-        return model
-    model.preprocessing = preprocessing
-    model.full_clean()
-    with transaction.atomic():
-        model.save(update_fields=["preprocessing"])
-        _audit(
-            actor=actor,
-            action="model.changed",
-            target=model,
-            details={"preprocessing": preprocessing or "automatic"},
-        )
-    return model
+    return _set_model_setting(
+        model=model,
+        field="preprocessing",
+        value=preprocessing,
+        shown=preprocessing or "automatic",
+        actor=actor,
+    )
 
 
 def set_model_affinity(
     *, model: ServedModel, prefix_affinity: str, actor: Any = None
 ) -> ServedModel:
     """The model's prefix-cache affinity: "on", "off" or "" (KODIFY_PREFIX_AFFINITY)."""
-    if model.prefix_affinity == prefix_affinity:
+    return _set_model_setting(
+        model=model,
+        field="prefix_affinity",
+        value=prefix_affinity,
+        shown=prefix_affinity or "as KODIFY_PREFIX_AFFINITY",
+        actor=actor,
+    )
+
+
+def _set_model_setting(
+    *, model: ServedModel, field: str, value: str, shown: str, actor: Any
+) -> ServedModel:
+    """One console setting of a served model, validated, saved and audited (``shown``:
+    the value as the audit trail words it); nothing when it does not change."""
+    if getattr(model, field) == value:
         return model
-    model.prefix_affinity = prefix_affinity
+    setattr(model, field, value)
     model.full_clean()
     with transaction.atomic():
-        model.save(update_fields=["prefix_affinity"])
-        _audit(
-            actor=actor,
-            action="model.changed",
-            target=model,
-            details={"prefix_affinity": prefix_affinity or "as KODIFY_PREFIX_AFFINITY"},
-        )
+        model.save(update_fields=[field])
+        _audit(actor=actor, action="model.changed", target=model, details={field: shown})
     return model
 
 

@@ -138,9 +138,7 @@ def _rank_value(ordered: Sequence[tuple[int, int]], rank: int) -> float:
 
 def periods(at: dt.datetime) -> tuple[tuple[str, dt.datetime], tuple[str, dt.datetime]]:
     """The hour and the day (UTC) that a moment is counted in."""
-    at = at.astimezone(dt.UTC)
-    hour = at.replace(minute=0, second=0, microsecond=0)
-    return (Granularity.HOUR.value, hour), (Granularity.DAY.value, hour.replace(hour=0))
+    return _periods_of(_hour(at))
 
 
 _ENTRY_DIMENSION_NAMES = tuple(ENTRY_DIMENSIONS)  # in the order Tally.entries keys rows
@@ -384,35 +382,54 @@ def count_events(alias: str, rows: Sequence[Mapping[str, Any]]) -> None:
         .values_list("response_id", "model", "language", "status")
     }
     tally = Tally()
-    fates = []
-    for (response_id, kind), row in sorted(fresh.items()):
-        language = str(row.get("language") or "")
-        values = [
-            (ALL, ""),
-            ("user", str(row.get("username") or "")),
-            ("client", str(row.get("client_name") or "")),
-        ]
-        found = answered.get(response_id)
-        if found is not None:
-            model, entry_language, status = found
-            if status != UNKNOWN_MODEL_STATUS:
-                values.append(("model", model))
-            language = language or entry_language
-        if language or found is not None:
-            values.append(("language", language))
-        tally.fate(row["created_at"], kind, values)
-        fates.append(
-            CompletionFate(
-                response_id=response_id,
-                kind=kind,
-                created_at=row["created_at"],
-                language=language,
-                model_counted=found is not None,
-                language_counted=bool(language) or found is not None,
-            )
+    fates = [
+        _fate(
+            tally,
+            response_id=response_id,
+            kind=kind,
+            at=row["created_at"],
+            user=str(row.get("username") or ""),
+            client=str(row.get("client_name") or ""),
+            language=str(row.get("language") or ""),
+            answer=answered.get(response_id),
         )
+        for (response_id, kind), row in sorted(fresh.items())
+    ]
     objects.bulk_create(fates)
     tally.add_to(alias)
+
+
+def _fate(
+    tally: Tally,
+    *,
+    response_id: str,
+    kind: str,
+    at: dt.datetime,
+    user: str,
+    client: str,
+    language: str,
+    answer: tuple[str, str, int] | None,
+) -> CompletionFate:
+    """A completion's first event of ``kind``, counted in ``tally``: by user and editor
+    at once, by model and language when its journal row (``answer``: model, language,
+    status) is stored already; the fate says what waits for the row."""
+    values = [(ALL, ""), ("user", user), ("client", client)]
+    if answer is not None:
+        model, answer_language, status = answer
+        if status != UNKNOWN_MODEL_STATUS:
+            values.append(("model", model or ""))
+        language = language or answer_language or ""
+    if language or answer is not None:
+        values.append(("language", language))
+    tally.fate(at, kind, values)
+    return CompletionFate(
+        response_id=response_id,
+        kind=kind,
+        created_at=at,
+        language=language,
+        model_counted=answer is not None,
+        language_counted=bool(language) or answer is not None,
+    )
 
 
 # -- recounting ---------------------------------------------------------------------------
@@ -531,23 +548,16 @@ def _recount_fates(alias: str, tally: Tally) -> None:
                 if (response_id, kind) == previous:  # two rows share a response id
                     continue
                 previous = (response_id, kind)
-                when = dt.datetime.fromtimestamp(float(seconds), dt.UTC)
-                values = [(ALL, ""), ("user", user or ""), ("client", client or "")]
-                answered = status is not None
-                if answered and status != UNKNOWN_MODEL_STATUS:
-                    values.append(("model", model or ""))
-                language = language or (row_language or "" if answered else "")
-                if language or answered:
-                    values.append(("language", language))
-                tally.fate(when, kind, values)
                 batch.append(
-                    CompletionFate(
+                    _fate(
+                        tally,
                         response_id=response_id,
                         kind=kind,
-                        created_at=when,
-                        language=language,
-                        model_counted=answered,
-                        language_counted=bool(language) or answered,
+                        at=dt.datetime.fromtimestamp(float(seconds), dt.UTC),
+                        user=user or "",
+                        client=client or "",
+                        language=language or "",
+                        answer=None if status is None else (model, row_language, status),
                     )
                 )
             objects.bulk_create(batch)
